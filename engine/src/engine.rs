@@ -1,0 +1,785 @@
+//! The engine: one store, one index, one writer. The API that programs, the server and the Raft
+//! state machine use.
+//!
+//! Write path: [`Engine::execute`] (or [`Engine::apply`] with a sequence chosen by the caller,
+//! e.g. a Raft log index) takes the writer lock, applies the command to the store in one
+//! transaction, hands the changed musicians to the indexer, releases the lock, and — with
+//! [`Durability::Sync`], the default — flushes the store before returning. So when `execute`
+//! returns `Ok`, the command and its effects are on disk.
+//!
+//! Read path: reads go straight to the store (gets, lists) or ask the index for candidates and
+//! re-check every candidate against its stored record (search, match). They never take the
+//! writer lock.
+
+use crate::command::{Command, Outcome};
+use crate::index::{lock, IndexError, IndexHandle, IndexOptions};
+use crate::matching::{assign, evaluate_record, rank, Assignment, Candidate, Weights};
+use crate::model::{Booking, Gig, GigView, Musician, MusicianView};
+use crate::search::{self, Cursor, InstrumentMode, SearchHit, SearchPage, SearchQuery};
+use crate::store::{GigRecord, MusicianRecord, Store, StoreError, StoreOptions};
+use crate::validate::{is_valid_id, validate_gig, ValidationError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
+
+/// When an acknowledged write reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Durability {
+    /// `execute` returns after the store is flushed (fsync). A crash loses nothing acknowledged.
+    /// Concurrent writers share flushes (group commit).
+    Sync,
+    /// The store is flushed every `flush_every_ms` in the background: a crash may lose the
+    /// writes of the last interval. For bulk loads and for Raft state machines, whose log is
+    /// the durable copy.
+    Periodic {
+        /// Interval between background flushes.
+        flush_every_ms: u64,
+    },
+}
+
+/// Engine settings. `Config::default()` is right for most uses.
+///
+/// ```
+/// use mussikon_engine::{Config, Durability};
+/// let c = Config { durability: Durability::Periodic { flush_every_ms: 500 }, ..Config::default() };
+/// assert_eq!(c.index_commit_interval.as_millis(), 250);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// When writes reach the disk.
+    pub durability: Durability,
+    /// sled page cache, bytes.
+    pub cache_bytes: u64,
+    /// Longest time a write waits to become searchable.
+    pub index_commit_interval: Duration,
+    /// tantivy indexing threads.
+    pub index_writer_threads: usize,
+    /// tantivy indexing memory budget, bytes (split among threads).
+    pub index_heap_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            durability: Durability::Sync,
+            cache_bytes: 256 * 1024 * 1024,
+            index_commit_interval: Duration::from_millis(250),
+            index_writer_threads: 2,
+            index_heap_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// Every error the engine returns.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A request (not a command) broke validation rules.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A record the request names does not exist.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// "musician" or "gig".
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Reading or writing a snapshot or import stream failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A snapshot stream is malformed.
+    #[error("bad snapshot: {0}")]
+    Snapshot(String),
+    /// A restore into a store that is not empty, without `force`.
+    #[error(
+        "the store is not empty ({musicians} musicians, {gigs} gigs); pass force to replace it"
+    )]
+    NotEmpty {
+        /// Musicians present.
+        musicians: u64,
+        /// Gigs present.
+        gigs: u64,
+    },
+}
+
+/// A command's sequence number and what it did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Executed {
+    /// The applied sequence of this command.
+    pub seq: u64,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// A numbers-only view of the engine, for health checks and metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Last applied sequence.
+    pub applied_seq: u64,
+    /// Sequence covered by the searchable index.
+    pub index_seq: u64,
+    /// How long the oldest change not yet searchable has waited, ms (0 when none).
+    pub index_lag_ms: u64,
+    /// Musicians stored.
+    pub musicians: u64,
+    /// Gigs stored.
+    pub gigs: u64,
+    /// Bytes on disk of the store.
+    pub store_bytes: u64,
+}
+
+/// What to match: a stored gig by id or a gig given in full.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchTarget {
+    /// A stored gig; seats already booked are not offered again.
+    Stored(String),
+    /// An ad-hoc gig, not stored.
+    AdHoc(Gig),
+}
+
+/// A matching request.
+///
+/// ```
+/// use mussikon_engine::{MatchRequest, MatchTarget};
+/// let r = MatchRequest { target: MatchTarget::Stored("g-1".into()), k: Some(5), weights: None };
+/// assert_eq!(r.k, Some(5));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchRequest {
+    /// The gig.
+    pub target: MatchTarget,
+    /// Candidates per slot, 1–100 (default 10).
+    pub k: Option<usize>,
+    /// Ranking weights (default 0.35/0.30/0.15/0.10/0.10).
+    pub weights: Option<Weights>,
+}
+
+/// Default candidates per slot.
+pub const DEFAULT_K: usize = 10;
+/// Most candidates per slot.
+pub const MAX_K: usize = 100;
+
+/// Ranked candidates for one slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotMatches {
+    /// Slot index in the gig.
+    pub slot: usize,
+    /// The slot's instrument.
+    pub instrument: String,
+    /// Seats still open in the slot.
+    pub open_seats: usize,
+    /// Up to k candidates, best first.
+    pub candidates: Vec<Candidate>,
+    /// Eligible musicians found for the slot (before the cut to k).
+    pub eligible: usize,
+}
+
+/// The answer to a matching request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatchResult {
+    /// The gig's id.
+    pub gig_id: String,
+    /// The gig's date.
+    pub date: String,
+    /// Per-slot rankings.
+    pub slots: Vec<SlotMatches>,
+    /// The optimal filling of the open seats.
+    pub assignment: Assignment,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    index: IndexHandle,
+    writer: Mutex<()>,
+    config: Config,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.index.stop();
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// The embedded matching engine. Cheap to clone (shared handle); safe to use from many threads.
+///
+/// ```
+/// use mussikon_engine::{Engine, Config, Command};
+/// let dir = tempfile::tempdir().unwrap();
+/// let engine = Engine::open(dir.path(), Config::default()).unwrap();
+/// let m = serde_json::from_str(r#"{"id":"m-1","name":"Ana","instruments":[{"name":"guitar","level":4}],
+///   "location":{"lat":40.42,"lon":-3.70},"travel_radius_km":50,"fee":{"amount":10000,"currency":"EUR"}}"#).unwrap();
+/// let done = engine.execute(&Command::UpsertMusician { musician: m }).unwrap();
+/// assert!(done.outcome.is_done());
+/// assert!(engine.musician("m-1").unwrap().is_some());
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn cell_terms(field: tantivy::schema::Field, cells: Vec<String>) -> Box<dyn Query> {
+    Box::new(TermSetQuery::new(
+        cells.into_iter().map(|c| Term::from_field_text(field, &c)),
+    ))
+}
+
+fn term(field: tantivy::schema::Field, text: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, text),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn filter(q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
+    (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+}
+
+impl Engine {
+    /// Opens the engine on `path` (created if missing): the store in `path/store`, the index in
+    /// `path/index`. Brings the index level with the store before returning.
+    pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Engine, EngineError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)?;
+        if path.join("RESTORING").exists() {
+            return Err(EngineError::Snapshot(format!(
+                "{} holds an unfinished restore; run the restore again",
+                path.display()
+            )));
+        }
+        let flush_every_ms = match config.durability {
+            Durability::Sync => Some(1000),
+            Durability::Periodic { flush_every_ms } => Some(flush_every_ms.max(1)),
+        };
+        let store = Arc::new(Store::open(
+            &path.join("store"),
+            &StoreOptions {
+                cache_bytes: config.cache_bytes,
+                flush_every_ms,
+            },
+        )?);
+        let index = IndexHandle::open(
+            &path.join("index"),
+            store.clone(),
+            IndexOptions {
+                commit_interval: config.index_commit_interval,
+                writer_threads: config.index_writer_threads,
+                writer_heap_bytes: config.index_heap_bytes,
+            },
+        )?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                index,
+                writer: Mutex::new(()),
+                config,
+                path,
+            }),
+        })
+    }
+
+    /// The directory the engine lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Applies `cmd` as the next sequence number. Durable on return with [`Durability::Sync`].
+    pub fn execute(&self, cmd: &Command) -> Result<Executed, EngineError> {
+        let executed = {
+            let _w = lock(&self.inner.writer);
+            let seq = self.inner.store.applied_seq()? + 1;
+            self.apply_locked(seq, cmd)?
+        };
+        self.sync_if_configured()?;
+        Ok(executed)
+    }
+
+    /// Applies `cmd` as sequence `seq` (e.g. a Raft log index). A `seq` not above the applied
+    /// one is a no-op answered with [`Outcome::AlreadyApplied`]. Gaps are allowed.
+    pub fn apply(&self, seq: u64, cmd: &Command) -> Result<Executed, EngineError> {
+        let executed = {
+            let _w = lock(&self.inner.writer);
+            self.apply_locked(seq, cmd)?
+        };
+        self.sync_if_configured()?;
+        Ok(executed)
+    }
+
+    fn apply_locked(&self, seq: u64, cmd: &Command) -> Result<Executed, EngineError> {
+        let applied = self.inner.store.apply(seq, cmd)?;
+        if !matches!(applied.outcome, Outcome::AlreadyApplied { .. }) {
+            self.inner.index.send(seq, applied.changed);
+        }
+        Ok(Executed {
+            seq,
+            outcome: applied.outcome,
+        })
+    }
+
+    fn sync_if_configured(&self) -> Result<(), EngineError> {
+        if self.inner.config.durability == Durability::Sync {
+            self.inner.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the store to disk now. Everything applied before the call is durable after it.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        self.inner.store.flush()?;
+        Ok(())
+    }
+
+    /// Makes every change applied so far searchable, and waits for it.
+    pub fn refresh(&self) -> Result<(), EngineError> {
+        self.inner.index.refresh()?;
+        Ok(())
+    }
+
+    /// Last applied sequence number.
+    pub fn applied_seq(&self) -> Result<u64, EngineError> {
+        Ok(self.inner.store.applied_seq()?)
+    }
+
+    /// Counters for health checks and metrics.
+    pub fn status(&self) -> Result<Status, EngineError> {
+        let (musicians, gigs) = self.inner.store.counts()?;
+        let v = self.inner.index.visibility();
+        Ok(Status {
+            applied_seq: self.inner.store.applied_seq()?,
+            index_seq: v.seq,
+            index_lag_ms: v
+                .oldest_pending
+                .map(|t| t.elapsed().as_millis() as u64)
+                .unwrap_or(0),
+            musicians,
+            gigs,
+            store_bytes: self.inner.store.size_on_disk()?,
+        })
+    }
+
+    /// A stored musician.
+    pub fn musician(&self, id: &str) -> Result<Option<MusicianView>, EngineError> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        Ok(self.inner.store.musician(id)?.map(|r| MusicianView {
+            musician: r.musician,
+            version: r.version,
+            booked: r.booked,
+        }))
+    }
+
+    /// A stored gig with its bookings.
+    pub fn gig(&self, id: &str) -> Result<Option<GigView>, EngineError> {
+        if !is_valid_id(id) {
+            return Ok(None);
+        }
+        Ok(self.inner.store.gig(id)?.map(gig_view))
+    }
+
+    /// Up to `limit` musicians with id greater than `after`, in id order.
+    pub fn list_musicians(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MusicianView>, EngineError> {
+        self.inner
+            .store
+            .musicians_after(after)
+            .take(limit)
+            .map(|r| {
+                let r = r?;
+                Ok(MusicianView {
+                    musician: r.musician,
+                    version: r.version,
+                    booked: r.booked,
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` gigs with id greater than `after`, in id order.
+    pub fn list_gigs(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<GigView>, EngineError> {
+        self.inner
+            .store
+            .gigs_after(after)
+            .take(limit)
+            .map(|r| Ok(gig_view(r?)))
+            .collect()
+    }
+
+    /// Verifies the engine's invariants: bookings recorded on both sides, and every stored
+    /// musician indexed exactly once with the index agreeing with the store (call
+    /// [`Engine::refresh`] first). Returns the violations found; empty means consistent.
+    pub fn check_consistency(&self) -> Result<Vec<String>, EngineError> {
+        let mut problems = self.inner.store.check_bookings()?;
+        let searcher = self.inner.index.reader.searcher();
+        let ids = searcher
+            .search(&AllQuery, &crate::index::IdCollector { scoring: false })
+            .map_err(IndexError::from)?;
+        let mut indexed: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
+        indexed.sort();
+        let stored: Vec<String> = self
+            .inner
+            .store
+            .musicians_after(None)
+            .map(|r| r.map(|m| m.musician.id))
+            .collect::<Result<_, _>>()?;
+        if indexed != stored {
+            let dup = indexed.windows(2).filter(|w| w[0] == w[1]).count();
+            problems.push(format!(
+                "index holds {} documents ({} duplicated), store {} musicians",
+                indexed.len(),
+                dup,
+                stored.len()
+            ));
+        }
+        Ok(problems)
+    }
+
+    fn fetch(&self, ids: Vec<String>) -> Result<Vec<MusicianRecord>, EngineError> {
+        let store = &self.inner.store;
+        let recs: Result<Vec<Option<MusicianRecord>>, StoreError> =
+            ids.par_iter().map(|id| store.musician(id)).collect();
+        Ok(recs?.into_iter().flatten().collect())
+    }
+
+    fn candidates(
+        &self,
+        query: &dyn Query,
+        scoring: bool,
+    ) -> Result<Vec<(String, f32)>, EngineError> {
+        let searcher = self.inner.index.reader.searcher();
+        Ok(searcher
+            .search(query, &crate::index::IdCollector { scoring })
+            .map_err(IndexError::from)?)
+    }
+
+    /// Searches musicians. See [`crate::search`] for the exact semantics.
+    pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, EngineError> {
+        let q = query.validated()?;
+        let f = self.inner.index.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let text_tokens = q.text.as_deref().map(search::tokens).unwrap_or_default();
+        for t in &text_tokens {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.text, t),
+                    IndexRecordOption::WithFreqs,
+                )),
+            ));
+        }
+        if !q.instruments.is_empty() {
+            let terms: Vec<String> = q
+                .instruments
+                .iter()
+                .map(|i| crate::index::inst_term(&i.name, i.min_level))
+                .collect();
+            match q.instrument_mode {
+                InstrumentMode::Any => clauses.push(filter(cell_terms(f.inst, terms))),
+                InstrumentMode::All => {
+                    for t in terms {
+                        clauses.push(filter(term(f.inst, &t)));
+                    }
+                }
+            }
+        }
+        if !q.genres.is_empty() {
+            clauses.push(filter(cell_terms(f.genre, q.genres.clone())));
+        }
+        if let Some(n) = &q.near {
+            clauses.push(filter(cell_terms(
+                f.home,
+                crate::geo::cover_cells(n.point(), n.radius_km, 64),
+            )));
+        }
+        if let Some(d) = &q.available_on {
+            clauses.push((Occur::MustNot, term(f.unavail, d)));
+        }
+        if let Some(fee) = &q.max_fee {
+            clauses.push(filter(term(f.currency, &fee.currency)));
+            clauses.push(filter(Box::new(RangeQuery::new(
+                std::ops::Bound::Included(Term::from_field_u64(f.fee, 0)),
+                std::ops::Bound::Included(Term::from_field_u64(f.fee, fee.amount.max(0) as u64)),
+            ))));
+        }
+        if !q.include_inactive {
+            clauses.push(filter(term(f.active, "1")));
+        }
+        if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        let found = self.candidates(&BooleanQuery::new(clauses), !text_tokens.is_empty())?;
+        let relevance: std::collections::HashMap<String, f32> = found.iter().cloned().collect();
+        let ids: Vec<String> = relevance.keys().cloned().collect();
+        let recs = self.fetch(ids)?;
+        let mut hits: Vec<(f64, SearchHit)> = recs
+            .into_par_iter()
+            .filter(|r| matches_query(&q, &text_tokens, r))
+            .map(|r| {
+                let rel = relevance.get(&r.musician.id).copied().unwrap_or(0.0) as f64;
+                let dist = q
+                    .near
+                    .map(|n| crate::geo::haversine_km(n.point(), r.musician.location));
+                let key = search::sort_key(q.sort, rel, dist, &r.musician);
+                (
+                    key,
+                    SearchHit {
+                        musician: r.musician,
+                        distance_km: dist,
+                        relevance: rel,
+                    },
+                )
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then_with(|| a.1.musician.id.cmp(&b.1.musician.id))
+        });
+        if let Some(cur) = q.cursor.as_deref().and_then(Cursor::decode) {
+            let start = hits.partition_point(|(k, h)| {
+                k.total_cmp(&cur.key)
+                    .then_with(|| h.musician.id.as_str().cmp(&cur.id))
+                    .is_le()
+            });
+            hits.drain(..start);
+        }
+        let limit = q.limit.unwrap_or(search::DEFAULT_LIMIT);
+        let more = hits.len() > limit;
+        hits.truncate(limit);
+        let next_cursor = if more {
+            hits.last().map(|(k, h)| {
+                Cursor {
+                    key: *k,
+                    id: h.musician.id.clone(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(SearchPage {
+            hits: hits.into_iter().map(|(_, h)| h).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Ranks candidates for every slot of a gig and assigns its open seats optimally.
+    /// See [`crate::matching`] for the exact rules.
+    pub fn match_gig(&self, req: &MatchRequest) -> Result<MatchResult, EngineError> {
+        let mut c = crate::validate::Checker::default();
+        let k = req.k.unwrap_or(DEFAULT_K);
+        c.check(
+            (1..=MAX_K).contains(&k),
+            "k",
+            "must be an integer from 1 to 100",
+        );
+        let weights = match req.weights.unwrap_or_default().normalized() {
+            Ok(w) => w,
+            Err(rule) => {
+                c.fail("weights", rule);
+                Weights::default()
+            }
+        };
+        c.finish(())?;
+        let (gig, booked): (Gig, Vec<(i64, String)>) = match &req.target {
+            MatchTarget::Stored(id) => {
+                let rec = self
+                    .inner
+                    .store
+                    .gig(id)?
+                    .filter(|_| is_valid_id(id))
+                    .ok_or_else(|| EngineError::NotFound {
+                        kind: "gig",
+                        id: id.clone(),
+                    })?;
+                (rec.gig, rec.bookings)
+            }
+            MatchTarget::AdHoc(g) => (validate_gig(g.clone())?, Vec::new()),
+        };
+        let open: Vec<usize> = gig
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let taken = booked.iter().filter(|(b, _)| *b == i as i64).count();
+                (s.count.max(0) as usize).saturating_sub(taken)
+            })
+            .collect();
+        let total_open: usize = open.iter().sum();
+        let keep = k.max(total_open);
+        let mut slots = Vec::with_capacity(gig.slots.len());
+        let mut lists = Vec::with_capacity(gig.slots.len());
+        for (i, slot) in gig.slots.iter().enumerate() {
+            let query = self.slot_query(&gig, slot);
+            let ids: Vec<String> = self
+                .candidates(&query, false)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let recs = self.fetch(ids)?;
+            let mut cands: Vec<Candidate> = recs
+                .par_iter()
+                .filter_map(|r| evaluate_record(&gig, slot, r, &weights))
+                .collect();
+            let eligible = cands.len();
+            rank(&mut cands);
+            cands.truncate(keep);
+            slots.push(SlotMatches {
+                slot: i,
+                instrument: slot.instrument.clone(),
+                open_seats: open[i],
+                candidates: cands.iter().take(k).cloned().collect(),
+                eligible,
+            });
+            lists.push(cands);
+        }
+        let assignment = assign(&lists, &open);
+        Ok(MatchResult {
+            gig_id: gig.id.clone(),
+            date: gig.date.clone(),
+            slots,
+            assignment,
+        })
+    }
+
+    fn slot_query(&self, gig: &Gig, slot: &crate::model::Slot) -> BooleanQuery {
+        let f = self.inner.index.fields;
+        BooleanQuery::new(vec![
+            filter(term(
+                f.inst,
+                &crate::index::inst_term(&slot.instrument, slot.min_level),
+            )),
+            filter(cell_terms(f.reach, crate::geo::point_cells(gig.location))),
+            filter(cell_terms(
+                f.home,
+                crate::geo::cover_cells(gig.location, gig.radius_km, 32),
+            )),
+            filter(term(f.active, "1")),
+            filter(term(f.currency, &gig.budget.currency)),
+            filter(Box::new(RangeQuery::new(
+                std::ops::Bound::Included(Term::from_field_u64(f.fee, 0)),
+                std::ops::Bound::Included(Term::from_field_u64(
+                    f.fee,
+                    gig.budget.max_fee.max(0) as u64,
+                )),
+            ))),
+            (Occur::MustNot, term(f.unavail, &gig.date)),
+        ])
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn writer_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.inner.writer)
+    }
+
+    /// Convenience: book a musician (same as `execute(&Command::Book(..))`).
+    pub fn book(&self, booking: Booking) -> Result<Executed, EngineError> {
+        self.execute(&Command::Book(booking))
+    }
+
+    /// Convenience: upsert one musician.
+    pub fn upsert_musician(&self, musician: Musician) -> Result<Executed, EngineError> {
+        self.execute(&Command::UpsertMusician { musician })
+    }
+
+    /// Convenience: upsert one gig.
+    pub fn upsert_gig(&self, gig: Gig) -> Result<Executed, EngineError> {
+        self.execute(&Command::UpsertGig { gig })
+    }
+}
+
+fn gig_view(r: GigRecord) -> GigView {
+    let bookings = r
+        .bookings
+        .iter()
+        .map(|(slot, m)| Booking {
+            gig_id: r.gig.id.clone(),
+            slot: *slot,
+            musician_id: m.clone(),
+        })
+        .collect();
+    GigView {
+        gig: r.gig,
+        version: r.version,
+        bookings,
+    }
+}
+
+/// The exact search predicate on a stored record.
+fn matches_query(q: &SearchQuery, text_tokens: &[String], r: &MusicianRecord) -> bool {
+    let m = &r.musician;
+    if !q.include_inactive && !m.active {
+        return false;
+    }
+    if !text_tokens.is_empty() {
+        let mut have = search::tokens(&m.name);
+        if let Some(b) = &m.bio {
+            have.extend(search::tokens(b));
+        }
+        if !text_tokens.iter().all(|t| have.contains(t)) {
+            return false;
+        }
+    }
+    if !q.instruments.is_empty() {
+        let ok =
+            |f: &search::InstrumentFilter| m.level_on(&f.name).is_some_and(|l| l >= f.min_level);
+        let pass = match q.instrument_mode {
+            InstrumentMode::Any => q.instruments.iter().any(ok),
+            InstrumentMode::All => q.instruments.iter().all(ok),
+        };
+        if !pass {
+            return false;
+        }
+    }
+    if !q.genres.is_empty() && !q.genres.iter().any(|g| m.genres.contains(g)) {
+        return false;
+    }
+    if let Some(n) = &q.near {
+        if crate::geo::haversine_km(n.point(), m.location) > n.radius_km {
+            return false;
+        }
+    }
+    if let Some(d) = &q.available_on {
+        if m.busy.contains(d) || r.booked.iter().any(|b| &b.date == d) {
+            return false;
+        }
+    }
+    if let Some(f) = &q.max_fee {
+        if m.fee.currency != f.currency || m.fee.amount > f.amount {
+            return false;
+        }
+    }
+    if let Some(min) = q.min_rating {
+        if m.bayesian_rating() < min {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,198 @@
+//! Distances on the sphere and the grid cells that let a term index answer "who is near here".
+//!
+//! tantivy has no geo query, so locations become terms. The grid is equal-angle: at level `k`
+//! a cell spans `360 / 2^k` degrees in both latitude and longitude (level 0 is the whole globe,
+//! level [`MAX_LEVEL`] about 2.4 km of latitude). A term is `"{k}/{row}/{col}"`.
+//!
+//! Two uses, one promise each:
+//! - [`point_cells`]: the cells holding a point, one per level (what a point is indexed or
+//!   looked up by);
+//! - [`cover_cells`]: for a circle, the cells of the coarsest-but-fine-enough level that cover
+//!   its latitude/longitude bounding box, at most `max_cells` of them.
+//!
+//! Promise: if `haversine_km(center, p) <= radius_km` then `cover_cells(center, radius_km, n)`
+//! contains the cell of `p` at the cover's level, so a term query over the cover is a superset
+//! of the circle. Callers always follow it with the exact distance check. The bounding box is
+//! computed for a spherical cap (with the poles and the antimeridian handled) and widened by a
+//! small margin against rounding.
+
+use crate::model::GeoPoint;
+
+/// Mean Earth radius used for every distance, in km.
+pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Finest grid level.
+pub const MAX_LEVEL: u32 = 14;
+
+/// Great-circle distance in km (haversine formula, radius [`EARTH_RADIUS_KM`]).
+///
+/// ```
+/// use mussikon_engine::{geo::haversine_km, GeoPoint};
+/// let madrid = GeoPoint { lat: 40.4168, lon: -3.7038 };
+/// let barcelona = GeoPoint { lat: 41.3874, lon: 2.1686 };
+/// let d = haversine_km(madrid, barcelona);
+/// assert!((d - 505.0).abs() < 5.0);
+/// ```
+pub fn haversine_km(a: GeoPoint, b: GeoPoint) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = la2 - la1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+fn cell_size(level: u32) -> f64 {
+    360.0 / f64::from(1u32 << level)
+}
+
+fn rows(level: u32) -> i64 {
+    // 180 degrees of latitude at this cell size, at least one row.
+    ((180.0 / cell_size(level)).ceil() as i64).max(1)
+}
+
+fn cols(level: u32) -> i64 {
+    1i64 << level
+}
+
+fn row_of(lat: f64, level: u32) -> i64 {
+    (((lat + 90.0) / cell_size(level)).floor() as i64).clamp(0, rows(level) - 1)
+}
+
+fn col_of(lon: f64, level: u32) -> i64 {
+    (((lon + 180.0) / cell_size(level)).floor() as i64).rem_euclid(cols(level))
+}
+
+fn term(level: u32, row: i64, col: i64) -> String {
+    format!("{level}/{row}/{col}")
+}
+
+/// The cell of `p` at every level from 0 to [`MAX_LEVEL`].
+///
+/// ```
+/// use mussikon_engine::{geo::point_cells, GeoPoint};
+/// let cells = point_cells(GeoPoint { lat: 0.0, lon: 0.0 });
+/// assert_eq!(cells[0], "0/0/0");
+/// assert_eq!(cells.len(), 15);
+/// ```
+pub fn point_cells(p: GeoPoint) -> Vec<String> {
+    (0..=MAX_LEVEL)
+        .map(|k| term(k, row_of(p.lat, k), col_of(p.lon, k)))
+        .collect()
+}
+
+/// Degrees added on every side of a bounding box against floating-point rounding.
+const MARGIN_DEG: f64 = 1e-6;
+
+/// Cells covering the circle of `radius_km` around `center`: at most `max_cells` (≥ 1) cells of
+/// the finest level that fits.
+///
+/// ```
+/// use mussikon_engine::{geo::{cover_cells, point_cells}, GeoPoint};
+/// let madrid = GeoPoint { lat: 40.4168, lon: -3.7038 };
+/// let getafe = GeoPoint { lat: 40.3057, lon: -3.7329 }; // ~12 km away
+/// let cover = cover_cells(madrid, 50.0, 16);
+/// assert!(cover.len() <= 16);
+/// assert!(point_cells(getafe).iter().any(|c| cover.contains(c)));
+/// ```
+pub fn cover_cells(center: GeoPoint, radius_km: f64, max_cells: usize) -> Vec<String> {
+    let max_cells = max_cells.max(1) as i64;
+    let delta = (radius_km / EARTH_RADIUS_KM).to_degrees();
+    let lat_min = center.lat - delta - MARGIN_DEG;
+    let lat_max = center.lat + delta + MARGIN_DEG;
+    // Longitude half-width of a spherical cap: asin(sin δ / cos φ); the whole circle of
+    // longitudes when the cap reaches a pole.
+    let full_lon = lat_max >= 90.0 || lat_min <= -90.0 || delta >= 90.0 || {
+        let s = (delta.to_radians()).sin() / center.lat.to_radians().cos();
+        !(s.is_finite() && s < 1.0)
+    };
+    let half_lon = if full_lon {
+        180.0
+    } else {
+        ((delta.to_radians()).sin() / center.lat.to_radians().cos())
+            .asin()
+            .to_degrees()
+            + MARGIN_DEG
+    };
+    for level in (0..=MAX_LEVEL).rev() {
+        let r0 = row_of(lat_min.max(-90.0), level);
+        let r1 = row_of(lat_max.min(90.0), level);
+        let nrows = r1 - r0 + 1;
+        let (c0, ncols) = if full_lon || half_lon >= 180.0 {
+            (0, cols(level))
+        } else {
+            // Unwrapped column numbers, so a box crossing the antimeridian stays contiguous.
+            let c0 = ((center.lon - half_lon + 180.0) / cell_size(level)).floor() as i64;
+            let c1 = ((center.lon + half_lon + 180.0) / cell_size(level)).floor() as i64;
+            (c0, (c1 - c0 + 1).min(cols(level)))
+        };
+        if nrows * ncols <= max_cells || level == 0 {
+            let mut out = Vec::with_capacity((nrows * ncols) as usize);
+            for r in r0..=r1 {
+                for i in 0..ncols {
+                    out.push(term(level, r, (c0 + i).rem_euclid(cols(level))));
+                }
+            }
+            return out;
+        }
+    }
+    vec![term(0, 0, 0)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn point() -> impl Strategy<Value = GeoPoint> {
+        (-90.0f64..=90.0, -180.0f64..=180.0).prop_map(|(lat, lon)| GeoPoint { lat, lon })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn cover_contains_every_point_within_radius(
+            c in point(), bearing in 0.0f64..360.0, frac in 0.0f64..=1.0,
+            radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
+            max_cells in 1usize..40,
+        ) {
+            // A point at distance frac·radius along `bearing` from c (spherical destination).
+            let d = frac * radius / EARTH_RADIUS_KM;
+            let (la, lo, b) = (c.lat.to_radians(), c.lon.to_radians(), bearing.to_radians());
+            let lat2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).asin();
+            let lon2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * lat2.sin());
+            let mut lon2 = lon2.to_degrees();
+            if lon2 > 180.0 { lon2 -= 360.0 } else if lon2 < -180.0 { lon2 += 360.0 }
+            let p = GeoPoint { lat: lat2.to_degrees(), lon: lon2 };
+            prop_assume!(haversine_km(c, p) <= radius);
+            let cover = cover_cells(c, radius, max_cells);
+            prop_assert!(cover.len() <= max_cells.max(1) || cover.len() == 1 || cover[0].starts_with("0/"));
+            let cells = point_cells(p);
+            prop_assert!(cells.iter().any(|x| cover.contains(x)), "{c:?} r={radius} p={p:?} cover={cover:?}");
+        }
+    }
+
+    #[test]
+    fn antimeridian_circle_covers_both_sides() {
+        let c = GeoPoint {
+            lat: -17.7,
+            lon: 179.9,
+        };
+        let cover = cover_cells(c, 30.0, 16);
+        let east = GeoPoint {
+            lat: -17.7,
+            lon: -179.95,
+        };
+        assert!(point_cells(east).iter().any(|x| cover.contains(x)));
+    }
+
+    #[test]
+    fn haversine_is_symmetric_and_zero_on_self() {
+        let a = GeoPoint { lat: 1.0, lon: 2.0 };
+        let b = GeoPoint {
+            lat: -3.0,
+            lon: 4.5,
+        };
+        assert_eq!(haversine_km(a, a), 0.0);
+        assert!((haversine_km(a, b) - haversine_km(b, a)).abs() < 1e-12);
+    }
+}

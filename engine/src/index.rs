@@ -1,0 +1,488 @@
+//! The search index: a tantivy index derived from the store, and the thread that keeps it so.
+//!
+//! One document per musician. Terms carry what the matcher filters on: `inst` holds
+//! `"{instrument}@{l}"` for every level `l` up to the musician's (so "plays guitar at level ≥ 3"
+//! is one term, `guitar@3`), `genre`, `unavail` (busy and booked dates), `home` (the location's
+//! cell at every grid level), `reach` (cells covering the travel circle, see [`crate::geo`]),
+//! `currency`, `active`; `fee` is a fast, indexed u64 for range filters; `text` holds name and
+//! bio for free-text search. `id` is an indexed and fast string, the way back to the store.
+//!
+//! Promises:
+//! - The index is derived: the store alone is the truth, and every read path re-checks the
+//!   stored record before returning it, so a stale document can only cause a miss within the
+//!   visibility bound, never a wrong answer.
+//! - Writes become visible within `commit_interval` (default 250 ms): the indexer thread batches
+//!   changes, commits, and reloads the reader explicitly. [`IndexHandle::refresh`] forces it.
+//! - Each commit's payload records the applied sequence it covers. On open, an index behind the
+//!   store is brought up to date from the store's change log; a missing, unreadable or
+//!   older-schema index is rebuilt from the store, with progress logged.
+
+use crate::geo::{cover_cells, point_cells};
+use crate::store::{MusicianRecord, Store, StoreError};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::StrColumn;
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
+};
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
+    TantivyDocument, Term,
+};
+
+/// Bumped whenever the document layout changes; an index with another version is rebuilt.
+const SCHEMA_VERSION: u32 = 1;
+
+/// Most cells in a musician's travel-circle cover (see docs/perf.md for the measurement).
+pub const REACH_MAX_CELLS: usize = 16;
+
+/// Errors from the index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// tantivy failed.
+    #[error("index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The store failed while the index read from it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Filesystem error around the index directory.
+    #[error("index directory: {0}")]
+    Io(#[from] std::io::Error),
+    /// The indexer thread is gone (the engine is shutting down).
+    #[error("the indexer thread has stopped")]
+    Stopped,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Fields {
+    pub id: Field,
+    pub text: Field,
+    pub inst: Field,
+    pub genre: Field,
+    pub unavail: Field,
+    pub home: Field,
+    pub reach: Field,
+    pub currency: Field,
+    pub active: Field,
+    pub fee: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text_opts = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | FAST),
+        text: b.add_text_field("text", text_opts),
+        inst: b.add_text_field("inst", STRING),
+        genre: b.add_text_field("genre", STRING),
+        unavail: b.add_text_field("unavail", STRING),
+        home: b.add_text_field("home", STRING),
+        reach: b.add_text_field("reach", STRING),
+        currency: b.add_text_field("currency", STRING),
+        active: b.add_text_field("active", STRING),
+        fee: b.add_u64_field("fee", INDEXED | FAST),
+    };
+    (b.build(), fields)
+}
+
+pub(crate) fn inst_term(instrument: &str, min_level: i64) -> String {
+    format!("{instrument}@{min_level}")
+}
+
+fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
+    let m = &rec.musician;
+    let mut d = TantivyDocument::default();
+    d.add_text(f.id, &m.id);
+    d.add_text(f.text, &m.name);
+    if let Some(bio) = &m.bio {
+        d.add_text(f.text, bio);
+    }
+    for s in &m.instruments {
+        for l in 1..=s.level.clamp(0, 5) {
+            d.add_text(f.inst, inst_term(&s.name, l));
+        }
+    }
+    for g in &m.genres {
+        d.add_text(f.genre, g);
+    }
+    for day in &m.busy {
+        d.add_text(f.unavail, day);
+    }
+    for b in &rec.booked {
+        d.add_text(f.unavail, &b.date);
+    }
+    for c in point_cells(m.location) {
+        d.add_text(f.home, c);
+    }
+    for c in cover_cells(m.location, m.travel_radius_km, REACH_MAX_CELLS) {
+        d.add_text(f.reach, c);
+    }
+    d.add_text(f.currency, &m.fee.currency);
+    d.add_text(f.active, if m.active { "1" } else { "0" });
+    d.add_u64(f.fee, m.fee.amount.max(0) as u64);
+    d
+}
+
+/// Collects the ids (and scores, when asked) of matching documents without ranking them.
+pub(crate) struct IdCollector {
+    pub scoring: bool,
+}
+
+pub(crate) struct IdSegmentCollector {
+    column: Option<StrColumn>,
+    hits: Vec<(u64, Score)>,
+}
+
+impl Collector for IdCollector {
+    type Fruit = Vec<(String, Score)>;
+    type Child = IdSegmentCollector;
+
+    fn for_segment(
+        &self,
+        _ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<IdSegmentCollector> {
+        Ok(IdSegmentCollector {
+            column: reader.fast_fields().str("id")?,
+            hits: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scoring
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(String, Score)>>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl SegmentCollector for IdSegmentCollector {
+    type Fruit = Vec<(String, Score)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(col) = &self.column {
+            if let Some(ord) = col.term_ords(doc).next() {
+                self.hits.push((ord, score));
+            }
+        }
+    }
+
+    fn harvest(mut self) -> Self::Fruit {
+        let Some(col) = self.column else {
+            return Vec::new();
+        };
+        // Resolve ordinals in sorted order: one pass over the dictionary's blocks.
+        self.hits.sort_unstable_by_key(|h| h.0);
+        let mut ords: Vec<u64> = self.hits.iter().map(|h| h.0).collect();
+        ords.dedup();
+        let mut names = Vec::with_capacity(ords.len());
+        let found = col
+            .dictionary()
+            .sorted_ords_to_term_cb(ords.iter().copied(), |bytes| {
+                names.push(String::from_utf8_lossy(bytes).into_owned());
+                Ok(())
+            });
+        if !matches!(found, Ok(true)) || names.len() != ords.len() {
+            tracing::error!("index id column is inconsistent; results of this segment skipped");
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(self.hits.len());
+        let mut j = 0;
+        for (ord, score) in self.hits {
+            while ords[j] != ord {
+                j += 1;
+            }
+            out.push((names[j].clone(), score));
+        }
+        out
+    }
+}
+
+/// What the indexer thread is told.
+enum IndexMsg {
+    Change {
+        seq: u64,
+        docs: Vec<(String, Option<MusicianRecord>)>,
+    },
+    Commit(Sender<Result<u64, String>>),
+    Stop,
+}
+
+/// Shared view of the index: a reader to search with and the sequence it covers.
+pub(crate) struct IndexHandle {
+    pub reader: IndexReader,
+    pub fields: Fields,
+    tx: Mutex<Sender<IndexMsg>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    visible: Arc<(Mutex<VisibleState>, Condvar)>,
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct VisibleState {
+    /// Highest applied sequence whose changes are searchable.
+    pub seq: u64,
+    /// Highest sequence handed to the indexer.
+    pub sent: u64,
+    /// When the oldest not-yet-visible change was sent.
+    pub oldest_pending: Option<Instant>,
+}
+
+pub(crate) struct IndexOptions {
+    pub commit_interval: Duration,
+    pub writer_threads: usize,
+    pub writer_heap_bytes: usize,
+}
+
+fn read_payload(index: &Index) -> Option<(u32, u64)> {
+    let payload = index.load_metas().ok()?.payload?;
+    let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
+    Some((
+        u32::try_from(v.get("schema")?.as_u64()?).ok()?,
+        v.get("seq")?.as_u64()?,
+    ))
+}
+
+fn commit(writer: &mut IndexWriter, seq: u64) -> tantivy::Result<()> {
+    let mut prepared = writer.prepare_commit()?;
+    prepared.set_payload(&serde_json::json!({"schema": SCHEMA_VERSION, "seq": seq}).to_string());
+    prepared.commit()?;
+    Ok(())
+}
+
+fn open_index(dir: &Path) -> Result<(Index, Option<u64>), IndexError> {
+    let (schema, _) = schema();
+    if dir.join("meta.json").exists() {
+        match Index::open_in_dir(dir) {
+            Ok(index) if index.schema() == schema => {
+                if let Some((SCHEMA_VERSION, seq)) = read_payload(&index) {
+                    return Ok((index, Some(seq)));
+                }
+                tracing::warn!("index payload missing or of another schema version: rebuilding");
+            }
+            Ok(_) => tracing::warn!("index schema differs from this build: rebuilding"),
+            Err(e) => tracing::warn!(error = %e, "index unreadable: rebuilding"),
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok((Index::create_in_dir(dir, schema)?, None))
+}
+
+impl IndexHandle {
+    /// Opens the index in `dir`, brings it level with `store`, and starts the indexer thread.
+    pub(crate) fn open(
+        dir: &Path,
+        store: Arc<Store>,
+        opts: IndexOptions,
+    ) -> Result<IndexHandle, IndexError> {
+        let (index, covered) = open_index(dir)?;
+        let (_, fields) = schema();
+        let mut writer: IndexWriter = index.writer_with_num_threads(
+            opts.writer_threads.max(1),
+            opts.writer_heap_bytes
+                .max(15_000_000 * opts.writer_threads.max(1)),
+        )?;
+        let applied = store.applied_seq()?;
+        match covered {
+            Some(seq) if seq >= applied => {}
+            Some(seq) => {
+                let ids = store.changed_since(seq)?;
+                tracing::info!(
+                    from = seq,
+                    to = applied,
+                    musicians = ids.len(),
+                    "index behind the store: replaying"
+                );
+                for id in ids {
+                    writer.delete_term(Term::from_field_text(fields.id, &id));
+                    if let Some(rec) = store.musician(&id)? {
+                        writer.add_document(document(&fields, &rec))?;
+                    }
+                }
+                commit(&mut writer, applied)?;
+            }
+            None => {
+                let (total, _) = store.counts()?;
+                tracing::info!(musicians = total, "building the index from the store");
+                let started = Instant::now();
+                let mut n = 0u64;
+                for rec in store.musicians_after(None) {
+                    writer.add_document(document(&fields, &rec?))?;
+                    n += 1;
+                    if n % 100_000 == 0 {
+                        tracing::info!(done = n, total, "index rebuild progress");
+                    }
+                }
+                commit(&mut writer, applied)?;
+                tracing::info!(
+                    musicians = n,
+                    secs = started.elapsed().as_secs_f64(),
+                    "index rebuilt"
+                );
+            }
+        }
+        store.prune_changes(applied)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let (tx, rx) = mpsc::channel();
+        let visible = Arc::new((
+            Mutex::new(VisibleState {
+                seq: applied,
+                sent: applied,
+                oldest_pending: None,
+            }),
+            Condvar::new(),
+        ));
+        let worker = Indexer {
+            writer,
+            reader: Clone::clone(&reader),
+            fields,
+            store,
+            visible: visible.clone(),
+            interval: opts.commit_interval,
+        };
+        let thread = std::thread::Builder::new()
+            .name("mussikon-indexer".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(IndexHandle {
+            reader,
+            fields,
+            tx: Mutex::new(tx),
+            thread: Mutex::new(Some(thread)),
+            visible,
+        })
+    }
+
+    /// Hands the changes of `seq` to the indexer. Called in sequence order by the writer.
+    pub(crate) fn send(&self, seq: u64, docs: Vec<(String, Option<MusicianRecord>)>) {
+        {
+            let mut v = lock(&self.visible.0);
+            v.sent = seq;
+            if !docs.is_empty() && v.oldest_pending.is_none() {
+                v.oldest_pending = Some(Instant::now());
+            }
+        }
+        // A send only fails after stop(); the store stays correct and the next open replays.
+        let _ = lock(&self.tx).send(IndexMsg::Change { seq, docs });
+    }
+
+    /// Commits everything sent so far and waits until it is searchable.
+    pub(crate) fn refresh(&self) -> Result<u64, IndexError> {
+        let (reply, wait) = mpsc::channel();
+        lock(&self.tx)
+            .send(IndexMsg::Commit(reply))
+            .map_err(|_| IndexError::Stopped)?;
+        match wait.recv() {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(IndexError::Tantivy(tantivy::TantivyError::InternalError(e))),
+            Err(_) => Err(IndexError::Stopped),
+        }
+    }
+
+    /// Sequence covered by the searchable index, and how long the oldest invisible change has
+    /// waited.
+    pub(crate) fn visibility(&self) -> VisibleState {
+        *lock(&self.visible.0)
+    }
+
+    /// Stops the indexer thread after a final commit.
+    pub(crate) fn stop(&self) {
+        let _ = lock(&self.tx).send(IndexMsg::Stop);
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the data under
+    // these locks stays valid, so go on rather than spread the panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Indexer {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    store: Arc<Store>,
+    visible: Arc<(Mutex<VisibleState>, Condvar)>,
+    interval: Duration,
+}
+
+impl Indexer {
+    fn run(mut self, rx: Receiver<IndexMsg>) {
+        let mut pending_since: Option<Instant> = None;
+        let mut last_seq = lock(&self.visible.0).seq;
+        loop {
+            let timeout = match pending_since {
+                Some(t) => self.interval.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            let msg = rx.recv_timeout(timeout);
+            let mut reply = None;
+            let mut stop = false;
+            match msg {
+                Ok(IndexMsg::Change { seq, docs }) => {
+                    for (id, rec) in docs {
+                        self.writer
+                            .delete_term(Term::from_field_text(self.fields.id, &id));
+                        if let Some(rec) = rec {
+                            if let Err(e) = self.writer.add_document(document(&self.fields, &rec)) {
+                                tracing::error!(error = %e, "indexing failed; the next open rebuilds");
+                            }
+                        }
+                    }
+                    last_seq = seq;
+                    pending_since.get_or_insert_with(Instant::now);
+                }
+                Ok(IndexMsg::Commit(r)) => reply = Some(r),
+                Ok(IndexMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let due = pending_since.is_some_and(|t| t.elapsed() >= self.interval);
+            if due || reply.is_some() || stop {
+                let result = self.commit_and_reload(last_seq);
+                if result.is_ok() {
+                    pending_since = None;
+                }
+                if let Some(r) = reply {
+                    let _ = r.send(result.map(|_| last_seq).map_err(|e| e.to_string()));
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+
+    fn commit_and_reload(&mut self, seq: u64) -> Result<(), IndexError> {
+        let current = lock(&self.visible.0).seq;
+        if seq > current {
+            commit(&mut self.writer, seq)?;
+        }
+        self.reader.reload()?;
+        {
+            let mut v = lock(&self.visible.0);
+            v.seq = v.seq.max(seq);
+            if v.sent <= v.seq {
+                v.oldest_pending = None;
+            }
+        }
+        self.visible.1.notify_all();
+        if let Err(e) = self.store.prune_changes(seq) {
+            tracing::warn!(error = %e, "could not prune the index change log");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,368 @@
+//! Matching: who can play a gig, how well, and the best way to fill its seats.
+//!
+//! The ranking is exact and documented; it is the contract the reference oracle checks.
+//!
+//! A musician is **eligible** for a slot when: active; plays the slot's instrument at level ≥
+//! `min_level`; not busy and not booked on the gig's date; distance `d` (haversine, radius
+//! 6371.0088 km) ≤ `R = min(gig.radius_km, musician.travel_radius_km)`; fee currency equals the
+//! budget currency and fee ≤ `max_fee`; and, when the gig sets `min_rating`, Bayesian rating
+//! `b ≥ min_rating`.
+//!
+//! **Components**, each in [0, 1]: proximity `1 − d/R`; rating `(b − 1)/4` with
+//! `b = (count·average + 5·3.5)/(count + 5)`; genres `|gig ∩ musician| / |gig|` (1 when the gig
+//! names none); price `1 − fee/max_fee` (1 when `max_fee` is 0); level
+//! `(level − min_level + 1)/(6 − min_level)`.
+//!
+//! **Score** = weights · components with default weights 0.35, 0.30, 0.15, 0.10, 0.10
+//! (normalized to sum 1). Ties go to the smaller musician id. Scoring runs in parallel with
+//! rayon; the result does not depend on the thread count (each score is computed alone, then
+//! the list is sorted by a total order).
+//!
+//! **Assignment**: seats (the slot's `count`, minus seats already booked for a stored gig) are
+//! filled with distinct musicians maximizing the total score, by the Hungarian method
+//! (Kuhn–Munkres). For each slot, the candidates considered are its top `L = max(k, seats)`
+//! eligible musicians, where `seats` is the gig's total number of open seats. With that `L` the
+//! assignment is optimal over *all* eligible musicians: an optimal assignment that used someone
+//! outside a slot's top `L` could swap them for one of the top `L` (at most `seats − 1` of whom
+//! are seated elsewhere) without lowering the total. Seats that no eligible musician can take
+//! are reported as unfilled.
+
+use crate::geo::haversine_km;
+use crate::model::{Gig, Musician, Slot};
+use crate::store::MusicianRecord;
+use serde::{Deserialize, Serialize};
+
+/// Weights of the five components. Finite, ≥ 0, not all zero; normalized to sum 1 before use.
+///
+/// ```
+/// use mussikon_engine::Weights;
+/// let w = Weights { proximity: 2.0, rating: 0.0, genres: 0.0, price: 0.0, level: 2.0 };
+/// let n = w.normalized().unwrap();
+/// assert_eq!(n.proximity, 0.5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    /// Weight of proximity.
+    pub proximity: f64,
+    /// Weight of rating.
+    pub rating: f64,
+    /// Weight of genre overlap.
+    pub genres: f64,
+    /// Weight of price.
+    pub price: f64,
+    /// Weight of level.
+    pub level: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            proximity: 0.35,
+            rating: 0.30,
+            genres: 0.15,
+            price: 0.10,
+            level: 0.10,
+        }
+    }
+}
+
+impl Weights {
+    fn as_array(&self) -> [f64; 5] {
+        [
+            self.proximity,
+            self.rating,
+            self.genres,
+            self.price,
+            self.level,
+        ]
+    }
+
+    /// The weights scaled to sum 1, or the rule they break.
+    pub fn normalized(&self) -> Result<Weights, &'static str> {
+        let a = self.as_array();
+        if a.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err("every weight must be a finite number >= 0");
+        }
+        let sum: f64 = a.iter().sum();
+        if sum <= 0.0 || !sum.is_finite() {
+            return Err("weights must not all be zero");
+        }
+        Ok(Weights {
+            proximity: self.proximity / sum,
+            rating: self.rating / sum,
+            genres: self.genres / sum,
+            price: self.price / sum,
+            level: self.level / sum,
+        })
+    }
+}
+
+/// The five score components of one candidate, each in [0, 1].
+///
+/// ```
+/// use mussikon_engine::{Components, Weights};
+/// let c = Components { proximity: 1.0, rating: 1.0, genres: 1.0, price: 1.0, level: 1.0 };
+/// assert!((c.score(&Weights::default().normalized().unwrap()) - 1.0).abs() < 1e-12);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    /// `1 − d/R`.
+    pub proximity: f64,
+    /// `(b − 1)/4`.
+    pub rating: f64,
+    /// Share of the gig's genres the musician plays.
+    pub genres: f64,
+    /// `1 − fee/max_fee`.
+    pub price: f64,
+    /// `(level − min_level + 1)/(6 − min_level)`.
+    pub level: f64,
+}
+
+impl Components {
+    /// Weighted sum with (already normalized) weights.
+    pub fn score(&self, w: &Weights) -> f64 {
+        w.proximity * self.proximity
+            + w.rating * self.rating
+            + w.genres * self.genres
+            + w.price * self.price
+            + w.level * self.level
+    }
+}
+
+/// One ranked candidate for a slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Musician id.
+    pub musician_id: String,
+    /// Weighted score in [0, 1].
+    pub score: f64,
+    /// The components the score is made of.
+    pub components: Components,
+    /// Distance from the musician's home to the gig, km.
+    pub distance_km: f64,
+}
+
+/// Evaluates one musician for one slot of a gig: `None` when not eligible.
+///
+/// ```
+/// use mussikon_engine::{matching::evaluate, Weights};
+/// # let m: mussikon_engine::Musician = serde_json::from_str(r#"{"id":"m-1","name":"Ana","instruments":[{"name":"guitar","level":4}],
+/// #   "location":{"lat":40.42,"lon":-3.70},"travel_radius_km":50,"fee":{"amount":10000,"currency":"EUR"}}"#).unwrap();
+/// # let g: mussikon_engine::Gig = serde_json::from_str(r#"{"id":"g-1","title":"Wedding","date":"2026-12-05",
+/// #   "location":{"lat":40.42,"lon":-3.70},"radius_km":30,"slots":[{"instrument":"guitar","count":1}],
+/// #   "budget":{"max_fee":20000,"currency":"EUR"}}"#).unwrap();
+/// let c = evaluate(&g, &g.slots[0], &m, &[], &Weights::default().normalized().unwrap()).unwrap();
+/// assert_eq!(c.components.price, 0.5);
+/// ```
+pub fn evaluate(
+    gig: &Gig,
+    slot: &Slot,
+    m: &Musician,
+    booked_dates: &[&str],
+    w: &Weights,
+) -> Option<Candidate> {
+    if !m.active {
+        return None;
+    }
+    let level = m.level_on(&slot.instrument)?;
+    if level < slot.min_level {
+        return None;
+    }
+    if m.busy.iter().any(|d| *d == gig.date) || booked_dates.contains(&gig.date.as_str()) {
+        return None;
+    }
+    if m.fee.currency != gig.budget.currency || m.fee.amount > gig.budget.max_fee {
+        return None;
+    }
+    let b = m.bayesian_rating();
+    if let Some(min) = gig.min_rating {
+        if b < min {
+            return None;
+        }
+    }
+    let d = haversine_km(m.location, gig.location);
+    let r = gig.radius_km.min(m.travel_radius_km);
+    if d > r {
+        return None;
+    }
+    let genres = if gig.genres.is_empty() {
+        1.0
+    } else {
+        let shared = gig.genres.iter().filter(|g| m.genres.contains(g)).count();
+        shared as f64 / gig.genres.len() as f64
+    };
+    let price = if gig.budget.max_fee == 0 {
+        1.0
+    } else {
+        1.0 - m.fee.amount as f64 / gig.budget.max_fee as f64
+    };
+    let components = Components {
+        proximity: 1.0 - d / r,
+        rating: (b - 1.0) / 4.0,
+        genres,
+        price,
+        level: (level - slot.min_level + 1) as f64 / (6 - slot.min_level) as f64,
+    };
+    Some(Candidate {
+        musician_id: m.id.clone(),
+        score: components.score(w),
+        components,
+        distance_km: d,
+    })
+}
+
+/// Evaluates a stored record (booked dates included).
+pub(crate) fn evaluate_record(
+    gig: &Gig,
+    slot: &Slot,
+    rec: &MusicianRecord,
+    w: &Weights,
+) -> Option<Candidate> {
+    let booked: Vec<&str> = rec.booked.iter().map(|b| b.date.as_str()).collect();
+    evaluate(gig, slot, &rec.musician, &booked, w)
+}
+
+/// Orders candidates best first: score descending, then musician id ascending.
+pub fn rank(cands: &mut [Candidate]) {
+    cands.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.musician_id.cmp(&b.musician_id))
+    });
+}
+
+/// One seat of the assignment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seat {
+    /// Slot index.
+    pub slot: usize,
+    /// Seat number within the slot's open seats.
+    pub seat: usize,
+    /// Who sits there; `None` when the seat cannot be filled.
+    pub musician_id: Option<String>,
+    /// That musician's score for the slot (0 when unfilled).
+    pub score: f64,
+}
+
+/// The optimal filling of a gig's open seats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Every open seat, filled or not, by slot then seat.
+    pub seats: Vec<Seat>,
+    /// Sum of the scores of filled seats.
+    pub total_score: f64,
+    /// Number of open seats left unfilled.
+    pub unfilled: usize,
+}
+
+/// Scale for turning scores into the integer weights Kuhn–Munkres needs (1e-12 resolution).
+const SCALE: f64 = 1e12;
+
+/// Fills `open[s]` seats of each slot from `lists[s]` (ranked candidates), maximizing the total
+/// score with distinct musicians. Deterministic.
+///
+/// ```
+/// use mussikon_engine::matching::{assign, Candidate, Components};
+/// let c = |id: &str, s: f64| Candidate { musician_id: id.into(), score: s, distance_km: 0.0,
+///     components: Components { proximity: 0.0, rating: 0.0, genres: 0.0, price: 0.0, level: 0.0 } };
+/// // "a" is best for both slots, but the total is higher with a in slot 1 and b in slot 0.
+/// let lists = vec![vec![c("a", 0.9), c("b", 0.8)], vec![c("a", 0.9), c("c", 0.1)]];
+/// let a = assign(&lists, &[1, 1]);
+/// assert_eq!(a.seats[0].musician_id.as_deref(), Some("b"));
+/// assert_eq!(a.seats[1].musician_id.as_deref(), Some("a"));
+/// ```
+pub fn assign(lists: &[Vec<Candidate>], open: &[usize]) -> Assignment {
+    let mut seats: Vec<(usize, usize)> = Vec::new();
+    for (s, n) in open.iter().enumerate() {
+        for i in 0..*n {
+            seats.push((s, i));
+        }
+    }
+    if seats.is_empty() {
+        return Assignment {
+            seats: Vec::new(),
+            total_score: 0.0,
+            unfilled: 0,
+        };
+    }
+    // Columns: every distinct candidate (sorted by id for determinism), then one "empty"
+    // column per seat.
+    let mut ids: Vec<&str> = lists
+        .iter()
+        .flatten()
+        .map(|c| c.musician_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let ncols = ids.len() + seats.len();
+    // A seat may take the empty column at weight 0; a real candidate earns its score plus one
+    // unit, so filling a seat is preferred at equal score; a pair that is not eligible gets a
+    // weight below anything a full assignment of empty columns could lose.
+    let forbidden: i64 = -(SCALE as i64) * 4 * (seats.len() as i64 + 1);
+    let mut weights = pathfinding::matrix::Matrix::new(seats.len(), ncols, forbidden);
+    for (row, (s, _)) in seats.iter().enumerate() {
+        for c in &lists[*s] {
+            if let Ok(col) = ids.binary_search(&c.musician_id.as_str()) {
+                weights[(row, col)] = (c.score * SCALE).round() as i64 + 1;
+            }
+        }
+        for e in 0..seats.len() {
+            weights[(row, ids.len() + e)] = 0;
+        }
+    }
+    let (_, cols) = pathfinding::kuhn_munkres::kuhn_munkres(&weights);
+    let mut out = Vec::with_capacity(seats.len());
+    let mut total = 0.0;
+    let mut unfilled = 0;
+    for (row, (s, i)) in seats.iter().enumerate() {
+        let col = cols[row];
+        let cand = if col < ids.len() && weights[(row, col)] > 0 {
+            lists[*s].iter().find(|c| c.musician_id == ids[col])
+        } else {
+            None
+        };
+        match cand {
+            Some(c) => {
+                total += c.score;
+                out.push(Seat {
+                    slot: *s,
+                    seat: *i,
+                    musician_id: Some(c.musician_id.clone()),
+                    score: c.score,
+                });
+            }
+            None => {
+                unfilled += 1;
+                out.push(Seat {
+                    slot: *s,
+                    seat: *i,
+                    musician_id: None,
+                    score: 0.0,
+                });
+            }
+        }
+    }
+    // Within a slot, list seated musicians best first (seats of a slot are interchangeable).
+    out.sort_by(|a, b| {
+        a.slot
+            .cmp(&b.slot)
+            .then(a.musician_id.is_none().cmp(&b.musician_id.is_none()))
+            .then(b.score.total_cmp(&a.score))
+            .then(a.musician_id.cmp(&b.musician_id))
+    });
+    let mut seat_no = 0;
+    for i in 0..out.len() {
+        seat_no = if i > 0 && out[i - 1].slot == out[i].slot {
+            seat_no + 1
+        } else {
+            0
+        };
+        out[i].seat = seat_no;
+    }
+    Assignment {
+        seats: out,
+        total_score: total,
+        unfilled,
+    }
+}

@@ -1,0 +1,801 @@
+//! The store: sled trees that are the source of truth, and the one `apply` that changes them.
+//!
+//! Layout (one sled database, one tree each):
+//! - `musicians`: id → [`MusicianRecord`] (profile, version, booked dates);
+//! - `gigs`: id → [`GigRecord`] (gig, version, its bookings);
+//! - `meta`: `applied` (last applied sequence), `format`, record counts;
+//! - `changes`: sequence → ids of musicians that command changed (the index's replay log,
+//!   pruned once the index has committed past it).
+//!
+//! A booking is written on both sides in the same transaction: the gig's seat list and the
+//! musician's booked dates. Invariant: `(gig, slot, musician)` is in the gig's list exactly when
+//! `(gig's date, gig, slot)` is in the musician's list ([`Store::check_bookings`] verifies it).
+//!
+//! Promises: `apply(seq, cmd)` writes the command's effects, its change-log entry and the new
+//! applied sequence in one sled transaction, so after a crash either all of them are there or
+//! none. A sequence ≤ the applied one is a no-op. Nothing is durable until [`Store::flush`]
+//! returns (or sled's background flush, every `flush_every_ms`, has run): the engine calls flush
+//! before acknowledging a write when configured for synchronous durability (the default).
+//! Callers serialize `apply` (the engine holds one writer lock); reads may run concurrently.
+
+use crate::codec::{self, CodecError, RecordKind};
+use crate::command::{Command, Conflict, Effect, Outcome, Refusal, MAX_BULK};
+use crate::model::{BookedDate, Booking, Gig, Musician};
+use crate::validate::{
+    self, check_id, validate_booking, validate_gig, validate_musician, Checker, ValidationError,
+};
+use bincode::{Decode, Encode};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use std::path::Path;
+
+/// A stored musician: the profile plus what the store tracks about it.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub struct MusicianRecord {
+    /// The profile, validated and normalized.
+    pub musician: Musician,
+    /// Sequence of the last command that changed this record.
+    pub version: u64,
+    /// Dates the musician is booked, sorted by date (at most one booking per date).
+    pub booked: Vec<BookedDate>,
+}
+
+/// A stored gig and its bookings.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub struct GigRecord {
+    /// The gig, validated and normalized.
+    pub gig: Gig,
+    /// Sequence of the last command that changed this record.
+    pub version: u64,
+    /// `(slot, musician_id)`, sorted.
+    pub bookings: Vec<(i64, String)>,
+}
+
+/// Errors from the storage layer: I/O, or bytes that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption it detected).
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt value under key {key:?}: {source}")]
+    Corrupt {
+        /// The key, lossily as text.
+        key: String,
+        /// Why.
+        source: CodecError,
+    },
+    /// The store was written by an incompatible version.
+    #[error("store format {found} is not supported by this build (expects {expected})")]
+    Format {
+        /// Format found.
+        found: u8,
+        /// Format expected.
+        expected: u8,
+    },
+}
+
+/// What one apply did: the outcome and the musicians whose indexed state changed.
+pub(crate) struct Applied {
+    pub outcome: Outcome,
+    /// `(id, new record or None when deleted)`.
+    pub changed: Vec<(String, Option<MusicianRecord>)>,
+}
+
+const APPLIED: &[u8] = b"applied";
+const FORMAT: &[u8] = b"format";
+const MUSICIAN_COUNT: &[u8] = b"count.musicians";
+const GIG_COUNT: &[u8] = b"count.gigs";
+
+/// Storage tuning.
+#[derive(Clone, Debug)]
+pub(crate) struct StoreOptions {
+    pub cache_bytes: u64,
+    pub flush_every_ms: Option<u64>,
+}
+
+pub(crate) struct Store {
+    db: sled::Db,
+    musicians: sled::Tree,
+    gigs: sled::Tree,
+    meta: sled::Tree,
+    changes: sled::Tree,
+}
+
+fn corrupt(key: &[u8], source: CodecError) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    }
+}
+
+fn decode_musician(key: &[u8], v: &[u8]) -> Result<MusicianRecord, StoreError> {
+    codec::decode(RecordKind::Musician, v).map_err(|e| corrupt(key, e))
+}
+
+fn decode_gig(key: &[u8], v: &[u8]) -> Result<GigRecord, StoreError> {
+    codec::decode(RecordKind::Gig, v).map_err(|e| corrupt(key, e))
+}
+
+fn encode<T: Encode>(kind: RecordKind, v: &T, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    codec::encode(kind, v).map_err(|e| corrupt(key, e))
+}
+
+fn read_u64(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|b| codec::u64_from_key(&b)).unwrap_or(0)
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// The trees as seen inside one transaction.
+struct Tx<'a> {
+    musicians: &'a TransactionalTree,
+    gigs: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+    changes: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    fn musician(&self, id: &str) -> TxResult<Option<MusicianRecord>> {
+        match self.musicians.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_musician(id.as_bytes(), &v).map(Some).or_else(abort),
+        }
+    }
+
+    fn put_musician(&self, rec: &MusicianRecord) -> TxResult<()> {
+        let key = rec.musician.id.as_bytes();
+        let v = encode(RecordKind::Musician, rec, key).or_else(abort)?;
+        self.musicians.insert(key, v)?;
+        Ok(())
+    }
+
+    fn gig(&self, id: &str) -> TxResult<Option<GigRecord>> {
+        match self.gigs.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_gig(id.as_bytes(), &v).map(Some).or_else(abort),
+        }
+    }
+
+    fn put_gig(&self, rec: &GigRecord) -> TxResult<()> {
+        let key = rec.gig.id.as_bytes();
+        let v = encode(RecordKind::Gig, rec, key).or_else(abort)?;
+        self.gigs.insert(key, v)?;
+        Ok(())
+    }
+
+    fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {
+        let n = read_u64(self.meta.get(key)?) as i64 + delta;
+        self.meta.insert(key, &codec::u64_key(n.max(0) as u64))?;
+        Ok(())
+    }
+}
+
+type ExecResult = TxResult<Result<(Effect, Vec<(String, Option<MusicianRecord>)>), Refusal>>;
+
+fn not_found(kind: &str, id: &str) -> Refusal {
+    Refusal::NotFound {
+        kind: kind.into(),
+        id: id.into(),
+    }
+}
+
+/// Validates and normalizes a command before any store access. Pure.
+fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
+    let mut c = Checker::default();
+    let out = match cmd {
+        Command::UpsertMusician { musician } => Command::UpsertMusician {
+            musician: validate_musician(musician.clone())?,
+        },
+        Command::UpsertGig { gig } => Command::UpsertGig {
+            gig: validate_gig(gig.clone())?,
+        },
+        Command::DeleteMusician { id } | Command::DeleteGig { id } => {
+            check_id(&mut c, "id", id);
+            cmd.clone()
+        }
+        Command::Book(b) => {
+            validate_booking(b)?;
+            cmd.clone()
+        }
+        Command::CancelBooking {
+            gig_id,
+            musician_id,
+        } => {
+            check_id(&mut c, "gig_id", gig_id);
+            check_id(&mut c, "musician_id", musician_id);
+            cmd.clone()
+        }
+        Command::RateMusician { musician_id, stars } => {
+            check_id(&mut c, "musician_id", musician_id);
+            validate::check_stars(&mut c, *stars);
+            cmd.clone()
+        }
+        Command::BulkUpsert { musicians, gigs } => {
+            if musicians.len() + gigs.len() > MAX_BULK {
+                c.fail(
+                    "musicians",
+                    format!("a bulk command carries at most {MAX_BULK} records"),
+                );
+            }
+            let mut ms = Vec::with_capacity(musicians.len());
+            for (i, m) in musicians.iter().enumerate() {
+                match validate_musician(m.clone()) {
+                    Ok(m) => ms.push(m),
+                    Err(e) => e
+                        .errors
+                        .into_iter()
+                        .for_each(|f| c.fail(format!("musicians[{i}].{}", f.field), f.rule)),
+                }
+            }
+            let mut gs = Vec::with_capacity(gigs.len());
+            for (i, g) in gigs.iter().enumerate() {
+                match validate_gig(g.clone()) {
+                    Ok(g) => gs.push(g),
+                    Err(e) => e
+                        .errors
+                        .into_iter()
+                        .for_each(|f| c.fail(format!("gigs[{i}].{}", f.field), f.rule)),
+                }
+            }
+            Command::BulkUpsert {
+                musicians: ms,
+                gigs: gs,
+            }
+        }
+    };
+    c.finish(out)
+}
+
+/// Checks that replacing `old` by `new` keeps every existing booking valid.
+fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
+    if old.bookings.is_empty() {
+        return Ok(());
+    }
+    let conflict = |detail: String| Conflict::GigHasBookings {
+        gig_id: new.id.clone(),
+        detail,
+    };
+    if old.gig.date != new.date {
+        return Err(conflict(
+            "the date cannot change while bookings exist".into(),
+        ));
+    }
+    for (slot, _) in &old.bookings {
+        let booked = old.bookings.iter().filter(|(s, _)| s == slot).count() as i64;
+        let (Some(o), Some(n)) = (
+            old.gig.slots.get(*slot as usize),
+            new.slots.get(*slot as usize),
+        ) else {
+            return Err(conflict(format!(
+                "slot {slot} has bookings and must remain"
+            )));
+        };
+        if o.instrument != n.instrument || n.count < booked {
+            return Err(conflict(format!(
+                "slot {slot} has {booked} bookings for {}: keep its instrument and at least that many seats",
+                o.instrument
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The deterministic heart of the engine: executes one prepared command inside a transaction.
+/// Every refusal is decided before the first write.
+fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
+    match cmd {
+        Command::UpsertMusician { musician } => {
+            let old = tx.musician(&musician.id)?;
+            let created = old.is_none();
+            let rec = MusicianRecord {
+                musician: musician.clone(),
+                version: seq,
+                booked: old.map(|o| o.booked).unwrap_or_default(),
+            };
+            tx.put_musician(&rec)?;
+            if created {
+                tx.add_count(MUSICIAN_COUNT, 1)?;
+            }
+            let id = musician.id.clone();
+            Ok(Ok((
+                Effect::MusicianUpserted {
+                    id: id.clone(),
+                    created,
+                },
+                vec![(id, Some(rec))],
+            )))
+        }
+        Command::DeleteMusician { id } => {
+            let Some(old) = tx.musician(id)? else {
+                return Ok(Err(not_found("musician", id)));
+            };
+            for b in &old.booked {
+                if let Some(mut g) = tx.gig(&b.gig_id)? {
+                    g.bookings.retain(|(_, m)| m != id);
+                    g.version = seq;
+                    tx.put_gig(&g)?;
+                }
+            }
+            tx.musicians.remove(id.as_bytes())?;
+            tx.add_count(MUSICIAN_COUNT, -1)?;
+            Ok(Ok((
+                Effect::MusicianDeleted {
+                    id: id.clone(),
+                    released: old.booked.len() as u32,
+                },
+                vec![(id.clone(), None)],
+            )))
+        }
+        Command::UpsertGig { gig } => {
+            let old = tx.gig(&gig.id)?;
+            if let Some(o) = &old {
+                if let Err(c) = check_gig_update(o, gig) {
+                    return Ok(Err(Refusal::Conflict(c)));
+                }
+            }
+            let created = old.is_none();
+            let rec = GigRecord {
+                gig: gig.clone(),
+                version: seq,
+                bookings: old.map(|o| o.bookings).unwrap_or_default(),
+            };
+            tx.put_gig(&rec)?;
+            if created {
+                tx.add_count(GIG_COUNT, 1)?;
+            }
+            Ok(Ok((
+                Effect::GigUpserted {
+                    id: gig.id.clone(),
+                    created,
+                },
+                vec![],
+            )))
+        }
+        Command::DeleteGig { id } => {
+            let Some(old) = tx.gig(id)? else {
+                return Ok(Err(not_found("gig", id)));
+            };
+            let mut changed = Vec::new();
+            for (_, mid) in &old.bookings {
+                if let Some(mut m) = tx.musician(mid)? {
+                    m.booked.retain(|b| &b.gig_id != id);
+                    m.version = seq;
+                    tx.put_musician(&m)?;
+                    changed.push((mid.clone(), Some(m)));
+                }
+            }
+            tx.gigs.remove(id.as_bytes())?;
+            tx.add_count(GIG_COUNT, -1)?;
+            Ok(Ok((
+                Effect::GigDeleted {
+                    id: id.clone(),
+                    released: old.bookings.len() as u32,
+                },
+                changed,
+            )))
+        }
+        Command::Book(b) => book(tx, seq, b),
+        Command::CancelBooking {
+            gig_id,
+            musician_id,
+        } => {
+            let Some(mut g) = tx.gig(gig_id)? else {
+                return Ok(Err(not_found("gig", gig_id)));
+            };
+            let Some(pos) = g.bookings.iter().position(|(_, m)| m == musician_id) else {
+                return Ok(Err(not_found(
+                    "booking",
+                    &format!("{gig_id}/{musician_id}"),
+                )));
+            };
+            let (slot, _) = g.bookings.remove(pos);
+            g.version = seq;
+            tx.put_gig(&g)?;
+            let mut changed = Vec::new();
+            if let Some(mut m) = tx.musician(musician_id)? {
+                m.booked.retain(|b| &b.gig_id != gig_id);
+                m.version = seq;
+                tx.put_musician(&m)?;
+                changed.push((musician_id.clone(), Some(m)));
+            }
+            Ok(Ok((
+                Effect::Cancelled(Booking {
+                    gig_id: gig_id.clone(),
+                    slot,
+                    musician_id: musician_id.clone(),
+                }),
+                changed,
+            )))
+        }
+        Command::RateMusician { musician_id, stars } => {
+            let Some(mut m) = tx.musician(musician_id)? else {
+                return Ok(Err(not_found("musician", musician_id)));
+            };
+            let old = m.musician.rating.unwrap_or(crate::model::Rating {
+                average: 0.0,
+                count: 0,
+            });
+            let count = old.count + 1;
+            let average = (old.average * old.count as f64 + *stars as f64) / count as f64;
+            m.musician.rating = Some(crate::model::Rating { average, count });
+            m.version = seq;
+            tx.put_musician(&m)?;
+            Ok(Ok((
+                Effect::Rated {
+                    musician_id: musician_id.clone(),
+                    average,
+                    count,
+                },
+                vec![(musician_id.clone(), Some(m))],
+            )))
+        }
+        Command::BulkUpsert { musicians, gigs } => {
+            let mut olds = Vec::with_capacity(gigs.len());
+            for g in gigs {
+                let old = tx.gig(&g.id)?;
+                if let Some(o) = &old {
+                    if let Err(c) = check_gig_update(o, g) {
+                        return Ok(Err(Refusal::Conflict(c)));
+                    }
+                }
+                olds.push(old);
+            }
+            for (g, old) in gigs.iter().zip(olds) {
+                if old.is_none() {
+                    tx.add_count(GIG_COUNT, 1)?;
+                }
+                tx.put_gig(&GigRecord {
+                    gig: g.clone(),
+                    version: seq,
+                    bookings: old.map(|o| o.bookings).unwrap_or_default(),
+                })?;
+            }
+            let mut changed = Vec::with_capacity(musicians.len());
+            let mut created = 0i64;
+            for m in musicians {
+                let old = tx.musician(&m.id)?;
+                created += i64::from(old.is_none());
+                let rec = MusicianRecord {
+                    musician: m.clone(),
+                    version: seq,
+                    booked: old.map(|o| o.booked).unwrap_or_default(),
+                };
+                tx.put_musician(&rec)?;
+                changed.push((m.id.clone(), Some(rec)));
+            }
+            if created > 0 {
+                tx.add_count(MUSICIAN_COUNT, created)?;
+            }
+            Ok(Ok((
+                Effect::BulkUpserted {
+                    musicians: musicians.len() as u32,
+                    gigs: gigs.len() as u32,
+                },
+                changed,
+            )))
+        }
+    }
+}
+
+fn book(tx: &Tx<'_>, seq: u64, b: &Booking) -> ExecResult {
+    let Some(mut g) = tx.gig(&b.gig_id)? else {
+        return Ok(Err(not_found("gig", &b.gig_id)));
+    };
+    let Some(slot) = g.gig.slots.get(b.slot as usize).cloned() else {
+        return Ok(Err(Refusal::Conflict(Conflict::NoSuchSlot {
+            slot: b.slot,
+        })));
+    };
+    let Some(mut m) = tx.musician(&b.musician_id)? else {
+        return Ok(Err(not_found("musician", &b.musician_id)));
+    };
+    let date = g.gig.date.clone();
+    let conflict = if !m.musician.active {
+        Some(Conflict::MusicianInactive {
+            musician_id: b.musician_id.clone(),
+        })
+    } else if m.musician.level_on(&slot.instrument).unwrap_or(0) < slot.min_level {
+        Some(Conflict::InstrumentMismatch {
+            instrument: slot.instrument.clone(),
+            min_level: slot.min_level,
+        })
+    } else if m.musician.busy.binary_search(&date).is_ok() {
+        Some(Conflict::MusicianBusy {
+            musician_id: b.musician_id.clone(),
+            date: date.clone(),
+        })
+    } else if let Some(taken) = m.booked.iter().find(|x| x.date == date) {
+        Some(Conflict::MusicianAlreadyBooked {
+            musician_id: b.musician_id.clone(),
+            date: date.clone(),
+            gig_id: taken.gig_id.clone(),
+        })
+    } else if g.bookings.iter().filter(|(s, _)| *s == b.slot).count() as i64 >= slot.count {
+        Some(Conflict::SlotFull {
+            slot: b.slot,
+            count: slot.count,
+        })
+    } else {
+        None
+    };
+    if let Some(c) = conflict {
+        return Ok(Err(Refusal::Conflict(c)));
+    }
+    g.bookings.push((b.slot, b.musician_id.clone()));
+    g.bookings.sort();
+    g.version = seq;
+    tx.put_gig(&g)?;
+    let entry = BookedDate {
+        date,
+        gig_id: b.gig_id.clone(),
+        slot: b.slot,
+    };
+    let at = m.booked.partition_point(|x| x.date < entry.date);
+    m.booked.insert(at, entry);
+    m.version = seq;
+    tx.put_musician(&m)?;
+    Ok(Ok((
+        Effect::Booked(b.clone()),
+        vec![(b.musician_id.clone(), Some(m))],
+    )))
+}
+
+impl Store {
+    /// Opens (or creates) the store under `path`.
+    pub(crate) fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(opts.cache_bytes)
+            .flush_every_ms(opts.flush_every_ms)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(FORMAT)? {
+            Some(v) if v.as_ref() != [codec::FORMAT_VERSION] => {
+                return Err(StoreError::Format {
+                    found: v.first().copied().unwrap_or(0),
+                    expected: codec::FORMAT_VERSION,
+                })
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(FORMAT, &[codec::FORMAT_VERSION])?;
+            }
+        }
+        Ok(Store {
+            musicians: db.open_tree("musicians")?,
+            gigs: db.open_tree("gigs")?,
+            changes: db.open_tree("changes")?,
+            meta,
+            db,
+        })
+    }
+
+    /// Last applied sequence number (0 for an empty store).
+    pub(crate) fn applied_seq(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(self.meta.get(APPLIED)?))
+    }
+
+    /// Number of musicians and gigs.
+    pub(crate) fn counts(&self) -> Result<(u64, u64), StoreError> {
+        Ok((
+            read_u64(self.meta.get(MUSICIAN_COUNT)?),
+            read_u64(self.meta.get(GIG_COUNT)?),
+        ))
+    }
+
+    /// Applies `cmd` as sequence `seq`. Callers serialize calls.
+    pub(crate) fn apply(&self, seq: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        let applied = self.applied_seq()?;
+        if seq <= applied {
+            return Ok(Applied {
+                outcome: Outcome::AlreadyApplied { applied },
+                changed: Vec::new(),
+            });
+        }
+        let prepared = prepare(cmd);
+        let result = (&self.musicians, &self.gigs, &self.meta, &self.changes).transaction(
+            |(musicians, gigs, meta, changes)| {
+                let tx = Tx {
+                    musicians,
+                    gigs,
+                    meta,
+                    changes,
+                };
+                let done = match &prepared {
+                    Err(e) => Err(Refusal::Invalid(e.clone())),
+                    Ok(cmd) => exec(&tx, seq, cmd)?,
+                };
+                if let Ok((_, changed)) = &done {
+                    if !changed.is_empty() {
+                        let ids: Vec<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
+                        let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
+                        tx.changes.insert(&codec::u64_key(seq), v)?;
+                    }
+                }
+                tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
+                Ok(done)
+            },
+        );
+        match result {
+            Ok(Ok((effect, changed))) => Ok(Applied {
+                outcome: Outcome::Done(effect),
+                changed,
+            }),
+            Ok(Err(refusal)) => Ok(Applied {
+                outcome: Outcome::Refused(refusal),
+                changed: Vec::new(),
+            }),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
+    }
+
+    /// Makes every applied command durable (fsync). Returns bytes flushed.
+    pub(crate) fn flush(&self) -> Result<usize, StoreError> {
+        Ok(self.db.flush()?)
+    }
+
+    pub(crate) fn musician(&self, id: &str) -> Result<Option<MusicianRecord>, StoreError> {
+        match self.musicians.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_musician(id.as_bytes(), &v).map(Some),
+        }
+    }
+
+    pub(crate) fn gig(&self, id: &str) -> Result<Option<GigRecord>, StoreError> {
+        match self.gigs.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_gig(id.as_bytes(), &v).map(Some),
+        }
+    }
+
+    /// Musicians with id > `after`, in id order.
+    pub(crate) fn musicians_after(
+        &self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<MusicianRecord, StoreError>> + '_ {
+        let range = match after {
+            Some(a) => self.musicians.range::<&[u8], _>((
+                std::ops::Bound::Excluded(a.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.musicians.iter(),
+        };
+        range.map(|r| {
+            let (k, v) = r?;
+            decode_musician(&k, &v)
+        })
+    }
+
+    /// Gigs with id > `after`, in id order.
+    pub(crate) fn gigs_after(
+        &self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<GigRecord, StoreError>> + '_ {
+        let range = match after {
+            Some(a) => self.gigs.range::<&[u8], _>((
+                std::ops::Bound::Excluded(a.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.gigs.iter(),
+        };
+        range.map(|r| {
+            let (k, v) = r?;
+            decode_gig(&k, &v)
+        })
+    }
+
+    /// Ids of musicians changed by commands with sequence > `after`, deduplicated.
+    pub(crate) fn changed_since(&self, after: u64) -> Result<Vec<String>, StoreError> {
+        let mut ids = std::collections::BTreeSet::new();
+        for r in self
+            .changes
+            .range(codec::u64_key(after.saturating_add(1))..)
+        {
+            let (k, v) = r?;
+            let list: Vec<String> =
+                codec::decode(RecordKind::Changes, &v).map_err(|e| corrupt(&k, e))?;
+            ids.extend(list);
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Drops change-log entries with sequence ≤ `upto` (the index covers them).
+    pub(crate) fn prune_changes(&self, upto: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for r in self.changes.range(..=codec::u64_key(upto)) {
+            let (k, _) = r?;
+            batch.remove(k);
+        }
+        self.changes.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub(crate) fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Replaces the whole content with the given records (restore). Not atomic across a crash:
+    /// the engine marks the store incomplete before and complete after.
+    pub(crate) fn clear(&self) -> Result<(), StoreError> {
+        self.musicians.clear()?;
+        self.gigs.clear()?;
+        self.changes.clear()?;
+        self.meta.remove(APPLIED)?;
+        self.meta.remove(MUSICIAN_COUNT)?;
+        self.meta.remove(GIG_COUNT)?;
+        Ok(())
+    }
+
+    /// Writes restored records in one batch per tree.
+    pub(crate) fn load(
+        &self,
+        musicians: &[MusicianRecord],
+        gigs: &[GigRecord],
+    ) -> Result<(), StoreError> {
+        let mut mb = sled::Batch::default();
+        for m in musicians {
+            let key = m.musician.id.as_bytes();
+            mb.insert(key, encode(RecordKind::Musician, m, key)?);
+        }
+        self.musicians.apply_batch(mb)?;
+        let mut gb = sled::Batch::default();
+        for g in gigs {
+            let key = g.gig.id.as_bytes();
+            gb.insert(key, encode(RecordKind::Gig, g, key)?);
+        }
+        self.gigs.apply_batch(gb)?;
+        Ok(())
+    }
+
+    /// Sets the applied sequence and counts after a restore.
+    pub(crate) fn finish_load(&self, applied: u64) -> Result<(), StoreError> {
+        self.meta.insert(APPLIED, &codec::u64_key(applied))?;
+        self.meta
+            .insert(MUSICIAN_COUNT, &codec::u64_key(self.musicians.len() as u64))?;
+        self.meta
+            .insert(GIG_COUNT, &codec::u64_key(self.gigs.len() as u64))?;
+        Ok(())
+    }
+
+    /// Verifies the booking invariant between gigs and musicians; returns every violation.
+    pub(crate) fn check_bookings(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let mut from_gigs = std::collections::BTreeSet::new();
+        for g in self.gigs_after(None) {
+            let g = g?;
+            for (slot, mid) in &g.bookings {
+                from_gigs.insert((mid.clone(), g.gig.date.clone(), g.gig.id.clone(), *slot));
+            }
+        }
+        let mut from_musicians = std::collections::BTreeSet::new();
+        for m in self.musicians_after(None) {
+            let m = m?;
+            let mut dates = std::collections::BTreeSet::new();
+            for b in &m.booked {
+                if !dates.insert(b.date.clone()) {
+                    problems.push(format!(
+                        "musician {} booked twice on {}",
+                        m.musician.id, b.date
+                    ));
+                }
+                from_musicians.insert((
+                    m.musician.id.clone(),
+                    b.date.clone(),
+                    b.gig_id.clone(),
+                    b.slot,
+                ));
+            }
+        }
+        for x in from_gigs.symmetric_difference(&from_musicians) {
+            problems.push(format!("booking recorded on one side only: {x:?}"));
+        }
+        Ok(problems)
+    }
+}

@@ -1,0 +1,279 @@
+//! Reference oracle: for random worlds and random requests, `search` and `match_gig` must equal
+//! a brute-force scan of the store that applies the documented rules (same ids, same order,
+//! scores within 1e-9), and the assignment must be as good as an exhaustive search.
+
+mod common;
+
+use common::*;
+use mussikon_engine::*;
+use proptest::prelude::*;
+
+const R: f64 = 6371.0088;
+
+fn dist(a: GeoPoint, b: GeoPoint) -> f64 {
+    let (p1, p2) = (a.lat.to_radians(), b.lat.to_radians());
+    let h = ((p2 - p1) / 2.0).sin().powi(2)
+        + p1.cos() * p2.cos() * ((b.lon - a.lon).to_radians() / 2.0).sin().powi(2);
+    2.0 * R * h.sqrt().min(1.0).asin()
+}
+
+fn bayes(m: &Musician) -> f64 {
+    match m.rating {
+        Some(r) => (r.count as f64 * r.average + 17.5) / (r.count as f64 + 5.0),
+        None => 3.5,
+    }
+}
+
+/// Brute-force ranking of one slot: (id, score) best first.
+fn oracle_slot(all: &[MusicianView], g: &Gig, s: &Slot, w: [f64; 5]) -> Vec<(String, f64)> {
+    let sum: f64 = w.iter().sum();
+    let mut out = Vec::new();
+    for v in all {
+        let m = &v.musician;
+        let level = m
+            .instruments
+            .iter()
+            .filter(|i| i.name == s.instrument)
+            .map(|i| i.level)
+            .max();
+        let Some(level) = level else { continue };
+        let d = dist(m.location, g.location);
+        let r = g.radius_km.min(m.travel_radius_km);
+        let b = bayes(m);
+        let ok = m.active
+            && level >= s.min_level
+            && !m.busy.contains(&g.date)
+            && !v.booked.iter().any(|x| x.date == g.date)
+            && d <= r
+            && m.fee.currency == g.budget.currency
+            && m.fee.amount <= g.budget.max_fee
+            && g.min_rating.is_none_or(|min| b >= min);
+        if !ok {
+            continue;
+        }
+        let genres = if g.genres.is_empty() {
+            1.0
+        } else {
+            g.genres.iter().filter(|x| m.genres.contains(x)).count() as f64 / g.genres.len() as f64
+        };
+        let price = if g.budget.max_fee == 0 {
+            1.0
+        } else {
+            1.0 - m.fee.amount as f64 / g.budget.max_fee as f64
+        };
+        let c = [
+            1.0 - d / r,
+            (b - 1.0) / 4.0,
+            genres,
+            price,
+            (level - s.min_level + 1) as f64 / (6 - s.min_level) as f64,
+        ];
+        let score: f64 = c.iter().zip(w).map(|(c, w)| c * w / sum).sum();
+        out.push((m.id.clone(), score));
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+/// Exhaustive best total over all eligible musicians (small cases only).
+fn best_total(lists: &[Vec<(String, f64)>], seats: &[usize]) -> f64 {
+    let mut slots_of_seat = Vec::new();
+    for (s, n) in seats.iter().enumerate() {
+        for _ in 0..*n {
+            slots_of_seat.push(s);
+        }
+    }
+    fn go(i: usize, seats: &[usize], lists: &[Vec<(String, f64)>], used: &mut Vec<String>) -> f64 {
+        if i == seats.len() {
+            return 0.0;
+        }
+        let mut best = go(i + 1, seats, lists, used); // leave the seat empty
+        for (id, sc) in &lists[seats[i]] {
+            if !used.contains(id) {
+                used.push(id.clone());
+                best = best.max(sc + go(i + 1, seats, lists, used));
+                used.pop();
+            }
+        }
+        best
+    }
+    go(0, &slots_of_seat, lists, &mut Vec::new())
+}
+
+fn world() -> impl Strategy<Value = (Vec<Musician>, Vec<Gig>, Vec<(usize, usize, usize)>)> {
+    (
+        musicians(1..60),
+        gigs(1..6),
+        prop::collection::vec((0usize..60, 0usize..6, 0usize..3), 0..25),
+    )
+}
+
+fn load(engine: &Engine, ms: &[Musician], gs: &[Gig], books: &[(usize, usize, usize)]) {
+    engine
+        .execute(&Command::BulkUpsert {
+            musicians: ms.to_vec(),
+            gigs: gs.to_vec(),
+        })
+        .expect("bulk");
+    for (m, g, s) in books {
+        let b = Booking {
+            gig_id: gs[g % gs.len()].id.clone(),
+            slot: *s as i64,
+            musician_id: ms[m % ms.len()].id.clone(),
+        };
+        engine.book(b).expect("book");
+    }
+    engine.refresh().expect("refresh");
+}
+
+fn weights_strategy() -> impl Strategy<Value = Option<[f64; 5]>> {
+    prop::option::of([
+        0.0f64..1.0,
+        0.0f64..1.0,
+        0.0f64..1.0,
+        0.0f64..1.0,
+        0.05f64..1.0,
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn match_gig_equals_brute_force((ms, gs, books) in world(), k in 1usize..8, w in weights_strategy()) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        load(&engine, &ms, &gs, &books);
+        let all = engine.list_musicians(None, usize::MAX).unwrap();
+        let wv = w.unwrap_or([0.35, 0.30, 0.15, 0.10, 0.10]);
+        let weights = w.map(|w| Weights { proximity: w[0], rating: w[1], genres: w[2], price: w[3], level: w[4] });
+        for g in &gs {
+            let stored = engine.gig(&g.id).unwrap().unwrap();
+            let res = engine.match_gig(&MatchRequest { target: MatchTarget::Stored(g.id.clone()), k: Some(k), weights }).unwrap();
+            let mut lists = Vec::new();
+            let mut open = Vec::new();
+            for (i, slot) in stored.gig.slots.iter().enumerate() {
+                let expect = oracle_slot(&all, &stored.gig, slot, wv);
+                let got = &res.slots[i];
+                prop_assert_eq!(got.eligible, expect.len());
+                let ids: Vec<&str> = got.candidates.iter().map(|c| c.musician_id.as_str()).collect();
+                let want: Vec<&str> = expect.iter().take(k).map(|c| c.0.as_str()).collect();
+                prop_assert_eq!(ids, want, "gig {} slot {}", g.id, i);
+                for (c, e) in got.candidates.iter().zip(&expect) {
+                    prop_assert!((c.score - e.1).abs() < 1e-9);
+                }
+                let booked = stored.bookings.iter().filter(|b| b.slot == i as i64).count();
+                open.push((slot.count as usize).saturating_sub(booked));
+                lists.push(expect);
+            }
+            // Assignment: distinct musicians, each eligible for its slot, optimal total.
+            let seated: Vec<&String> = res.assignment.seats.iter().filter_map(|s| s.musician_id.as_ref()).collect();
+            let mut uniq = seated.clone();
+            uniq.sort();
+            uniq.dedup();
+            prop_assert_eq!(uniq.len(), seated.len(), "a musician in two seats");
+            for s in &res.assignment.seats {
+                if let Some(id) = &s.musician_id {
+                    prop_assert!(lists[s.slot].iter().any(|(m, _)| m == id));
+                }
+            }
+            if open.iter().sum::<usize>() <= 4 && lists.iter().all(|l| l.len() <= 8) {
+                let best = best_total(&lists, &open);
+                prop_assert!((res.assignment.total_score - best).abs() < 1e-6, "total {} best {}", res.assignment.total_score, best);
+            }
+        }
+    }
+
+    #[test]
+    fn search_equals_brute_force(
+        (ms, gs, books) in world(),
+        insts in prop::collection::vec((0..INSTRUMENTS.len(), 1i64..=5), 0..3),
+        all_mode in any::<bool>(),
+        genres in prop::collection::vec(0..GENRES.len(), 0..2),
+        near in prop::option::of((point(), 5.0f64..150.0)),
+        date in prop::option::of(0..DATES.len()),
+        max_fee in prop::option::of(0i64..300),
+        min_rating in prop::option::of(2.0f64..4.5),
+        text in prop::option::of(0..WORDS.len()),
+        include_inactive in any::<bool>(),
+        sort in 0usize..4,
+        page in 1usize..7,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        load(&engine, &ms, &gs, &books);
+        let sort = [SortBy::Relevance, SortBy::Distance, SortBy::Rating, SortBy::Fee][sort];
+        let near = near.map(|(p, r)| Near { lat: p.lat, lon: p.lon, radius_km: r });
+        let sort = if sort == SortBy::Distance && near.is_none() { SortBy::Fee } else { sort };
+        let q = SearchQuery {
+            text: text.map(|t| WORDS[t].to_string()),
+            instruments: insts.iter().map(|(i, l)| InstrumentFilter { name: INSTRUMENTS[*i].into(), min_level: *l }).collect(),
+            instrument_mode: if all_mode { InstrumentMode::All } else { InstrumentMode::Any },
+            genres: genres.iter().map(|g| GENRES[*g].to_string()).collect(),
+            near,
+            available_on: date.map(|d| DATES[d].to_string()),
+            max_fee: max_fee.map(|f| Money { amount: f * 100, currency: "EUR".into() }),
+            min_rating,
+            include_inactive,
+            sort,
+            limit: Some(1000),
+            cursor: None,
+        };
+        // Brute force.
+        let all = engine.list_musicians(None, usize::MAX).unwrap();
+        let mut expect: Vec<(f64, String)> = Vec::new();
+        for v in &all {
+            let m = &v.musician;
+            let lvl = |n: &str| m.instruments.iter().filter(|i| i.name == n).map(|i| i.level).max();
+            let inst_ok = |(i, l): &(usize, i64)| lvl(INSTRUMENTS[*i]).is_some_and(|x| x >= *l);
+            let text_ok = q.text.as_ref().is_none_or(|t| {
+                let t = t.to_lowercase();
+                let hay = format!("{} {}", m.name, m.bio.clone().unwrap_or_default()).to_lowercase();
+                hay.split(|c: char| !c.is_alphanumeric()).any(|w| w == t)
+            });
+            let d = near.map(|n| dist(n.point(), m.location));
+            let ok = (include_inactive || m.active)
+                && text_ok
+                && (insts.is_empty() || if all_mode { insts.iter().all(inst_ok) } else { insts.iter().any(inst_ok) })
+                && (q.genres.is_empty() || q.genres.iter().any(|g| m.genres.contains(g)))
+                && near.is_none_or(|n| d.is_some_and(|d| d <= n.radius_km))
+                && q.available_on.as_ref().is_none_or(|day| !m.busy.contains(day) && !v.booked.iter().any(|b| &b.date == day))
+                && q.max_fee.as_ref().is_none_or(|f| m.fee.currency == f.currency && m.fee.amount <= f.amount)
+                && min_rating.is_none_or(|r| bayes(m) >= r);
+            if ok {
+                let key = match sort {
+                    SortBy::Relevance => 0.0,
+                    SortBy::Distance => d.unwrap_or(0.0),
+                    SortBy::Rating => -bayes(m),
+                    SortBy::Fee => m.fee.amount as f64,
+                };
+                expect.push((key, m.id.clone()));
+            }
+        }
+        let full = engine.search(&q).unwrap();
+        let got: Vec<String> = full.hits.iter().map(|h| h.musician.id.clone()).collect();
+        if sort == SortBy::Relevance && q.text.is_some() {
+            // BM25 order is tantivy's; check the set and that relevance never increases.
+            let mut a = got.clone();
+            a.sort();
+            let mut b: Vec<String> = expect.iter().map(|e| e.1.clone()).collect();
+            b.sort();
+            prop_assert_eq!(a, b);
+            prop_assert!(full.hits.windows(2).all(|w| w[0].relevance >= w[1].relevance));
+        } else {
+            expect.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let want: Vec<String> = expect.iter().map(|e| e.1.clone()).collect();
+            prop_assert_eq!(&got, &want);
+        }
+        // Paging through with a small limit gives the same sequence, without repeats.
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let p = engine.search(&SearchQuery { limit: Some(page), cursor: cursor.clone(), ..q.clone() }).unwrap();
+            prop_assert!(p.hits.len() <= page);
+            paged.extend(p.hits.iter().map(|h| h.musician.id.clone()));
+            match p.next_cursor { Some(c) => cursor = Some(c), None => break }
+        }
+        prop_assert_eq!(paged, got);
+    }
+}
