@@ -318,7 +318,7 @@ impl IndexHandle {
                 for rec in store.musicians_after(None) {
                     writer.add_document(document(&fields, &rec?))?;
                     n += 1;
-                    if n % 100_000 == 0 {
+                    if n.is_multiple_of(100_000) {
                         tracing::info!(done = n, total, "index rebuild progress");
                     }
                 }

@@ -169,7 +169,7 @@ pub fn evaluate(
     if level < slot.min_level {
         return None;
     }
-    if m.busy.iter().any(|d| *d == gig.date) || booked_dates.contains(&gig.date.as_str()) {
+    if m.busy.contains(&gig.date) || booked_dates.contains(&gig.date.as_str()) {
         return None;
     }
     if m.fee.currency != gig.budget.currency || m.fee.amount > gig.budget.max_fee {

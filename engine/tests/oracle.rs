@@ -1,6 +1,7 @@
 //! Reference oracle: for random worlds and random requests, `search` and `match_gig` must equal
 //! a brute-force scan of the store that applies the documented rules (same ids, same order,
 //! scores within 1e-9), and the assignment must be as good as an exhaustive search.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -100,7 +101,10 @@ fn best_total(lists: &[Vec<(String, f64)>], seats: &[usize]) -> f64 {
     go(0, &slots_of_seat, lists, &mut Vec::new())
 }
 
-fn world() -> impl Strategy<Value = (Vec<Musician>, Vec<Gig>, Vec<(usize, usize, usize)>)> {
+/// Musicians, gigs, and bookings to attempt as (musician, gig, slot) indexes.
+type World = (Vec<Musician>, Vec<Gig>, Vec<(usize, usize, usize)>);
+
+fn world() -> impl Strategy<Value = World> {
     (
         musicians(1..60),
         gigs(1..6),
