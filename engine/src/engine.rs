@@ -353,6 +353,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits, without forcing a commit, until the changes of sequence `seq` are searchable;
+    /// false if `timeout` passed first. Writes become visible within
+    /// [`Config::index_commit_interval`] plus the commit's own time.
+    ///
+    /// ```
+    /// # use mussikon_engine::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let engine = Engine::open(dir.path(), Config::default()).unwrap();
+    /// # let m = serde_json::from_str(r#"{"id":"m-1","name":"Ana","instruments":[{"name":"guitar","level":4}],
+    /// #   "location":{"lat":40.42,"lon":-3.70},"travel_radius_km":50,"fee":{"amount":10000,"currency":"EUR"}}"#).unwrap();
+    /// let done = engine.upsert_musician(m).unwrap();
+    /// assert!(engine.wait_visible(done.seq, std::time::Duration::from_secs(10)));
+    /// ```
+    pub fn wait_visible(&self, seq: u64, timeout: Duration) -> bool {
+        self.inner.index.wait_visible(seq, timeout)
+    }
+
     /// Last applied sequence number.
     pub fn applied_seq(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.applied_seq()?)

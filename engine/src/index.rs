@@ -396,6 +396,23 @@ impl IndexHandle {
         *lock(&self.visible.0)
     }
 
+    /// Waits until changes up to `seq` are searchable, or `timeout` passes. True when visible.
+    pub(crate) fn wait_visible(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut v = lock(&self.visible.0);
+        while v.seq < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            v = match self.visible.1.wait_timeout(v, left) {
+                Ok((guard, _)) => guard,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        true
+    }
+
     /// Stops the indexer thread after a final commit.
     pub(crate) fn stop(&self) {
         let _ = lock(&self.tx).send(IndexMsg::Stop);

@@ -495,3 +495,87 @@ fn search_never_returns_a_stale_match() {
     assert_eq!(e.search(&q2).unwrap().hits.len(), 0);
     assert!(e.status().unwrap().applied_seq > e.status().unwrap().index_seq);
 }
+
+#[test]
+fn writes_become_searchable_without_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(dir.path());
+    let done = e.upsert_musician(musician_json("m-1")).unwrap();
+    // Awaits the indexer's own periodic commit (the event), not a fixed sleep.
+    assert!(e.wait_visible(done.seq, std::time::Duration::from_secs(30)));
+    let q = SearchQuery {
+        text: Some("jazz".into()),
+        ..Default::default()
+    };
+    assert_eq!(e.search(&q).unwrap().hits.len(), 1);
+    assert_eq!(e.status().unwrap().index_seq, done.seq);
+}
+
+#[test]
+fn pages_stay_consistent_while_writes_happen() {
+    let gen = generate::Generator::new(generate::GenConfig {
+        musicians: 400,
+        gigs: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(dir.path());
+    e.execute(&Command::BulkUpsert {
+        musicians: gen.musicians().collect(),
+        gigs: vec![],
+    })
+    .unwrap();
+    e.refresh().unwrap();
+    let q = SearchQuery {
+        sort: SortBy::Fee,
+        limit: Some(25),
+        ..Default::default()
+    };
+    let before: Vec<String> = e
+        .search(&SearchQuery {
+            limit: Some(1000),
+            ..q.clone()
+        })
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.musician.id)
+        .collect();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut page = 0;
+    loop {
+        let p = e
+            .search(&SearchQuery {
+                cursor: cursor.clone(),
+                ..q.clone()
+            })
+            .unwrap();
+        seen.extend(p.hits.iter().map(|h| h.musician.id.clone()));
+        // Between pages, insert new musicians and delete some already seen.
+        let mut m = musician_json(&format!("new-{page}"));
+        m.fee.amount = (page as i64) * 1000;
+        e.upsert_musician(m).unwrap();
+        e.execute(&Command::DeleteMusician {
+            id: seen[page % seen.len()].clone(),
+        })
+        .unwrap();
+        e.refresh().unwrap();
+        page += 1;
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no record appears twice");
+    for id in &before {
+        // Every record present throughout (never deleted) was seen exactly once.
+        if e.musician(id).unwrap().is_some() {
+            assert!(seen.contains(id), "{id} skipped");
+        }
+    }
+}
