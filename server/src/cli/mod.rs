@@ -1,0 +1,111 @@
+//! The `mussikon` command line: one subcommand per file, parsed with clap, run by [`run`].
+//!
+//! Promises: every subcommand has `--help` written for a person; a failure prints one message
+//! that says what went wrong and what to do, and exits non-zero; nothing here panics on bad
+//! input. Command output goes to stdout, logs and progress bars to stderr.
+
+pub mod gen;
+pub mod healthcheck;
+pub mod import;
+pub mod serve;
+pub mod snapshot;
+
+use crate::logging::{self, LogFormat};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// MussikOn: match musicians to gigs.
+///
+/// Start with `mussikon serve --demo 10000` and open http://127.0.0.1:8080/v1/musicians?limit=5.
+#[derive(Debug, Parser)]
+#[command(name = "mussikon", version, propagate_version = true)]
+pub struct Cli {
+    /// How log lines are written: auto (text on a terminal, JSON otherwise), json or text. The
+    /// level comes from MUSSIKON_LOG (e.g. `debug`, `info,mussikon_engine=debug`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Auto,
+        env = "MUSSIKON_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API over a data directory.
+    #[command(long_about = serve::SERVE_HELP)]
+    Serve(serve::ServeArgs),
+    /// Load musicians and gigs from a JSON Lines file into a data directory.
+    #[command(long_about = import::IMPORT_HELP)]
+    Import(import::ImportArgs),
+    /// Write a snapshot of a data directory to a file.
+    #[command(long_about = snapshot::EXPORT_HELP)]
+    Export(snapshot::ExportArgs),
+    /// Replace the contents of a data directory with a snapshot.
+    #[command(long_about = snapshot::RESTORE_HELP)]
+    Restore(snapshot::RestoreArgs),
+    /// Generate a realistic data set as JSON Lines files.
+    #[command(long_about = gen::GEN_HELP)]
+    Gen(gen::GenArgs),
+    /// Ask a running server whether it is ready (exit 0) or not (exit 1).
+    #[command(long_about = healthcheck::HEALTHCHECK_HELP)]
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// Print the version and the storage format.
+    Version,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // tantivy reports every segment commit at info: useful when debugging the index only.
+    let level = match cli.command {
+        Command::Serve(_) => "info,tantivy=warn",
+        _ => "warn,tantivy=error",
+    };
+    logging::init(cli.log_format, level);
+    logging::log_panics();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Export(args) => snapshot::export(args),
+        Command::Restore(args) => snapshot::restore(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Version => {
+            println!(
+                "mussikon {} (storage and snapshot format {})",
+                env!("CARGO_PKG_VERSION"),
+                mussikon_engine::codec::FORMAT_VERSION
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The engine settings every command opens a data directory with: the defaults, with
+/// `Durability::Sync` stated rather than inherited, since the API promises that an acknowledged
+/// write is on disk.
+pub fn engine_config() -> mussikon_engine::Config {
+    mussikon_engine::Config {
+        durability: mussikon_engine::Durability::Sync,
+        ..mussikon_engine::Config::default()
+    }
+}
+
+/// Opens the engine on `dir` with a message that says what to do when it cannot.
+pub fn open_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
+    use anyhow::Context;
+    mussikon_engine::Engine::open(dir, engine_config()).with_context(|| {
+        format!(
+            "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
+             first (a data directory serves one process at a time)",
+            dir.display()
+        )
+    })
+}

@@ -1,0 +1,88 @@
+//! The state every handler shares: the engine, the HTTP settings, the idempotency cache and the
+//! metrics handle; and the one way handlers call the engine.
+//!
+//! Engine calls block (sled, tantivy), so they never run on the async workers:
+//! [`App::blocking`] moves them to tokio's blocking pool, inside the request's tracing span. A
+//! panic in there becomes a 500 for that request only.
+
+use crate::config::HttpConfig;
+use crate::http::idempotency::IdempotencyCache;
+use crate::http::metrics;
+use crate::http::problem::ApiError;
+use metrics_exporter_prometheus::PrometheusHandle;
+use mussikon_engine::Engine;
+use std::sync::Arc;
+
+struct Inner {
+    engine: Engine,
+    config: HttpConfig,
+    idempotency: IdempotencyCache,
+    metrics: Result<PrometheusHandle, metrics::MetricsError>,
+}
+
+/// Shared server state. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+impl App {
+    /// State for serving `engine` with `config`. Installs the metrics recorder if no server in
+    /// this process has yet.
+    pub fn new(engine: Engine, config: HttpConfig) -> App {
+        let metrics = metrics::install();
+        if let Err(e) = &metrics {
+            tracing::warn!(error = %e, "metrics are disabled");
+        }
+        App {
+            inner: Arc::new(Inner {
+                idempotency: IdempotencyCache::new(config.idempotency_keys),
+                engine,
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The HTTP settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// The idempotency keys seen recently.
+    pub fn idempotency(&self) -> &IdempotencyCache {
+        &self.inner.idempotency
+    }
+
+    /// The metrics handle, or why there is none.
+    pub fn metrics(&self) -> Result<&PrometheusHandle, ApiError> {
+        self.inner
+            .metrics
+            .as_ref()
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// Runs `f` with the engine on the blocking pool and returns its result.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
+    {
+        let engine = self.inner.engine.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&engine)))
+            .await
+            .map_err(|e| {
+                if e.is_panic() {
+                    ApiError::Internal("an engine call panicked".into())
+                } else {
+                    ApiError::Internal("an engine call was cancelled".into())
+                }
+            })
+    }
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics: the names, their help texts, the histogram buckets, the recorder, and the
+//! `GET /metrics` route that renders it.
+//!
+//! The recorder is the process-wide `metrics` recorder, installed once (the first [`install`]
+//! wins; later calls return the same handle), without an HTTP listener of its own: `GET
+//! /metrics` renders it. Every metric is described at installation, so the exposition carries a
+//! HELP line for each one even before it has a sample.
+//!
+//! Label rules: `route` is always a route template (`/v1/musicians/{id}`), never a raw path;
+//! `method` is one of the standard methods or `OTHER`; `instrument` is a normalized instrument
+//! name, and after [`MAX_INSTRUMENT_LABELS`] distinct names further ones count as `other`, so no
+//! client can grow the exposition without bound.
+
+use crate::http::app::App;
+use crate::http::problem::ApiError;
+use crate::http::response::ApiResponse;
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mussikon_engine::Status;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+use warp::http::StatusCode;
+
+/// Requests answered, by route template, method and status.
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// Request latency histogram, by route template and method.
+pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
+/// Requests being handled now.
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+/// Matching requests, by slot instrument.
+pub const MATCHES_TOTAL: &str = "mussikon_matches_total";
+/// Matching latency histogram.
+pub const MATCH_DURATION: &str = "mussikon_match_duration_seconds";
+/// Age of the oldest write not yet searchable.
+pub const INDEX_LAG: &str = "mussikon_index_lag_seconds";
+/// Store size on disk.
+pub const STORE_BYTES: &str = "mussikon_store_bytes";
+/// Musicians stored.
+pub const MUSICIANS: &str = "mussikon_musicians";
+/// Gigs stored.
+pub const GIGS: &str = "mussikon_gigs";
+
+/// Upper bounds of the latency histograms, seconds.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Distinct instrument label values kept before the rest count as `other`.
+pub const MAX_INSTRUMENT_LABELS: usize = 256;
+
+/// Why the recorder could not be installed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("metrics recorder: {0}")]
+pub struct MetricsError(String);
+
+static HANDLE: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns the handle that renders it.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_REQUEST_DURATION.into()),
+                    &LATENCY_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(MATCH_DURATION.into()), &LATENCY_BUCKETS)
+                })
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| MetricsError(e.to_string()))?;
+            describe();
+            Ok(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by route template, method and status code."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from receiving a request to having its response ready, by route template and method."
+    );
+    describe_gauge!(
+        HTTP_REQUESTS_IN_FLIGHT,
+        "HTTP requests being handled right now."
+    );
+    describe_counter!(
+        MATCHES_TOTAL,
+        "Matching requests answered, counted once per instrument asked for by the gig's slots."
+    );
+    describe_histogram!(
+        MATCH_DURATION,
+        Unit::Seconds,
+        "Time the engine took to rank and assign musicians for one gig."
+    );
+    describe_gauge!(
+        INDEX_LAG,
+        Unit::Seconds,
+        "How long the oldest write not yet searchable has waited (0 when the index is current)."
+    );
+    describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the store on disk.");
+    describe_gauge!(MUSICIANS, "Musicians stored.");
+    describe_gauge!(GIGS, "Gigs stored.");
+    // Register the gauges so they appear before the first scrape sets them.
+    gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
+}
+
+/// Counts a request in flight from creation to drop (so a panicking handler is still counted
+/// out).
+pub struct InFlight(());
+
+impl InFlight {
+    /// Counts one more request in flight.
+    pub fn start() -> InFlight {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// The `method` label of a request method.
+pub fn method_label(method: &warp::http::Method) -> &'static str {
+    use warp::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Records one answered request.
+pub fn record_request(route: &'static str, method: &'static str, status: u16, took: Duration) {
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method, "status" => status.to_string())
+        .increment(1);
+    histogram!(HTTP_REQUEST_DURATION, "route" => route, "method" => method)
+        .record(took.as_secs_f64());
+}
+
+static INSTRUMENTS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+
+fn instrument_label(name: &str) -> String {
+    let seen = INSTRUMENTS.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.contains(name) {
+        return name.to_string();
+    }
+    if seen.len() < MAX_INSTRUMENT_LABELS {
+        seen.insert(name.to_string());
+        return name.to_string();
+    }
+    "other".to_string()
+}
+
+/// Records one matching request over slots playing `instruments`.
+pub fn record_match<'a>(instruments: impl IntoIterator<Item = &'a str>, took: Duration) {
+    let mut distinct: Vec<&str> = instruments.into_iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for name in distinct {
+        counter!(MATCHES_TOTAL, "instrument" => instrument_label(name)).increment(1);
+    }
+    histogram!(MATCH_DURATION).record(took.as_secs_f64());
+}
+
+/// Sets the engine gauges from a status reading.
+pub fn record_status(s: &Status) {
+    gauge!(INDEX_LAG).set(s.index_lag_ms as f64 / 1000.0);
+    gauge!(STORE_BYTES).set(s.store_bytes as f64);
+    gauge!(MUSICIANS).set(s.musicians as f64);
+    gauge!(GIGS).set(s.gigs as f64);
+}
+
+/// `GET /metrics`: refreshes the engine gauges, then renders the Prometheus text exposition.
+pub async fn render(app: &App) -> Result<ApiResponse, ApiError> {
+    let handle = app.metrics()?.clone();
+    if let Ok(s) = app.blocking(|e| e.status()).await? {
+        record_status(&s);
+    }
+    handle.run_upkeep();
+    Ok(ApiResponse::with_body(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        bytes::Bytes::from(handle.render()),
+    ))
+}

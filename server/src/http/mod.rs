@@ -1,0 +1,265 @@
+//! The HTTP API: the only part of MussikOn that knows routes, status codes and JSON error bodies.
+//!
+//! Every request takes the same path through [`handle`]: take or make a request id, resolve the
+//! route in [`router::ROUTES`], run the handler in its own task (so a client that hangs up does
+//! not cancel a write half-way, and a panic becomes a 500 problem for that request only), then
+//! set `X-Request-Id`, count and time the request under its route template, and log one line in
+//! the request's span. warp provides the server and the connection handling; routing is our
+//! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
+//!
+//! [`serve`] runs the API on a listener the caller bound (port 0 works) until the shutdown future
+//! resolves, then stops accepting, lets in-flight requests finish within a grace period, and
+//! returns.
+//!
+//! ```no_run
+//! # async fn ex(engine: mussikon_engine::Engine) -> std::io::Result<()> {
+//! use mussikon_server::{config::HttpConfig, http};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let app = http::app::App::new(engine, HttpConfig::default());
+//! let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! http::serve(listener, app, async { let _ = stopped.await; }, std::time::Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+
+pub mod app;
+pub mod conditional;
+pub mod health;
+pub mod idempotency;
+pub mod metrics;
+pub mod problem;
+pub mod query;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod routes;
+
+use crate::http::app::App;
+use crate::http::problem::ApiError;
+use crate::http::request::{BodyStream, Request};
+use crate::http::response::ApiResponse;
+use bytes::Buf;
+use futures_util::StreamExt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+use warp::http::header::{HeaderName, HeaderValue};
+use warp::http::{HeaderMap, Method};
+use warp::Filter;
+
+/// The request and response header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// How [`serve`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection finished within the grace period.
+    Drained,
+    /// The grace period ran out with requests still in flight.
+    GraceExpired,
+}
+
+/// A request id from the client is kept when it is 1–128 characters of `[A-Za-z0-9._:-]`;
+/// otherwise (or when absent) a UUID v4 is made.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Answers one request; see the module documentation for the steps.
+pub async fn handle(
+    app: App,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: BodyStream,
+) -> warp::reply::Response {
+    let started = Instant::now();
+    let _in_flight = metrics::InFlight::start();
+    let id = request_id(&headers);
+    let resolved = router::resolve(&method, &path);
+    let route = resolved.template();
+    let method_label = metrics::method_label(&method);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = method_label,
+        route,
+        path = %path
+    );
+    let req = Request::new(method, path, query, headers, id.clone(), body);
+    let mut resp = isolated(routes::dispatch(app, resolved, req), &span, &id).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers.insert(HeaderName::from_static(REQUEST_ID), v);
+    }
+    let took = started.elapsed();
+    metrics::record_request(route, method_label, resp.status.as_u16(), took);
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status.as_u16(),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "request answered"
+        )
+    });
+    resp.into_warp()
+}
+
+/// Runs `work` in its own task within `span`: it runs to completion even if the client hangs
+/// up, and a panic in it becomes a 500 problem (the panic itself is logged by the panic hook).
+async fn isolated<F>(work: F, span: &tracing::Span, request_id: &str) -> ApiResponse
+where
+    F: Future<Output = ApiResponse> + Send + 'static,
+{
+    match tokio::spawn(work.instrument(span.clone())).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let cause = if e.is_panic() {
+                "the handler panicked"
+            } else {
+                "the handler was cancelled"
+            };
+            span.in_scope(|| ApiError::Internal(cause.into()).into_response(request_id))
+        }
+    }
+}
+
+/// The warp filter serving the whole API. It never rejects: every request is answered by
+/// [`handle`].
+pub fn filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream().map(boxed_body))
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body: BodyStream| {
+                handle(
+                    app.clone(),
+                    method,
+                    path.as_str().to_string(),
+                    query,
+                    headers,
+                    body,
+                )
+            },
+        )
+        .recover(|_rejection| async {
+            // Unreachable: the filters above do not reject. Answer something sane anyway.
+            Ok::<_, std::convert::Infallible>(
+                ApiError::Internal("request rejected by the server framework".into())
+                    .into_response("-")
+                    .into_warp(),
+            )
+        })
+        .unify()
+}
+
+fn boxed_body<S, B>(body: S) -> BodyStream
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining()))))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops accepting connections and
+/// waits up to `grace` for in-flight requests to finish.
+pub async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: S,
+    grace: Duration,
+) -> Stopped
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    let upkeep = app.metrics().ok().cloned().map(|handle| {
+        tokio::spawn(async move {
+            // Histogram samples wait in the recorder until upkeep folds them in; without a
+            // scrape they would grow without bound.
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    });
+    let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        warp::serve(filter(app))
+            .incoming(listener)
+            .graceful(async move {
+                let _ = begin_rx.await;
+            })
+            .run(),
+    );
+    shutdown.await;
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: no new connections; waiting for in-flight requests"
+    );
+    let _ = begin_tx.send(());
+    let stopped = match tokio::time::timeout(grace, server).await {
+        Ok(_) => Stopped::Drained,
+        Err(_) => {
+            tracing::warn!("grace period over with requests still in flight; stopping anyway");
+            Stopped::GraceExpired
+        }
+    };
+    if let Some(task) = upkeep {
+        task.abort();
+    }
+    stopped
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_500_problem_without_internals() {
+        let resp = isolated(
+            async {
+                let fail = true;
+                if fail {
+                    panic!("secret internals");
+                }
+                ApiResponse::empty(warp::http::StatusCode::OK)
+            },
+            &tracing::Span::none(),
+            "req-1",
+        )
+        .await;
+        assert_eq!(resp.status.as_u16(), 500);
+        assert_eq!(resp.headers["content-type"], "application/problem+json");
+        let body = String::from_utf8(resp.body.to_vec()).unwrap();
+        assert!(!body.contains("secret"), "{body}");
+        assert!(!body.contains("panicked"), "{body}");
+        assert!(body.contains("req-1"), "{body}");
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_safe() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("abc-1.2:3"));
+        assert_eq!(request_id(&h), "abc-1.2:3");
+        h.insert(REQUEST_ID, HeaderValue::from_static("a b"));
+        assert_eq!(request_id(&h).len(), 36);
+    }
+}

@@ -1,0 +1,243 @@
+//! Every way a request can fail, and how each failure is shown to the client: an RFC 9457
+//! `application/problem+json` body `{"type","title","status","detail","errors":[{"field","rule"}]}`.
+//!
+//! Promises: a client error is never a 5xx; a 5xx body never carries internals (the cause is
+//! logged with the request id instead, and the body carries that id). The `type` of a problem is a
+//! stable URN (`urn:mussikon:problem:<kind>`) that clients may switch on; `errors` is always
+//! present (empty when no field is at fault). Extension members: `request_id` always,
+//! `line`/`column` for malformed JSON, `conflict` (the engine's typed conflict) for 409,
+//! `current_etag` for 412, `limit_bytes` for 413.
+
+use crate::http::response::{ApiResponse, PROBLEM_JSON};
+use bytes::Bytes;
+use mussikon_engine::{Conflict, EngineError, FieldError, Refusal};
+use serde::Serialize;
+use warp::http::header::ALLOW;
+use warp::http::StatusCode;
+
+/// The problem+json body, members in the order RFC 9457 lists them, extensions after.
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    errors: &'a [FieldError],
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<&'a Conflict>,
+    /// `Some(None)` is a record that does not exist: serialized as `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_etag: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit_bytes: Option<usize>,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not well-formed JSON (400).
+    #[error("the body is not well-formed JSON: {message} (line {line}, column {column})")]
+    MalformedJson {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the parser found.
+        message: String,
+    },
+    /// Some other malformed part of the request, e.g. a header (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Fields broke rules (422); every broken rule is listed.
+    #[error("the request is invalid")]
+    Invalid(Vec<FieldError>),
+    /// The route or the record does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not with this method (405).
+    #[error("this route does not accept the method; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: String,
+    },
+    /// The engine refused a change because of the current state (409).
+    #[error("{0}")]
+    Conflict(Conflict),
+    /// A request with the same `Idempotency-Key` is still being processed (409).
+    #[error("a request with this Idempotency-Key is still being processed; retry later")]
+    IdempotencyInFlight,
+    /// `If-Match` named a version that is not the current one (412).
+    #[error("{}", precondition_detail(.current))]
+    PreconditionFailed {
+        /// The record's current version, if it exists.
+        current: Option<u64>,
+    },
+    /// The body is larger than the route accepts (413).
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The body's media type is not the one the route reads (415).
+    #[error("send the body with Content-Type: {expected} (got {})", .got.as_deref().unwrap_or("none"))]
+    UnsupportedMediaType {
+        /// The media type expected.
+        expected: &'static str,
+        /// The media type sent, if any.
+        got: Option<String>,
+    },
+    /// A fault of the server (500). The text is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn precondition_detail(current: &Option<u64>) -> String {
+    match current {
+        Some(v) => format!("If-Match does not match the current version (ETag \"{v}\"); fetch the record and retry with its ETag"),
+        None => "If-Match was given but the record does not exist".to_string(),
+    }
+}
+
+impl ApiError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> ApiError {
+        ApiError::Invalid(vec![FieldError {
+            field: field.into(),
+            rule: rule.into(),
+        }])
+    }
+
+    /// A missing record of `kind` ("musician", "gig", …).
+    pub fn not_found(kind: &str, id: &str) -> ApiError {
+        ApiError::NotFound(format!("{kind} {id} not found"))
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::MalformedJson { .. } => ("malformed-json", "Malformed JSON"),
+            ApiError::BadRequest(_) => ("bad-request", "Bad request"),
+            ApiError::Invalid(_) => ("validation", "Invalid request"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            ApiError::Conflict(_) => ("conflict", "Conflict with the current state"),
+            ApiError::IdempotencyInFlight => ("idempotency-in-flight", "Request in progress"),
+            ApiError::PreconditionFailed { .. } => ("precondition-failed", "Precondition failed"),
+            ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Body too large"),
+            ApiError::UnsupportedMediaType { .. } => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::Internal(_) => ("internal", "Internal server error"),
+        }
+    }
+
+    /// The problem+json response for this error. Internal errors are logged here, in the
+    /// request's span, and answered without their cause.
+    pub fn into_response(self, request_id: &str) -> ApiResponse {
+        let status = self.status();
+        let (kind, title) = self.kind_and_title();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                "the server failed to handle the request; report the request_id to the operators"
+                    .to_string()
+            }
+            ApiError::Invalid(errors) => match errors.len() {
+                1 => format!("{}: {}", errors[0].field, errors[0].rule),
+                n => format!("{n} fields are invalid; see errors"),
+            },
+            other => other.to_string(),
+        };
+        let mut body = ProblemBody {
+            kind: format!("urn:mussikon:problem:{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors: match &self {
+                ApiError::Invalid(errors) => errors.as_slice(),
+                _ => &[],
+            },
+            request_id,
+            line: None,
+            column: None,
+            conflict: None,
+            current_etag: None,
+            limit_bytes: None,
+        };
+        match &self {
+            ApiError::MalformedJson { line, column, .. } => {
+                body.line = Some(*line);
+                body.column = Some(*column);
+            }
+            ApiError::Conflict(c) => body.conflict = Some(c),
+            ApiError::PreconditionFailed { current } => {
+                body.current_etag = Some(current.map(crate::http::conditional::etag));
+            }
+            ApiError::PayloadTooLarge { limit } => body.limit_bytes = Some(*limit),
+            _ => {}
+        }
+        // Serializing plain strings and numbers cannot fail; fall back to a bare object anyway.
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        let resp = ApiResponse::with_body(status, PROBLEM_JSON, Bytes::from(bytes));
+        match self {
+            ApiError::MethodNotAllowed { allow } => resp.header(ALLOW, &allow),
+            _ => resp,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Invalid(v) => ApiError::Invalid(v.errors),
+            EngineError::NotFound { kind, id } => ApiError::not_found(kind, &id),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Invalid(v) => ApiError::Invalid(v.errors),
+            Refusal::NotFound { kind, id } => ApiError::not_found(&kind, &id),
+            Refusal::Conflict(c) => ApiError::Conflict(c),
+        }
+    }
+}
+
+/// The effect of a command that took effect, or the error its refusal maps to.
+pub fn expect_done(outcome: mussikon_engine::Outcome) -> Result<mussikon_engine::Effect, ApiError> {
+    match outcome {
+        mussikon_engine::Outcome::Done(effect) => Ok(effect),
+        mussikon_engine::Outcome::Refused(r) => Err(r.into()),
+        other @ mussikon_engine::Outcome::AlreadyApplied { .. } => {
+            Err(ApiError::Internal(format!("execute answered {other:?}")))
+        }
+    }
+}
+
+/// An effect other than the one the command produces.
+pub fn unexpected(effect: mussikon_engine::Effect) -> ApiError {
+    ApiError::Internal(format!("unexpected effect {effect:?}"))
+}

@@ -1,0 +1,81 @@
+//! `/v1/gigs/{id}/bookings`: booking a musician into a gig's slot, and cancelling it.
+//!
+//! The engine checks and books in one step under its writer lock, so two requests racing for
+//! the same musician on the same date get exactly one 201; the other gets 409 with the engine's
+//! typed conflict (`musician_already_booked`, `slot_full`, `musician_busy`, …) in `conflict`.
+//! A POST may carry `Idempotency-Key` (see [`crate::http::idempotency`]).
+
+use crate::http::app::App;
+use crate::http::idempotency;
+use crate::http::problem::{expect_done, unexpected, ApiError};
+use crate::http::request::{decode_json, BodyKind, Request};
+use crate::http::response::ApiResponse;
+use mussikon_engine::{is_valid_id, Booking, Command, Effect};
+use serde::Deserialize;
+use warp::http::StatusCode;
+
+/// The body of `POST /v1/gigs/{id}/bookings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingBody {
+    /// Index of the slot in the gig's `slots`.
+    pub slot: i64,
+    /// The musician to book.
+    pub musician_id: String,
+}
+
+/// `POST /v1/gigs/{id}/bookings`: 201 with the booking, 409 with the conflict, 404 when the
+/// gig or the musician does not exist.
+pub async fn book(app: &App, gig_id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
+    if !is_valid_id(&gig_id) {
+        return Err(ApiError::not_found("gig", &gig_id));
+    }
+    let key = idempotency::key_of(&req)?;
+    let body = req
+        .body(BodyKind::Json, app.config().max_body_bytes)
+        .await?;
+    let fingerprint = idempotency::fingerprint(&req, &body);
+    let work = async {
+        let b: BookingBody = decode_json(&body)?;
+        let booking = Booking {
+            gig_id,
+            slot: b.slot,
+            musician_id: b.musician_id,
+        };
+        let done = app.blocking(move |e| e.book(booking)).await??;
+        match expect_done(done.outcome)? {
+            Effect::Booked(b) => Ok(ApiResponse::json(StatusCode::CREATED, &b)?
+                .location(&format!("/v1/gigs/{}/bookings/{}", b.gig_id, b.musician_id))),
+            other => Err(unexpected(other)),
+        }
+    };
+    Ok(app
+        .idempotency()
+        .run(key, fingerprint, &req.request_id, work)
+        .await)
+}
+
+/// `DELETE /v1/gigs/{id}/bookings/{musician_id}`: 204, or 404 when there is no such booking.
+pub async fn cancel(
+    app: &App,
+    gig_id: String,
+    musician_id: String,
+) -> Result<ApiResponse, ApiError> {
+    if !is_valid_id(&gig_id) || !is_valid_id(&musician_id) {
+        return Err(ApiError::NotFound(format!(
+            "booking {gig_id}/{musician_id} not found"
+        )));
+    }
+    let done = app
+        .blocking(move |e| {
+            e.execute(&Command::CancelBooking {
+                gig_id,
+                musician_id,
+            })
+        })
+        .await??;
+    match expect_done(done.outcome)? {
+        Effect::Cancelled(_) => Ok(ApiResponse::empty(StatusCode::NO_CONTENT)),
+        other => Err(unexpected(other)),
+    }
+}

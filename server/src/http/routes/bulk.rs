@@ -1,0 +1,54 @@
+//! `POST /v1/musicians/bulk`: many musicians at once, as NDJSON.
+//!
+//! The body (`Content-Type: application/x-ndjson`, at most `max_bulk_bytes`, 64 MiB by default)
+//! holds one `Musician` per line and goes through the engine's `import_jsonl` unchanged: every
+//! line is validated like a single PUT, good lines are written in atomic batches, bad lines are
+//! skipped and reported by line number. The answer is always 200
+//! `{"accepted":n,"rejected":n,"errors":[{"line","error"}…]}` with at most the first 100 errors;
+//! a client that wants all-or-nothing checks `rejected` before relying on the import.
+
+use crate::http::app::App;
+use crate::http::problem::ApiError;
+use crate::http::request::{BodyKind, Request};
+use crate::http::response::ApiResponse;
+use mussikon_engine::import::RecordKind;
+use mussikon_engine::LineError;
+use mussikon_engine::{ImportOptions, OnError};
+use serde::Serialize;
+use warp::http::StatusCode;
+
+/// The answer of a bulk upload.
+#[derive(Debug, Serialize)]
+pub struct BulkReport {
+    /// Musicians written.
+    pub accepted: u64,
+    /// Lines refused.
+    pub rejected: u64,
+    /// The first refused lines (at most 100), with what was wrong.
+    pub errors: Vec<LineError>,
+}
+
+/// `POST /v1/musicians/bulk`.
+pub async fn post(app: &App, mut req: Request) -> Result<ApiResponse, ApiError> {
+    let body = req
+        .body(BodyKind::Ndjson, app.config().max_bulk_bytes)
+        .await?;
+    let report = app
+        .blocking(move |e| {
+            let opts = ImportOptions {
+                on_error: OnError::Skip,
+                kind: RecordKind::Musicians,
+                ..ImportOptions::default()
+            };
+            e.import_jsonl(std::io::Cursor::new(body), &opts, |_| {})
+        })
+        .await??;
+    ApiResponse::json(
+        StatusCode::OK,
+        &BulkReport {
+            accepted: report.musicians,
+            rejected: report.rejected,
+            errors: report.errors,
+        },
+    )
+}

@@ -1,0 +1,354 @@
+//! The `mussikon` binary as a person or a supervisor uses it: serve and stop on SIGTERM, and the
+//! offline commands (gen, import, export, restore, healthcheck, version) with their exit codes.
+#![allow(clippy::unwrap_used)]
+
+use futures_util::StreamExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mussikon");
+/// Longest a child may take to exit after SIGTERM in these tests.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+
+fn musician(id: &str) -> Value {
+    json!({
+        "id": id, "name": format!("Musician {id}"),
+        "instruments": [{"name": "guitar", "level": 4}],
+        "location": {"lat": 40.4168, "lon": -3.7038},
+        "travel_radius_km": 50, "fee": {"amount": 15000, "currency": "EUR"}
+    })
+}
+
+/// A `mussikon serve` child and the address it printed.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+async fn serve(data_dir: &Path, extra: &[&str]) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("MUSSIKON_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).await.unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Served {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+impl Served {
+    fn sigterm(&self) {
+        let pid = Pid::from_raw(self.child.id().unwrap() as i32);
+        kill(pid, Signal::SIGTERM).unwrap();
+    }
+
+    async fn exit_code(mut self) -> i32 {
+        let status = tokio::time::timeout(EXIT_DEADLINE, self.child.wait())
+            .await
+            .expect("the server did not exit after SIGTERM")
+            .unwrap();
+        status.code().expect("the server was killed by a signal")
+    }
+}
+
+async fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("MUSSIKON_LOG_FORMAT", "json")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_keeps_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]).await;
+    let client = reqwest::Client::new();
+
+    let resp = client
+        .put(format!("{}/v1/musicians/m-acked", server.base))
+        .json(&musician("m-acked"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    // Start a bulk upload whose body is still being sent when the signal arrives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream(rx));
+    let upload = tokio::spawn(
+        client
+            .post(format!("{}/v1/musicians/bulk", server.base))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(format!("{}\n", musician("m-bulk-0"))))
+        .await
+        .unwrap();
+    // The only way to know the server is handling the upload is to ask it: poll the in-flight
+    // gauge (bounded: at most 10 s).
+    let metrics_url = format!("{}/metrics", server.base);
+    let mut in_flight = false;
+    for _ in 0..500 {
+        let m = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The scrape itself is one request in flight; the upload makes two.
+        let now = m
+            .lines()
+            .find_map(|l| l.strip_prefix("http_requests_in_flight "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if now >= 2.0 {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(in_flight, "the upload never showed up as in flight");
+
+    server.sigterm();
+    tx.send(Ok(format!("{}\n", musician("m-bulk-1"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let resp = upload.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(report["accepted"], 2);
+    assert_eq!(server.exit_code().await, 0);
+
+    let engine =
+        mussikon_engine::Engine::open(dir.path(), mussikon_engine::Config::default()).unwrap();
+    for id in ["m-acked", "m-bulk-0", "m-bulk-1"] {
+        assert!(engine.musician(id).unwrap().is_some(), "{id} was lost");
+    }
+}
+
+/// A stream of body chunks fed through a channel.
+fn tokio_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_data_and_healthcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--demo", "500"]).await;
+    let page: Value = reqwest::get(format!("{}/v1/gigs?limit=1000", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    let search: Value = reqwest::get(format!(
+        "{}/v1/musicians/search?instrument=guitar&limit=3",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(!search["hits"].as_array().unwrap().is_empty());
+
+    let ok = run(&["healthcheck", "--url", &server.base]).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    let base = server.base.clone();
+    server.sigterm();
+    assert_eq!(server.exit_code().await, 0);
+    let down = run(&["healthcheck", "--url", &base, "--timeout-ms", "2000"]).await;
+    assert_eq!(down.status.code(), Some(1));
+    assert!(text(&down.stdout).starts_with("not ready"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_import_export_restore_round_trip() {
+    let work = tempfile::tempdir().unwrap();
+    let gen_dir = work.path().join("gen");
+    let data = work.path().join("data");
+    let copy = work.path().join("copy");
+    let snap = work.path().join("backup.snap");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+
+    let out = run(&[
+        "gen",
+        "--musicians",
+        "300",
+        "--gigs",
+        "12",
+        "--seed",
+        "7",
+        "--out-dir",
+        &p(&gen_dir),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&[
+        "import",
+        &p(&gen_dir.join("musicians.jsonl")),
+        "--data-dir",
+        &p(&data),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("imported 300 musicians and 0 gigs"));
+    let out = run(&[
+        "import",
+        &p(&gen_dir.join("gigs.jsonl")),
+        "--data-dir",
+        &p(&data),
+    ])
+    .await;
+    assert!(text(&out.stdout).contains("imported 0 musicians and 12 gigs"));
+
+    let out = run(&["export", "--data-dir", &p(&data), "--out", &p(&snap)]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("exported 300 musicians and 12 gigs"));
+
+    let out = run(&["restore", "--data-dir", &p(&copy), "--in", &p(&snap)]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("restored 300 musicians and 12 gigs"));
+
+    // A second restore needs --force, and says so.
+    let out = run(&["restore", "--data-dir", &p(&copy), "--in", &p(&snap)]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "restore",
+        "--data-dir",
+        &p(&copy),
+        "--in",
+        &p(&snap),
+        "--force",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let engine = mussikon_engine::Engine::open(&copy, mussikon_engine::Config::default()).unwrap();
+    let status = engine.status().unwrap();
+    assert_eq!((status.musicians, status.gigs), (300, 12));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reports_bad_lines_and_reject_all_writes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("mixed.jsonl");
+    let data = work.path().join("data");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{{\"id\":\"bad id\"}}\n{}\n",
+            musician("m-1"),
+            musician("m-2")
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let d = data.to_str().unwrap();
+
+    let out = run(&["import", f, "--data-dir", d, "--reject-all"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("nothing imported"), "{stdout}");
+    assert!(stdout.contains("line 2:"), "{stdout}");
+
+    let out = run(&["import", f, "--data-dir", d]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("imported 2 musicians"), "{stdout}");
+    assert!(stdout.contains("line 2:"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_get_a_message_and_a_non_zero_exit() {
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().join("data");
+    let d = d.to_str().unwrap();
+
+    let out = run(&["import", "/no/such/file.jsonl", "--data-dir", d]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("could not open /no/such/file.jsonl"));
+
+    let out = run(&["export", "--data-dir", "/no/such/dir", "--out", "x.snap"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("does not exist"));
+
+    let out = run(&["healthcheck", "--url", "https://example.invalid"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not an http:// URL"));
+
+    let out = run(&["serve", "--listen", "not-an-address"]).await;
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(text(&out.stderr).contains("--listen"));
+
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["serve", "--listen", &addr, "--data-dir", d]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("could not listen"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    for out in [&run(&["import"]).await, &run(&["bogus"]).await] {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(!text(&out.stderr).contains("panicked"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_and_version() {
+    // The long help of each subcommand carries an example (or a try-this line).
+    for sub in ["serve", "import", "export", "restore", "gen", "healthcheck"] {
+        let out = run(&[sub, "--help"]).await;
+        assert!(out.status.success(), "{sub}");
+        let help = text(&out.stdout);
+        assert!(help.contains("Usage: mussikon"), "{sub}");
+        assert!(
+            help.contains("Example") || help.contains("Try:"),
+            "{sub}: {help}"
+        );
+    }
+    let out = run(&["version"]).await;
+    assert!(text(&out.stdout).starts_with("mussikon "));
+}
