@@ -20,14 +20,15 @@ use crate::store::{GigRecord, MusicianRecord, Store, StoreError, StoreOptions};
 use crate::validate::{is_valid_id, validate_gig, ValidationError};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
-use tantivy::Term;
+use tantivy::{DocSet, Term};
 
 /// When an acknowledged write reaches the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,9 +237,25 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-fn cell_terms(field: tantivy::schema::Field, cells: Vec<String>) -> Box<dyn Query> {
-    Box::new(TermSetQuery::new(
-        cells.into_iter().map(|c| Term::from_field_text(field, &c)),
+/// Any of `terms` in `field`, as a lazy union of posting lists.
+///
+/// Not `TermSetQuery`: that one materializes a bitset of `max_doc` bits per segment for every
+/// query, which at 1M documents cost more than the rest of a match (measured; docs/perf.md).
+/// See [`Engine::fresh_view`].
+struct FreshView {
+    searcher: tantivy::Searcher,
+    exclude: HashSet<(u32, tantivy::DocId)>,
+    changed: Vec<MusicianRecord>,
+}
+
+fn any_term(field: tantivy::schema::Field, terms: Vec<String>) -> Box<dyn Query> {
+    let mut uniq = terms;
+    uniq.sort_unstable();
+    uniq.dedup();
+    Box::new(BooleanQuery::new(
+        uniq.into_iter()
+            .map(|t| (Occur::Should, term(field, &t)))
+            .collect(),
     ))
 }
 
@@ -516,7 +533,7 @@ impl Engine {
                 .map(|i| crate::index::inst_term(&i.name, i.min_level))
                 .collect();
             match q.instrument_mode {
-                InstrumentMode::Any => clauses.push(filter(cell_terms(f.inst, terms))),
+                InstrumentMode::Any => clauses.push(filter(any_term(f.inst, terms))),
                 InstrumentMode::All => {
                     for t in terms {
                         clauses.push(filter(term(f.inst, &t)));
@@ -525,10 +542,10 @@ impl Engine {
             }
         }
         if !q.genres.is_empty() {
-            clauses.push(filter(cell_terms(f.genre, q.genres.clone())));
+            clauses.push(filter(any_term(f.genre, q.genres.clone())));
         }
         if let Some(n) = &q.near {
-            clauses.push(filter(cell_terms(
+            clauses.push(filter(any_term(
                 f.home,
                 crate::geo::cover_cells(n.point(), n.radius_km, 64),
             )));
@@ -650,20 +667,9 @@ impl Engine {
         let keep = k.max(total_open);
         let mut slots = Vec::with_capacity(gig.slots.len());
         let mut lists = Vec::with_capacity(gig.slots.len());
+        let view = self.fresh_view()?;
         for (i, slot) in gig.slots.iter().enumerate() {
-            let query = self.slot_query(&gig, slot);
-            let ids: Vec<String> = self
-                .candidates(&query, false)?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            let recs = self.fetch(ids)?;
-            let mut cands: Vec<Candidate> = recs
-                .par_iter()
-                .filter_map(|r| evaluate_record(&gig, slot, r, &weights))
-                .collect();
-            let eligible = cands.len();
-            rank(&mut cands);
+            let (mut cands, eligible) = self.slot_candidates(&view, &gig, slot, &weights, keep)?;
             cands.truncate(keep);
             slots.push(SlotMatches {
                 slot: i,
@@ -683,6 +689,103 @@ impl Engine {
         })
     }
 
+    /// A searcher plus what it does not yet know: the musicians changed after the sequence it
+    /// covers, with their current stored records (`None`: deleted) and their documents in the
+    /// searcher, which readers must skip.
+    fn fresh_view(&self) -> Result<FreshView, EngineError> {
+        // Order matters: the sequence first, then the change log, then the searcher. The
+        // searcher then covers at least `seq`, and every change after `seq` that it might not
+        // cover is still in the log (the log is pruned only after the reader has reloaded).
+        let seq = self.inner.index.visibility().seq;
+        let changed_ids = self.inner.store.changed_since(seq)?;
+        let searcher = self.inner.index.reader.searcher();
+        let f = self.inner.index.fields;
+        let mut exclude = HashSet::new();
+        let mut changed = Vec::with_capacity(changed_ids.len());
+        for id in changed_ids {
+            let t = Term::from_field_text(f.id, &id);
+            for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+                let inv = seg.inverted_index(f.id).map_err(IndexError::from)?;
+                if let Some(mut p) = inv
+                    .read_postings(&t, IndexRecordOption::Basic)
+                    .map_err(IndexError::from)?
+                {
+                    while p.doc() != tantivy::TERMINATED {
+                        exclude.insert((ord as u32, p.doc()));
+                        p.advance();
+                    }
+                }
+            }
+            changed.push(self.inner.store.musician(&id)?);
+        }
+        Ok(FreshView {
+            searcher,
+            exclude,
+            changed: changed.into_iter().flatten().collect(),
+        })
+    }
+
+    /// Eligible candidates of one slot, ranked, at least the best `keep` of them (more when
+    /// tied), and how many were eligible in all. Exact with respect to the store: documents of
+    /// musicians changed since the searcher's sequence are replaced by their stored records.
+    fn slot_candidates(
+        &self,
+        view: &FreshView,
+        gig: &Gig,
+        slot: &crate::model::Slot,
+        weights: &Weights,
+        keep: usize,
+    ) -> Result<(Vec<Candidate>, usize), EngineError> {
+        let f = self.inner.index.fields;
+        let query = self.slot_query(gig, slot);
+        let job = Arc::new(crate::slot_scan::SlotJob {
+            gig: gig.clone(),
+            slot: slot.clone(),
+            weights: *weights,
+            keep,
+            exclude: view.exclude.clone(),
+        });
+        let fruit = view
+            .searcher
+            .search(&query, &crate::slot_scan::SlotCollector { fields: f, job })
+            .map_err(IndexError::from)?;
+        let mut cands = Vec::with_capacity(fruit.best.len() + view.changed.len());
+        let mut name = Vec::new();
+        for h in fruit.best {
+            let seg = view.searcher.segment_reader(h.segment);
+            let col = seg
+                .fast_fields()
+                .str("id")
+                .map_err(IndexError::from)?
+                .ok_or_else(|| IndexError::Corrupt("index has no id column".into()))?;
+            let Some(ord) = col.term_ords(h.doc).next() else {
+                return Err(IndexError::Corrupt("index document without an id".into()).into());
+            };
+            name.clear();
+            if !col
+                .ord_to_bytes(ord, &mut name)
+                .map_err(|e| IndexError::Corrupt(e.to_string()))?
+            {
+                return Err(IndexError::Corrupt("index id ordinal out of range".into()).into());
+            }
+            cands.push(Candidate {
+                musician_id: String::from_utf8_lossy(&name).into_owned(),
+                score: h.score,
+                components: h.components,
+                distance_km: h.distance_km,
+            });
+        }
+        let mut eligible = fruit.eligible;
+        for rec in &view.changed {
+            if let Some(c) = evaluate_record(gig, slot, rec, weights) {
+                eligible += 1;
+                cands.push(c);
+            }
+        }
+        rank(&mut cands);
+        Ok((cands, eligible))
+    }
+
     fn slot_query(&self, gig: &Gig, slot: &crate::model::Slot) -> BooleanQuery {
         let f = self.inner.index.fields;
         BooleanQuery::new(vec![
@@ -690,8 +793,8 @@ impl Engine {
                 f.inst,
                 &crate::index::inst_term(&slot.instrument, slot.min_level),
             )),
-            filter(cell_terms(f.reach, crate::geo::point_cells(gig.location))),
-            filter(cell_terms(
+            filter(any_term(f.reach, crate::geo::point_cells(gig.location))),
+            filter(any_term(
                 f.home,
                 crate::geo::cover_cells(gig.location, gig.radius_km, 32),
             )),

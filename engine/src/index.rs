@@ -35,7 +35,7 @@ use tantivy::{
 };
 
 /// Bumped whenever the document layout changes; an index with another version is rebuilt.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 3;
 
 /// Most cells in a musician's travel-circle cover (see docs/perf.md for the measurement).
 pub const REACH_MAX_CELLS: usize = 16;
@@ -52,6 +52,9 @@ pub enum IndexError {
     /// Filesystem error around the index directory.
     #[error("index directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The index contradicts itself (a document without its id, say); reopening rebuilds it.
+    #[error("index is inconsistent: {0}")]
+    Corrupt(String),
     /// The indexer thread is gone (the engine is shutting down).
     #[error("the indexer thread has stopped")]
     Stopped,
@@ -69,6 +72,10 @@ pub(crate) struct Fields {
     pub currency: Field,
     pub active: Field,
     pub fee: Field,
+    pub lat: Field,
+    pub lon: Field,
+    pub radius: Field,
+    pub bayes: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -76,7 +83,7 @@ fn schema() -> (Schema, Fields) {
     let text_opts = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("default")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            .set_index_option(IndexRecordOption::WithFreqs),
     );
     let fields = Fields {
         id: b.add_text_field("id", STRING | FAST),
@@ -89,6 +96,10 @@ fn schema() -> (Schema, Fields) {
         currency: b.add_text_field("currency", STRING),
         active: b.add_text_field("active", STRING),
         fee: b.add_u64_field("fee", INDEXED | FAST),
+        lat: b.add_f64_field("lat", FAST),
+        lon: b.add_f64_field("lon", FAST),
+        radius: b.add_f64_field("radius", FAST),
+        bayes: b.add_f64_field("bayes", FAST),
     };
     (b.build(), fields)
 }
@@ -128,6 +139,10 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     d.add_text(f.currency, &m.fee.currency);
     d.add_text(f.active, if m.active { "1" } else { "0" });
     d.add_u64(f.fee, m.fee.amount.max(0) as u64);
+    d.add_f64(f.lat, m.location.lat);
+    d.add_f64(f.lon, m.location.lon);
+    d.add_f64(f.radius, m.travel_radius_km);
+    d.add_f64(f.bayes, m.bayesian_rating());
     d
 }
 

@@ -35,6 +35,7 @@ mod index;
 pub mod matching;
 pub mod model;
 pub mod search;
+mod slot_scan;
 pub mod snapshot;
 mod store;
 pub mod validate;

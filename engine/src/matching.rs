@@ -172,44 +172,88 @@ pub fn evaluate(
     if m.busy.contains(&gig.date) || booked_dates.contains(&gig.date.as_str()) {
         return None;
     }
-    if m.fee.currency != gig.budget.currency || m.fee.amount > gig.budget.max_fee {
+    if m.fee.currency != gig.budget.currency {
         return None;
     }
-    let b = m.bayesian_rating();
+    let facts = Facts {
+        level,
+        fee: m.fee.amount,
+        bayesian: m.bayesian_rating(),
+        location: m.location,
+        travel_radius_km: m.travel_radius_km,
+        shared_genres: gig.genres.iter().filter(|g| m.genres.contains(g)).count(),
+    };
+    let (score, components, distance_km) = score_facts(gig, slot, &facts, w)?;
+    Some(Candidate {
+        musician_id: m.id.clone(),
+        score,
+        components,
+        distance_km,
+    })
+}
+
+/// What the numeric part of eligibility and every score component depend on, once the
+/// categorical rules (active, plays the instrument, free on the date, same currency) hold.
+///
+/// Both the record path ([`evaluate`]) and the index path (fast fields of the index) fill it
+/// from the same stored values, and both score through [`score_facts`], so the two paths give
+/// bit-identical scores.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Facts {
+    /// The musician's level on the slot's instrument.
+    pub level: i64,
+    /// Fee in minor units.
+    pub fee: i64,
+    /// Bayesian rating `b`.
+    pub bayesian: f64,
+    /// Home.
+    pub location: crate::model::GeoPoint,
+    /// Travel radius, km.
+    pub travel_radius_km: f64,
+    /// How many of the gig's genres the musician plays.
+    pub shared_genres: usize,
+}
+
+/// The numeric rules (level, fee ≤ budget, min rating, distance ≤ R) and the score:
+/// `(score, components, distance)`, or `None` when not eligible.
+pub(crate) fn score_facts(
+    gig: &Gig,
+    slot: &Slot,
+    f: &Facts,
+    w: &Weights,
+) -> Option<(f64, Components, f64)> {
+    if f.level < slot.min_level || f.fee > gig.budget.max_fee {
+        return None;
+    }
+    let b = f.bayesian;
     if let Some(min) = gig.min_rating {
         if b < min {
             return None;
         }
     }
-    let d = haversine_km(m.location, gig.location);
-    let r = gig.radius_km.min(m.travel_radius_km);
+    let d = haversine_km(f.location, gig.location);
+    let r = gig.radius_km.min(f.travel_radius_km);
     if d > r {
         return None;
     }
     let genres = if gig.genres.is_empty() {
         1.0
     } else {
-        let shared = gig.genres.iter().filter(|g| m.genres.contains(g)).count();
-        shared as f64 / gig.genres.len() as f64
+        f.shared_genres as f64 / gig.genres.len() as f64
     };
     let price = if gig.budget.max_fee == 0 {
         1.0
     } else {
-        1.0 - m.fee.amount as f64 / gig.budget.max_fee as f64
+        1.0 - f.fee as f64 / gig.budget.max_fee as f64
     };
     let components = Components {
         proximity: 1.0 - d / r,
         rating: (b - 1.0) / 4.0,
         genres,
         price,
-        level: (level - slot.min_level + 1) as f64 / (6 - slot.min_level) as f64,
+        level: (f.level - slot.min_level + 1) as f64 / (6 - slot.min_level) as f64,
     };
-    Some(Candidate {
-        musician_id: m.id.clone(),
-        score: components.score(w),
-        components,
-        distance_km: d,
-    })
+    Some((components.score(w), components, d))
 }
 
 /// Evaluates a stored record (booked dates included).

@@ -1,0 +1,262 @@
+//! The index side of matching: scores one slot's candidates straight from the index.
+//!
+//! The slot query (built by the engine) admits documents that pass the categorical rules:
+//! plays the instrument at ≥ min level, active, same currency, fee in budget, not busy or
+//! booked on the date, and a coarse location test. [`SlotCollector`] then reads, per admitted
+//! document, the fast fields (`lat`, `lon`, `radius`, `fee`, `bayes`) and the postings of the
+//! higher level terms and of the gig's genre terms, fills [`Facts`] and scores through
+//! [`score_facts`], the function the record path uses too. Nothing is fetched from the store and
+//! ids are resolved only for the documents that can still make the top `keep`.
+//!
+//! Promises:
+//! - For every document it is given, the result equals [`crate::matching::evaluate`] on the
+//!   record the document was built from: the same stored values feed the same function.
+//! - Documents listed in `exclude` (musicians changed after the searcher's sequence) are skipped;
+//!   the engine evaluates those from the store instead, which makes the whole answer exact with
+//!   respect to the store, not merely to the index.
+//! - Each segment returns its best `keep` documents plus every document tied with the last of
+//!   them, so the global cut, which breaks ties by musician id, loses nothing.
+
+use crate::index::{inst_term, Fields};
+use crate::matching::{score_facts, Components, Facts, Weights};
+use crate::model::{GeoPoint, Gig, Slot};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::postings::SegmentPostings;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, Score, SegmentOrdinal, SegmentReader, Term};
+
+/// One scored document, before its id is known.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScoredDoc {
+    pub score: f64,
+    pub components: Components,
+    pub distance_km: f64,
+    pub segment: SegmentOrdinal,
+    pub doc: DocId,
+}
+
+/// What one slot scan needs to know, shared by its segment collectors.
+pub(crate) struct SlotJob {
+    pub gig: Gig,
+    pub slot: Slot,
+    pub weights: Weights,
+    pub keep: usize,
+    /// `(segment, doc)` pairs to skip.
+    pub exclude: HashSet<(SegmentOrdinal, DocId)>,
+}
+
+/// Scores the documents of a slot query; see the module documentation.
+pub(crate) struct SlotCollector {
+    pub fields: Fields,
+    pub job: Arc<SlotJob>,
+}
+
+/// The best documents of a scan and how many were eligible in all.
+#[derive(Debug, Default)]
+pub(crate) struct SlotFruit {
+    pub best: Vec<ScoredDoc>,
+    pub eligible: usize,
+}
+
+pub(crate) struct SlotSegmentCollector {
+    job: Arc<SlotJob>,
+    segment: SegmentOrdinal,
+    cols: Option<FactColumns>,
+    /// Postings of `instrument@l` for l above the slot's min level, ascending.
+    levels: Vec<(i64, SegmentPostings)>,
+    /// Postings of each gig genre (absent when no musician of the segment plays it).
+    genres: Vec<Option<SegmentPostings>>,
+    hits: Vec<ScoredDoc>,
+    eligible: usize,
+}
+
+struct FactColumns {
+    lat: Column<f64>,
+    lon: Column<f64>,
+    radius: Column<f64>,
+    bayes: Column<f64>,
+    fee: Column<u64>,
+}
+
+fn contains(p: &mut SegmentPostings, doc: DocId) -> bool {
+    if p.doc() < doc {
+        p.seek(doc);
+    }
+    p.doc() == doc
+}
+
+/// Keeps the best `keep` by score and every document tied with the last kept.
+fn cut(hits: &mut Vec<ScoredDoc>, keep: usize) {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if hits.len() > keep && keep > 0 {
+        let last = hits[keep - 1].score;
+        let end = hits
+            .iter()
+            .position(|h| h.score.total_cmp(&last).is_lt())
+            .unwrap_or(hits.len());
+        hits.truncate(end);
+    } else if keep == 0 {
+        hits.clear();
+    }
+}
+
+impl Collector for SlotCollector {
+    type Fruit = SlotFruit;
+    type Child = SlotSegmentCollector;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SlotSegmentCollector> {
+        let ff = reader.fast_fields();
+        let cols = FactColumns {
+            lat: ff.f64("lat")?,
+            lon: ff.f64("lon")?,
+            radius: ff.f64("radius")?,
+            bayes: ff.f64("bayes")?,
+            fee: ff.u64("fee")?,
+        };
+        let job = &self.job;
+        let inst = reader.inverted_index(self.fields.inst)?;
+        let mut levels = Vec::new();
+        for l in (job.slot.min_level + 1)..=5 {
+            let t = Term::from_field_text(self.fields.inst, &inst_term(&job.slot.instrument, l));
+            if let Some(p) = inst.read_postings(&t, IndexRecordOption::Basic)? {
+                levels.push((l, p));
+            }
+        }
+        let genre = reader.inverted_index(self.fields.genre)?;
+        let mut genres = Vec::with_capacity(job.gig.genres.len());
+        for g in &job.gig.genres {
+            let t = Term::from_field_text(self.fields.genre, g);
+            genres.push(genre.read_postings(&t, IndexRecordOption::Basic)?);
+        }
+        Ok(SlotSegmentCollector {
+            job: job.clone(),
+            segment,
+            cols: Some(cols),
+            levels,
+            genres,
+            hits: Vec::new(),
+            eligible: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SlotFruit>) -> tantivy::Result<SlotFruit> {
+        let mut all = SlotFruit::default();
+        for f in fruits {
+            all.eligible += f.eligible;
+            all.best.extend(f.best);
+        }
+        cut(&mut all.best, self.job.keep);
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for SlotSegmentCollector {
+    type Fruit = SlotFruit;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let job = &*self.job;
+        if !job.exclude.is_empty() && job.exclude.contains(&(self.segment, doc)) {
+            return;
+        }
+        let Some(c) = &self.cols else { return };
+        let (Some(lat), Some(lon), Some(radius), Some(bayes), Some(fee)) = (
+            c.lat.first(doc),
+            c.lon.first(doc),
+            c.radius.first(doc),
+            c.bayes.first(doc),
+            c.fee.first(doc),
+        ) else {
+            tracing::error!(doc, "index document without match fields; skipped");
+            return;
+        };
+        let mut level = job.slot.min_level;
+        for (l, p) in &mut self.levels {
+            if contains(p, doc) {
+                level = *l;
+            }
+        }
+        let mut shared_genres = 0;
+        for p in self.genres.iter_mut().flatten() {
+            if contains(p, doc) {
+                shared_genres += 1;
+            }
+        }
+        let facts = Facts {
+            level,
+            fee: i64::try_from(fee).unwrap_or(i64::MAX),
+            bayesian: bayes,
+            location: GeoPoint { lat, lon },
+            travel_radius_km: radius,
+            shared_genres,
+        };
+        if let Some((score, components, distance_km)) =
+            score_facts(&job.gig, &job.slot, &facts, &job.weights)
+        {
+            self.eligible += 1;
+            self.hits.push(ScoredDoc {
+                score,
+                components,
+                distance_km,
+                segment: self.segment,
+                doc,
+            });
+        }
+    }
+
+    fn harvest(mut self) -> SlotFruit {
+        cut(&mut self.hits, self.job.keep);
+        SlotFruit {
+            best: self.hits,
+            eligible: self.eligible,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(score: f64, d: DocId) -> ScoredDoc {
+        ScoredDoc {
+            score,
+            components: Components {
+                proximity: 0.0,
+                rating: 0.0,
+                genres: 0.0,
+                price: 0.0,
+                level: 0.0,
+            },
+            distance_km: 0.0,
+            segment: 0,
+            doc: d,
+        }
+    }
+
+    #[test]
+    fn cut_keeps_ties_at_the_boundary() {
+        let mut v = vec![
+            doc(0.5, 1),
+            doc(0.9, 2),
+            doc(0.5, 3),
+            doc(0.1, 4),
+            doc(0.5, 5),
+        ];
+        cut(&mut v, 2);
+        let docs: Vec<DocId> = v.iter().map(|h| h.doc).collect();
+        assert_eq!(docs.len(), 4, "0.9 plus all three tied at 0.5: {docs:?}");
+        assert_eq!(docs[0], 2);
+        cut(&mut v, 0);
+        assert!(v.is_empty());
+    }
+}
