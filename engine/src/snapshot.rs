@@ -178,17 +178,16 @@ impl<R: Read> FrameReader<R> {
             .map_err(|_| bad("truncated: frame shorter than its length"))?;
         let frame: Frame =
             codec::decode(RecordKind::SnapshotFrame, &self.buf).map_err(|e| bad(e.to_string()))?;
-        match (&frame, self.version) {
+        let checksum = match (&frame, self.version) {
             (Frame::End { checksum, .. }, 1) | (Frame::EndV2 { checksum, .. }, 2) => {
-                if *checksum != self.sum.0 {
-                    return Err(bad("checksum mismatch"));
-                }
+                Some(*checksum)
             }
-            (Frame::Messages(_), 2) => {}
-            (Frame::End { .. } | Frame::EndV2 { .. } | Frame::Messages(_), v) => {
-                return Err(bad(format!("a frame that version {v} does not have")));
-            }
-            _ => {}
+            (Frame::Header { .. } | Frame::Musicians(_) | Frame::Gigs(_), _)
+            | (Frame::Messages(_), 2) => None,
+            (_, v) => return Err(bad(format!("a frame that version {v} does not have"))),
+        };
+        if checksum.is_some_and(|c| c != self.sum.0) {
+            return Err(bad("checksum mismatch"));
         }
         self.sum.update(&self.buf);
         Ok(frame)
