@@ -41,6 +41,8 @@ pub enum RecordKind {
     SnapshotFrame = 6,
     /// An outcome of a command.
     Outcome = 7,
+    /// A chat message of a gig.
+    Message = 8,
 }
 
 /// Why bytes could not be decoded.

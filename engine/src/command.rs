@@ -5,7 +5,7 @@
 //! count) may influence what a command does; a timestamp, where one is needed, travels inside it.
 //! Commands are what the Raft log carries, so their serde and bincode forms are wire formats.
 
-use crate::model::{Booking, Gig, Musician};
+use crate::model::{Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::ValidationError;
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,21 @@ pub enum Command {
         #[serde(default)]
         gigs: Vec<Gig>,
     },
+    /// Post a chat message on a gig. The message gets the gig's next message number; `at` is
+    /// stamped by the caller (the engine reads no clock).
+    PostMessage {
+        /// The gig.
+        gig_id: String,
+        /// The client's id for the message; when given it must be unique within the gig.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        /// Who writes (an id).
+        author: String,
+        /// 1–2000 characters after trimming.
+        text: String,
+        /// When it was posted.
+        at: Timestamp,
+    },
 }
 
 impl Command {
@@ -84,6 +99,7 @@ impl Command {
             Command::CancelBooking { .. } => "cancel_booking",
             Command::RateMusician { .. } => "rate_musician",
             Command::BulkUpsert { .. } => "bulk_upsert",
+            Command::PostMessage { .. } => "post_message",
         }
     }
 }
@@ -168,6 +184,8 @@ pub enum Effect {
         /// Gigs written.
         gigs: u32,
     },
+    /// A chat message was stored.
+    MessagePosted(Message),
 }
 
 /// Why a command was refused.
@@ -247,5 +265,13 @@ pub enum Conflict {
         gig_id: String,
         /// What would break.
         detail: String,
+    },
+    /// The gig already holds a message with this client id.
+    #[error("gig {gig_id} already has a message with id {message_id}")]
+    MessageIdTaken {
+        /// Gig id.
+        gig_id: String,
+        /// The message id.
+        message_id: String,
     },
 }

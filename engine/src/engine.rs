@@ -14,7 +14,7 @@
 use crate::command::{Command, Outcome};
 use crate::index::{lock, IndexError, IndexHandle, IndexOptions};
 use crate::matching::{assign, evaluate_record, rank, Assignment, Candidate, Weights};
-use crate::model::{Booking, Gig, GigView, Musician, MusicianView};
+use crate::model::{Booking, Gig, GigView, Message, Musician, MusicianView};
 use crate::search::{self, Cursor, InstrumentMode, SearchHit, SearchPage, SearchQuery};
 use crate::store::{GigRecord, MusicianRecord, Store, StoreError, StoreOptions};
 use crate::validate::{is_valid_id, validate_gig, ValidationError};
@@ -464,11 +464,50 @@ impl Engine {
             .collect()
     }
 
-    /// Verifies the engine's invariants: bookings recorded on both sides, and every stored
-    /// musician indexed exactly once with the index agreeing with the store (call
-    /// [`Engine::refresh`] first). Returns the violations found; empty means consistent.
+    /// Up to `limit` chat messages of a gig numbered above `after` (all when `None`), in
+    /// posting order. [`EngineError::NotFound`] when the gig does not exist.
+    ///
+    /// ```
+    /// # use mussikon_engine::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let engine = Engine::open(dir.path(), Config::default()).unwrap();
+    /// # let g = serde_json::from_str(r#"{"id":"g-1","title":"Wedding","date":"2026-12-05",
+    /// #   "location":{"lat":40.42,"lon":-3.70},"radius_km":30,"slots":[{"instrument":"guitar","count":1}],
+    /// #   "budget":{"max_fee":20000,"currency":"EUR"}}"#).unwrap();
+    /// engine.upsert_gig(g).unwrap();
+    /// engine.execute(&Command::PostMessage { gig_id: "g-1".into(), message_id: None,
+    ///     author: "m-1".into(), text: "Hi!".into(), at: Timestamp::Millis(0) }).unwrap();
+    /// let thread = engine.messages("g-1", None, 10).unwrap();
+    /// assert_eq!((thread[0].seq, thread[0].at.as_str()), (1, "1970-01-01T00:00:00.000Z"));
+    /// ```
+    pub fn messages(
+        &self,
+        gig_id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Message>, EngineError> {
+        let missing = || EngineError::NotFound {
+            kind: "gig",
+            id: gig_id.to_string(),
+        };
+        if !is_valid_id(gig_id) || self.inner.store.gig(gig_id)?.is_none() {
+            return Err(missing());
+        }
+        Ok(self
+            .inner
+            .store
+            .messages_after(gig_id, after.unwrap_or(0))
+            .take(limit)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Verifies the engine's invariants: bookings recorded on both sides, every gig's messages
+    /// numbered without gaps and indexed, and every stored musician indexed exactly once with
+    /// the index agreeing with the store (call [`Engine::refresh`] first). Returns the
+    /// violations found; empty means consistent.
     pub fn check_consistency(&self) -> Result<Vec<String>, EngineError> {
         let mut problems = self.inner.store.check_bookings()?;
+        problems.extend(self.inner.store.check_messages()?);
         let searcher = self.inner.index.reader.searcher();
         let ids = searcher
             .search(&AllQuery, &crate::index::IdCollector { scoring: false })

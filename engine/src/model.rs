@@ -304,3 +304,51 @@ pub struct GigView {
     /// Current bookings, ordered by slot then musician id.
     pub bookings: Vec<Booking>,
 }
+
+/// When something happened, as a command carries it: an RFC 3339 timestamp
+/// (`"2026-12-05T21:30:00+01:00"`) or unix milliseconds (`1796500000000`). The engine never reads
+/// a clock; the caller stamps the time before building the command.
+///
+/// ```
+/// use mussikon_engine::Timestamp;
+/// let t: Timestamp = serde_json::from_str("1796500000000").unwrap();
+/// assert_eq!(t, Timestamp::Millis(1_796_500_000_000));
+/// let t: Timestamp = serde_json::from_str(r#""2026-12-05T21:30:00Z""#).unwrap();
+/// assert!(matches!(t, Timestamp::Rfc3339(_)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(untagged)]
+pub enum Timestamp {
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    Millis(i64),
+    /// An RFC 3339 date-time with a time zone offset.
+    Rfc3339(String),
+}
+
+/// One chat message posted on a gig. Messages of a gig are numbered 1, 2, 3… in the order they
+/// were applied (`seq`); that order is the listing order.
+///
+/// ```
+/// # use mussikon_engine::Message;
+/// # fn f(m: Message) { let _ = (m.seq, m.at_ms, m.version); }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+pub struct Message {
+    /// The gig the message belongs to.
+    pub gig_id: String,
+    /// Position of the message in its gig's thread, from 1.
+    pub seq: u64,
+    /// The client's id for the message, unique within the gig, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Who wrote it (an id).
+    pub author: String,
+    /// The text, trimmed, 1–2000 characters.
+    pub text: String,
+    /// When it was posted, RFC 3339 in UTC with milliseconds (`2026-12-05T20:30:00.000Z`).
+    pub at: String,
+    /// The same instant in unix milliseconds.
+    pub at_ms: i64,
+    /// Applied sequence number of the command that posted it.
+    pub version: u64,
+}

@@ -1,11 +1,20 @@
 //! Snapshots: a consistent, point-in-time copy of the whole store as one versioned stream.
 //!
 //! The same format serves exports, backups, restores and (later) Raft snapshots. Layout:
-//! the 8-byte magic `MUSSNAP1`, then frames `[u32 little-endian length][codec record]`, where
-//! each record is a [`Frame`] (storage codec, kind `SnapshotFrame`): one `Header` (format,
-//! applied sequence), any number of `Musicians` and `Gigs` batches, and one `End` with the
-//! record counts and an FNV-1a checksum of every frame before it. A reader therefore detects
-//! truncation, reordering and bit flips, and never allocates more than one frame.
+//! an 8-byte magic, then frames `[u32 little-endian length][codec record]`, where each record
+//! is a [`Frame`] (storage codec, kind `SnapshotFrame`): one `Header` (format, applied
+//! sequence), any number of `Musicians`, `Gigs` and `Messages` batches, and one end frame with
+//! the record counts and an FNV-1a checksum of every frame before it. A reader therefore
+//! detects truncation, reordering and bit flips, and never allocates more than one frame.
+//!
+//! Versions, told apart by the magic:
+//! - `MUSSNAP1` (version 1): no `Messages` frames; ends with `End`.
+//! - `MUSSNAP2` (version 2, written by this build): may hold `Messages` frames (after the
+//!   gigs they belong to); ends with `EndV2`, which also counts the messages.
+//!
+//! This build restores both; a version-1 snapshot restores with no messages. A build that only
+//! knows version 1 refuses a version-2 stream at its magic, rather than half-way through.
+//! New frame kinds are only ever appended to [`Frame`], so their encodings stay stable.
 //!
 //! Export holds the writer lock, so the copy is exactly the state at `applied_seq`; writes wait
 //! while it runs (about a second per 500,000 musicians, see docs/perf.md).
@@ -15,14 +24,17 @@
 
 use crate::codec::{self, RecordKind};
 use crate::engine::{Engine, EngineError};
+use crate::model::Message;
 use crate::store::{GigRecord, MusicianRecord, Store, StoreOptions};
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Magic bytes opening every snapshot.
-pub const MAGIC: &[u8; 8] = b"MUSSNAP1";
+/// Magic bytes opening every snapshot this build writes (version 2).
+pub const MAGIC: &[u8; 8] = b"MUSSNAP2";
+/// Magic bytes of version-1 snapshots (no messages), still restored.
+pub const MAGIC_V1: &[u8; 8] = b"MUSSNAP1";
 /// Records per frame.
 const BATCH: usize = 1000;
 /// Largest frame a reader accepts.
@@ -51,6 +63,19 @@ pub enum Frame {
         /// FNV-1a 64 of every frame's bytes before this one.
         checksum: u64,
     },
+    /// A batch of chat messages (version 2).
+    Messages(Vec<Message>),
+    /// Last frame of a version-2 stream.
+    EndV2 {
+        /// Musicians in the stream.
+        musicians: u64,
+        /// Gigs in the stream.
+        gigs: u64,
+        /// Messages in the stream.
+        messages: u64,
+        /// FNV-1a 64 of every frame's bytes before this one.
+        checksum: u64,
+    },
 }
 
 /// What a snapshot held.
@@ -62,6 +87,9 @@ pub struct SnapshotSummary {
     pub musicians: u64,
     /// Gigs.
     pub gigs: u64,
+    /// Chat messages (0 for a version-1 snapshot).
+    #[serde(default)]
+    pub messages: u64,
 }
 
 struct Fnv(u64);
@@ -104,6 +132,7 @@ pub struct FrameReader<R: Read> {
     input: R,
     sum: Fnv,
     buf: Vec<u8>,
+    version: u8,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -113,14 +142,24 @@ impl<R: Read> FrameReader<R> {
         input
             .read_exact(&mut magic)
             .map_err(|_| bad("stream shorter than the magic"))?;
-        if &magic != MAGIC {
+        let version = if &magic == MAGIC {
+            2
+        } else if &magic == MAGIC_V1 {
+            1
+        } else {
             return Err(bad("not a MussikOn snapshot (bad magic)"));
-        }
+        };
         Ok(FrameReader {
             input,
             sum: Fnv::new(),
             buf: Vec::new(),
+            version,
         })
+    }
+
+    /// The snapshot version the magic announced (1 or 2).
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// The next frame; an error on truncation, a bad frame, or a checksum mismatch at `End`.
@@ -139,10 +178,16 @@ impl<R: Read> FrameReader<R> {
             .map_err(|_| bad("truncated: frame shorter than its length"))?;
         let frame: Frame =
             codec::decode(RecordKind::SnapshotFrame, &self.buf).map_err(|e| bad(e.to_string()))?;
-        if let Frame::End { checksum, .. } = &frame {
-            if *checksum != self.sum.0 {
-                return Err(bad("checksum mismatch"));
+        let checksum = match (&frame, self.version) {
+            (Frame::End { checksum, .. }, 1) | (Frame::EndV2 { checksum, .. }, 2) => {
+                Some(*checksum)
             }
+            (Frame::Header { .. } | Frame::Musicians(_) | Frame::Gigs(_), _)
+            | (Frame::Messages(_), 2) => None,
+            (_, v) => return Err(bad(format!("a frame that version {v} does not have"))),
+        };
+        if checksum.is_some_and(|c| c != self.sum.0) {
+            return Err(bad("checksum mismatch"));
         }
         self.sum.update(&self.buf);
         Ok(frame)
@@ -159,7 +204,7 @@ impl Engine {
     /// let mut bytes = Vec::new();
     /// let summary = engine.export(&mut bytes).unwrap();
     /// assert_eq!(summary.musicians, 0);
-    /// assert!(bytes.starts_with(b"MUSSNAP1"));
+    /// assert!(bytes.starts_with(b"MUSSNAP2"));
     /// ```
     pub fn export<W: Write>(&self, out: W) -> Result<SnapshotSummary, EngineError> {
         let _w = self.writer_lock();
@@ -201,10 +246,24 @@ impl Engine {
             gigs += batch.len() as u64;
             fw.write(&Frame::Gigs(batch))?;
         }
+        let mut messages = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        for r in store.all_messages() {
+            batch.push(r?);
+            if batch.len() == BATCH {
+                messages += batch.len() as u64;
+                fw.write(&Frame::Messages(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            messages += batch.len() as u64;
+            fw.write(&Frame::Messages(batch))?;
+        }
         let checksum = fw.sum.0;
-        fw.write(&Frame::End {
+        fw.write(&Frame::EndV2 {
             musicians,
             gigs,
+            messages,
             checksum,
         })?;
         fw.out.flush()?;
@@ -212,6 +271,7 @@ impl Engine {
             applied_seq,
             musicians,
             gigs,
+            messages,
         })
     }
 
@@ -256,9 +316,13 @@ impl Engine {
             std::fs::remove_dir_all(&index_dir)?;
         }
         store.clear()?;
-        let (mut musicians, mut gigs) = (0u64, 0u64);
+        let (mut musicians, mut gigs, mut messages) = (0u64, 0u64, 0u64);
         loop {
             match reader.next_frame()? {
+                Frame::Messages(batch) => {
+                    messages += batch.len() as u64;
+                    store.load_messages(&batch)?;
+                }
                 Frame::Musicians(batch) => {
                     musicians += batch.len() as u64;
                     store.load(&batch, &[])?;
@@ -277,6 +341,17 @@ impl Engine {
                     }
                     break;
                 }
+                Frame::EndV2 {
+                    musicians: em,
+                    gigs: eg,
+                    messages: en,
+                    ..
+                } => {
+                    if em != musicians || eg != gigs || en != messages {
+                        return Err(bad("record counts differ from the end frame"));
+                    }
+                    break;
+                }
                 Frame::Header { .. } => return Err(bad("a second header")),
             }
         }
@@ -287,6 +362,7 @@ impl Engine {
             applied_seq,
             musicians,
             gigs,
+            messages,
         })
     }
 }

@@ -5,7 +5,16 @@
 //! - `gigs`: id → [`GigRecord`] (gig, version, its bookings);
 //! - `meta`: `applied` (last applied sequence), `format`, record counts;
 //! - `changes`: sequence → ids of musicians that command changed (the index's replay log,
-//!   pruned once the index has committed past it).
+//!   pruned once the index has committed past it);
+//! - `messages`: gig id, `0x00`, per-gig message number (8 bytes big-endian) → [`Message`], so
+//!   a gig's thread is one contiguous key range in posting order;
+//! - `message_index`: derived from `messages`, kept in the same transactions: `gig id 0x00` →
+//!   the gig's last message number, and `gig id 0x00 message id` → that message's number (the
+//!   uniqueness of client message ids within a gig). Ids never contain `0x00`, so no key of one
+//!   gig is a prefix of another gig's keys.
+//!
+//! Messages are only ever removed with their gig, so a gig's messages are numbered exactly
+//! `1..=last` ([`Store::check_messages`] verifies it, and the id index).
 //!
 //! A booking is written on both sides in the same transaction: the gig's seat list and the
 //! musician's booked dates. Invariant: `(gig, slot, musician)` is in the gig's list exactly when
@@ -20,9 +29,10 @@
 
 use crate::codec::{self, CodecError, RecordKind};
 use crate::command::{Command, Conflict, Effect, Outcome, Refusal, MAX_BULK};
-use crate::model::{BookedDate, Booking, Gig, Musician};
+use crate::model::{BookedDate, Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::{
-    self, check_id, validate_booking, validate_gig, validate_musician, Checker, ValidationError,
+    self, check_id, validate_booking, validate_gig, validate_musician, validate_post, Checker,
+    ValidationError,
 };
 use bincode::{Decode, Encode};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -100,6 +110,35 @@ pub(crate) struct Store {
     gigs: sled::Tree,
     meta: sled::Tree,
     changes: sled::Tree,
+    messages: sled::Tree,
+    message_index: sled::Tree,
+}
+
+/// `gig id 0x00`: the prefix of every key of the gig's messages, and its counter key in
+/// `message_index`.
+fn thread_prefix(gig_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(gig_id.len() + 9);
+    k.extend_from_slice(gig_id.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of message `n` of a gig in `messages`.
+fn message_key(gig_id: &str, n: u64) -> Vec<u8> {
+    let mut k = thread_prefix(gig_id);
+    k.extend_from_slice(&codec::u64_key(n));
+    k
+}
+
+/// Key of a client message id in `message_index`.
+fn message_id_key(gig_id: &str, message_id: &str) -> Vec<u8> {
+    let mut k = thread_prefix(gig_id);
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+fn decode_message(key: &[u8], v: &[u8]) -> Result<Message, StoreError> {
+    codec::decode(RecordKind::Message, v).map_err(|e| corrupt(key, e))
 }
 
 fn corrupt(key: &[u8], source: CodecError) -> StoreError {
@@ -137,6 +176,8 @@ struct Tx<'a> {
     gigs: &'a TransactionalTree,
     meta: &'a TransactionalTree,
     changes: &'a TransactionalTree,
+    messages: &'a TransactionalTree,
+    message_index: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -166,6 +207,24 @@ impl Tx<'_> {
         let v = encode(RecordKind::Gig, rec, key).or_else(abort)?;
         self.gigs.insert(key, v)?;
         Ok(())
+    }
+
+    /// Removes every message of a gig and its index entries; returns how many there were.
+    fn delete_thread(&self, gig_id: &str) -> TxResult<u64> {
+        let counter = thread_prefix(gig_id);
+        let last = read_u64(self.message_index.get(&counter)?);
+        for n in 1..=last {
+            let key = message_key(gig_id, n);
+            if let Some(v) = self.messages.remove(key.as_slice())? {
+                let m = decode_message(&key, &v).or_else(abort)?;
+                if let Some(mid) = &m.message_id {
+                    self.message_index
+                        .remove(message_id_key(gig_id, mid).as_slice())?;
+                }
+            }
+        }
+        self.message_index.remove(counter.as_slice())?;
+        Ok(last)
     }
 
     fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {
@@ -245,6 +304,22 @@ fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
             Command::BulkUpsert {
                 musicians: ms,
                 gigs: gs,
+            }
+        }
+        Command::PostMessage {
+            gig_id,
+            message_id,
+            author,
+            text,
+            at,
+        } => {
+            let ok = validate_post(gig_id, message_id.as_deref(), author, text, at)?;
+            Command::PostMessage {
+                gig_id: gig_id.clone(),
+                message_id: message_id.clone(),
+                author: author.clone(),
+                text: ok.text,
+                at: Timestamp::Millis(ok.at_ms),
             }
         }
     };
@@ -369,6 +444,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     changed.push((mid.clone(), Some(m)));
                 }
             }
+            tx.delete_thread(id)?;
             tx.gigs.remove(id.as_bytes())?;
             tx.add_count(GIG_COUNT, -1)?;
             Ok(Ok((
@@ -479,7 +555,65 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                 changed,
             )))
         }
+        Command::PostMessage {
+            gig_id,
+            message_id,
+            author,
+            text,
+            at,
+        } => post_message(tx, seq, gig_id, message_id.as_deref(), author, text, at),
     }
+}
+
+/// Stores a prepared message as the gig's next one.
+fn post_message(
+    tx: &Tx<'_>,
+    seq: u64,
+    gig_id: &str,
+    message_id: Option<&str>,
+    author: &str,
+    text: &str,
+    at: &Timestamp,
+) -> ExecResult {
+    if tx.gig(gig_id)?.is_none() {
+        return Ok(Err(not_found("gig", gig_id)));
+    }
+    if let Some(mid) = message_id {
+        if tx
+            .message_index
+            .get(message_id_key(gig_id, mid).as_slice())?
+            .is_some()
+        {
+            return Ok(Err(Refusal::Conflict(Conflict::MessageIdTaken {
+                gig_id: gig_id.to_string(),
+                message_id: mid.to_string(),
+            })));
+        }
+    }
+    // `prepare` normalized the time to milliseconds in range; anything else is a bug upstream.
+    let at_ms = validate::timestamp_millis(at).unwrap_or(0);
+    let counter = thread_prefix(gig_id);
+    let n = read_u64(tx.message_index.get(counter.as_slice())?) + 1;
+    let message = Message {
+        gig_id: gig_id.to_string(),
+        seq: n,
+        message_id: message_id.map(str::to_string),
+        author: author.to_string(),
+        text: text.to_string(),
+        at: validate::format_millis(at_ms).unwrap_or_default(),
+        at_ms,
+        version: seq,
+    };
+    let key = message_key(gig_id, n);
+    let v = encode(RecordKind::Message, &message, &key).or_else(abort)?;
+    tx.messages.insert(key, v)?;
+    tx.message_index
+        .insert(counter.as_slice(), &codec::u64_key(n))?;
+    if let Some(mid) = message_id {
+        tx.message_index
+            .insert(message_id_key(gig_id, mid), &codec::u64_key(n))?;
+    }
+    Ok(Ok((Effect::MessagePosted(message), vec![])))
 }
 
 fn book(tx: &Tx<'_>, seq: u64, b: &Booking) -> ExecResult {
@@ -570,6 +704,8 @@ impl Store {
             musicians: db.open_tree("musicians")?,
             gigs: db.open_tree("gigs")?,
             changes: db.open_tree("changes")?,
+            messages: db.open_tree("messages")?,
+            message_index: db.open_tree("message_index")?,
             meta,
             db,
         })
@@ -598,29 +734,40 @@ impl Store {
             });
         }
         let prepared = prepare(cmd);
-        let result = (&self.musicians, &self.gigs, &self.meta, &self.changes).transaction(
-            |(musicians, gigs, meta, changes)| {
-                let tx = Tx {
-                    musicians,
-                    gigs,
-                    meta,
-                    changes,
-                };
-                let done = match &prepared {
-                    Err(e) => Err(Refusal::Invalid(e.clone())),
-                    Ok(cmd) => exec(&tx, seq, cmd)?,
-                };
-                if let Ok((_, changed)) = &done {
-                    if !changed.is_empty() {
-                        let ids: Vec<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
-                        let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
-                        tx.changes.insert(&codec::u64_key(seq), v)?;
+        let result = (
+            &self.musicians,
+            &self.gigs,
+            &self.meta,
+            &self.changes,
+            &self.messages,
+            &self.message_index,
+        )
+            .transaction(
+                |(musicians, gigs, meta, changes, messages, message_index)| {
+                    let tx = Tx {
+                        musicians,
+                        gigs,
+                        meta,
+                        changes,
+                        messages,
+                        message_index,
+                    };
+                    let done = match &prepared {
+                        Err(e) => Err(Refusal::Invalid(e.clone())),
+                        Ok(cmd) => exec(&tx, seq, cmd)?,
+                    };
+                    if let Ok((_, changed)) = &done {
+                        if !changed.is_empty() {
+                            let ids: Vec<&str> =
+                                changed.iter().map(|(id, _)| id.as_str()).collect();
+                            let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
+                            tx.changes.insert(&codec::u64_key(seq), v)?;
+                        }
                     }
-                }
-                tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
-                Ok(done)
-            },
-        );
+                    tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
+                    Ok(done)
+                },
+            );
         match result {
             Ok(Ok((effect, changed))) => Ok(Applied {
                 outcome: Outcome::Done(effect),
@@ -690,6 +837,30 @@ impl Store {
         })
     }
 
+    /// Messages of a gig with number > `after`, in posting order.
+    pub(crate) fn messages_after(
+        &self,
+        gig_id: &str,
+        after: u64,
+    ) -> impl Iterator<Item = Result<Message, StoreError>> + '_ {
+        let from = message_key(gig_id, after.saturating_add(1));
+        let to = message_key(gig_id, u64::MAX);
+        // Nothing follows the last possible number.
+        let take = if after == u64::MAX { 0 } else { usize::MAX };
+        self.messages.range(from..=to).take(take).map(|r| {
+            let (k, v) = r?;
+            decode_message(&k, &v)
+        })
+    }
+
+    /// Every message, by gig id then number.
+    pub(crate) fn all_messages(&self) -> impl Iterator<Item = Result<Message, StoreError>> + '_ {
+        self.messages.iter().map(|r| {
+            let (k, v) = r?;
+            decode_message(&k, &v)
+        })
+    }
+
     /// Ids of musicians changed by commands with sequence > `after`, deduplicated.
     pub(crate) fn changed_since(&self, after: u64) -> Result<Vec<String>, StoreError> {
         let mut ids = std::collections::BTreeSet::new();
@@ -727,6 +898,8 @@ impl Store {
         self.musicians.clear()?;
         self.gigs.clear()?;
         self.changes.clear()?;
+        self.messages.clear()?;
+        self.message_index.clear()?;
         self.meta.remove(APPLIED)?;
         self.meta.remove(MUSICIAN_COUNT)?;
         self.meta.remove(GIG_COUNT)?;
@@ -752,6 +925,96 @@ impl Store {
         }
         self.gigs.apply_batch(gb)?;
         Ok(())
+    }
+
+    /// Writes restored messages in one batch per tree, with their index entries (numbers kept;
+    /// a gig's counter becomes the highest number seen for it).
+    pub(crate) fn load_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
+        let mut mb = sled::Batch::default();
+        let mut ib = sled::Batch::default();
+        let mut last: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for m in messages {
+            let key = message_key(&m.gig_id, m.seq);
+            mb.insert(key.as_slice(), encode(RecordKind::Message, m, &key)?);
+            if let Some(mid) = &m.message_id {
+                ib.insert(message_id_key(&m.gig_id, mid), &codec::u64_key(m.seq));
+            }
+            let top = last.entry(m.gig_id.as_str()).or_insert(0);
+            *top = (*top).max(m.seq);
+        }
+        for (gig, n) in last {
+            let counter = thread_prefix(gig);
+            let have = read_u64(self.message_index.get(&counter)?);
+            ib.insert(counter, &codec::u64_key(have.max(n)));
+        }
+        self.messages.apply_batch(mb)?;
+        self.message_index.apply_batch(ib)?;
+        Ok(())
+    }
+
+    /// Verifies the message invariants: every message belongs to a stored gig and sits under
+    /// its own key; a gig's messages are numbered exactly `1..=last` with `last` its counter;
+    /// the id index holds exactly the client ids of the stored messages. Returns every
+    /// violation.
+    pub(crate) fn check_messages(&self) -> Result<Vec<String>, StoreError> {
+        use std::collections::BTreeMap;
+        let mut problems = Vec::new();
+        let mut count: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ids: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for r in self.messages.iter() {
+            let (k, v) = r?;
+            let m = decode_message(&k, &v)?;
+            if k.as_ref() != message_key(&m.gig_id, m.seq).as_slice() {
+                problems.push(format!(
+                    "message {}#{} is stored under another key",
+                    m.gig_id, m.seq
+                ));
+            }
+            if !count.contains_key(&m.gig_id) && self.gigs.get(m.gig_id.as_bytes())?.is_none() {
+                problems.push(format!("messages of gig {} outlive the gig", m.gig_id));
+            }
+            *count.entry(m.gig_id.clone()).or_insert(0) += 1;
+            let top = counters.entry(thread_prefix(&m.gig_id)).or_insert(0);
+            *top = (*top).max(m.seq);
+            if let Some(mid) = &m.message_id {
+                ids.insert(message_id_key(&m.gig_id, mid), m.seq);
+            }
+        }
+        for (gig, n) in &count {
+            let top = counters.get(&thread_prefix(gig)).copied().unwrap_or(0);
+            if *n != top {
+                problems.push(format!(
+                    "gig {gig} holds {n} messages but its highest number is {top}"
+                ));
+            }
+        }
+        let mut indexed_ids = BTreeMap::new();
+        let mut indexed_counters = BTreeMap::new();
+        for r in self.message_index.iter() {
+            let (k, v) = r?;
+            let n = codec::u64_from_key(&v).unwrap_or(0);
+            if k.last() == Some(&0) {
+                indexed_counters.insert(k.to_vec(), n);
+            } else {
+                indexed_ids.insert(k.to_vec(), n);
+            }
+        }
+        if indexed_counters != counters {
+            problems.push(format!(
+                "message counters disagree with the messages ({} counters, {} threads)",
+                indexed_counters.len(),
+                counters.len()
+            ));
+        }
+        if indexed_ids != ids {
+            problems.push(format!(
+                "message id index disagrees with the messages ({} entries, {} ids)",
+                indexed_ids.len(),
+                ids.len()
+            ));
+        }
+        Ok(problems)
     }
 
     /// Sets the applied sequence and counts after a restore.

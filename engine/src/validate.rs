@@ -353,3 +353,105 @@ pub(crate) fn check_stars(c: &mut Checker, stars: i64) {
         "must be an integer from 1 to 5",
     );
 }
+
+/// Most characters of a chat message, after trimming.
+pub const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// Latest instant a timestamp may name: 9999-12-31T23:59:59.999Z, in unix milliseconds.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
+const TIMESTAMP_RULE: &str = "must be an RFC 3339 date-time with an offset (2026-12-05T21:30:00Z) \
+     or unix milliseconds, from 1970 to 9999";
+
+/// A timestamp in unix milliseconds (sub-millisecond digits dropped), or `None` when it is not
+/// an RFC 3339 date-time with an offset or unix milliseconds between 1970 and 9999.
+///
+/// ```
+/// use mussikon_engine::{validate::timestamp_millis, Timestamp};
+/// let t = Timestamp::Rfc3339("1970-01-01T01:00:00.0019+01:00".into());
+/// assert_eq!(timestamp_millis(&t), Some(1));
+/// assert_eq!(timestamp_millis(&Timestamp::Millis(-1)), None);
+/// assert_eq!(timestamp_millis(&Timestamp::Rfc3339("2026-12-05".into())), None);
+/// ```
+pub fn timestamp_millis(t: &crate::model::Timestamp) -> Option<i64> {
+    let ms = match t {
+        crate::model::Timestamp::Millis(ms) => *ms,
+        crate::model::Timestamp::Rfc3339(s) => {
+            let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+            i64::try_from(dt.unix_timestamp_nanos().div_euclid(1_000_000)).ok()?
+        }
+    };
+    (0..=MAX_TIMESTAMP_MS).contains(&ms).then_some(ms)
+}
+
+/// The canonical text of a timestamp: RFC 3339 in UTC with milliseconds
+/// (`2026-12-05T20:30:00.000Z`). `ms` must be in `0..=MAX_TIMESTAMP_MS`.
+///
+/// ```
+/// use mussikon_engine::validate::format_millis;
+/// assert_eq!(format_millis(1_000).as_deref(), Some("1970-01-01T00:00:01.000Z"));
+/// ```
+pub fn format_millis(ms: i64) -> Option<String> {
+    let dt = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    let d = dt.date();
+    let t = dt.time();
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    ))
+}
+
+/// A chat message as posted, checked and normalized: text trimmed, time in unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedPost {
+    /// Text, trimmed.
+    pub text: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// Checks the fields of a chat message: the gig and the author are ids, the message id (when
+/// given) is an id, the text is 1–2000 characters after trimming, and the time is a valid
+/// timestamp (see [`timestamp_millis`]). Every broken rule is listed.
+///
+/// ```
+/// use mussikon_engine::{validate::validate_post, Timestamp};
+/// let ok = validate_post("g-1", None, "m-1", "  hello ", &Timestamp::Millis(5)).unwrap();
+/// assert_eq!(ok.text, "hello");
+/// let err = validate_post("g-1", Some("bad id"), "", " ", &Timestamp::Millis(-5)).unwrap_err();
+/// assert_eq!(err.errors.len(), 4);
+/// ```
+pub fn validate_post(
+    gig_id: &str,
+    message_id: Option<&str>,
+    author: &str,
+    text: &str,
+    at: &crate::model::Timestamp,
+) -> Result<CheckedPost, ValidationError> {
+    let mut c = Checker::default();
+    check_id(&mut c, "gig_id", gig_id);
+    if let Some(mid) = message_id {
+        check_id(&mut c, "message_id", mid);
+    }
+    check_id(&mut c, "author", author);
+    let trimmed = text.trim();
+    let n = trimmed.chars().count();
+    c.check(
+        (1..=MAX_MESSAGE_CHARS).contains(&n),
+        "text",
+        "must be 1-2000 characters after trimming",
+    );
+    let at_ms = timestamp_millis(at);
+    c.check(at_ms.is_some(), "at", TIMESTAMP_RULE);
+    c.finish(CheckedPost {
+        text: trimmed.to_string(),
+        at_ms: at_ms.unwrap_or(0),
+    })
+}

@@ -29,19 +29,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), kind in 0u8..8) {
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), kind in 0u8..10) {
         let mut b = bytes;
-        if b.len() >= 2 && kind < 7 { b[0] = 1; b[1] = kind; }
+        if b.len() >= 2 && kind < 9 { b[0] = 1; b[1] = kind; }
         let _ = decode::<MusicianRecord>(RecordKind::Musician, &b);
         let _ = decode::<GigRecord>(RecordKind::Gig, &b);
         let _ = decode::<Vec<String>>(RecordKind::Changes, &b);
         let _ = decode::<Command>(RecordKind::Command, &b);
         let _ = decode::<Frame>(RecordKind::SnapshotFrame, &b);
         let _ = decode::<Outcome>(RecordKind::Outcome, &b);
-        let mut framed = b"MUSSNAP1".to_vec();
-        framed.extend_from_slice(&b);
-        if let Ok(mut r) = FrameReader::new(&framed[..]) {
-            for _ in 0..4 { if r.next_frame().is_err() { break } }
+        let _ = decode::<Message>(RecordKind::Message, &b);
+        for magic in [b"MUSSNAP1", b"MUSSNAP2"] {
+            let mut framed = magic.to_vec();
+            framed.extend_from_slice(&b);
+            if let Ok(mut r) = FrameReader::new(&framed[..]) {
+                for _ in 0..4 { if r.next_frame().is_err() { break } }
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub struct HttpConfig {
     pub max_bulk_bytes: usize,
     /// Idempotency keys remembered (an in-memory LRU: keys do not survive a restart).
     pub idempotency_keys: usize,
+    /// The WebSocket event stream (`GET /v1/events`).
+    pub events: EventsConfig,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +42,46 @@ impl Default for HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
             idempotency_keys: DEFAULT_IDEMPOTENCY_KEYS,
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+/// Settings of the WebSocket event stream; see [`crate::http::events`] for the protocol.
+///
+/// ```
+/// use mussikon_server::config::EventsConfig;
+/// assert_eq!(EventsConfig::default().queue, 256);
+/// ```
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    /// Events queued per subscriber; a subscriber whose queue is full when an event is
+    /// published is disconnected (close code 1013).
+    pub queue: usize,
+    /// Most topics one connection may subscribe to.
+    pub max_topics: usize,
+    /// Largest frame (and message) a client may send, bytes; a larger one closes the
+    /// connection (close code 1009).
+    pub max_frame_bytes: usize,
+    /// How often the server pings each connection; a connection from which nothing (pong or
+    /// any frame) arrived for two intervals is closed as dead.
+    pub ping_interval: Duration,
+    /// Candidates per slot asked of the matcher when a gig is created (`gig.matching`).
+    pub match_k: usize,
+    /// Created gigs waiting for their `gig.matching` computation; when full, further gigs are
+    /// skipped (counted in `mussikon_ws_matching_skipped_total`).
+    pub match_queue: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue: 256,
+            max_topics: 1000,
+            max_frame_bytes: 64 * 1024,
+            ping_interval: Duration::from_secs(20),
+            match_k: 20,
+            match_queue: 256,
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - [`config`]: the settings of a running server and their defaults.
 //! - [`http`]: the API. [`http::router`] is the route table, [`http::routes`] the handlers (one
 //!   file per resource), [`http::problem`] every error and its status, [`http::request`] body
-//!   reading, [`http::health`] and [`http::metrics`] the operations endpoints.
+//!   reading, [`http::health`] and [`http::metrics`] the operations endpoints,
+//!   [`http::events`] the WebSocket event stream and its hub.
 //! - [`logging`]: the tracing subscriber and the panic hook.
 //!
 //! Architecture invariant: this crate is the only one that knows HTTP. It changes state only by

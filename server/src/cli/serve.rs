@@ -74,6 +74,7 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 max_bulk_bytes: self.max_bulk_bytes,
                 idempotency_keys: self.idempotency_keys,
+                ..HttpConfig::default()
             },
         }
     }

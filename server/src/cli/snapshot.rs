@@ -86,9 +86,10 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("could not move the snapshot to {}", args.out.display()))?;
     println!(
-        "exported {} musicians and {} gigs (applied sequence {}) to {}",
+        "exported {} musicians and {} gigs, {} messages (applied sequence {}) to {}",
         summary.musicians,
         summary.gigs,
+        summary.messages,
         summary.applied_seq,
         args.out.display()
     );
@@ -122,9 +123,10 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "restored {} musicians and {} gigs (applied sequence {}) into {}",
+        "restored {} musicians and {} gigs, {} messages (applied sequence {}) into {}",
         summary.musicians,
         summary.gigs,
+        summary.messages,
         summary.applied_seq,
         args.data_dir.display()
     )

@@ -1,16 +1,20 @@
-//! The state every handler shares: the engine, the HTTP settings, the idempotency cache and the
-//! metrics handle; and the one way handlers call the engine.
+//! The state every handler shares: the engine, the HTTP settings, the idempotency cache, the
+//! metrics handle and the event hub; and the two ways handlers call the engine.
 //!
 //! Engine calls block (sled, tantivy), so they never run on the async workers:
-//! [`App::blocking`] moves them to tokio's blocking pool, inside the request's tracing span. A
-//! panic in there becomes a 500 for that request only.
+//! [`App::blocking`] (reads) and [`App::write`] (writes) move them to tokio's blocking pool,
+//! inside the request's tracing span. A panic in there becomes a 500 for that request only.
+//! Writes go through [`Writer::execute`], which publishes the command's events once the engine
+//! has applied it (durably) — so every write handler announces what it did, and no read path
+//! can.
 
 use crate::config::HttpConfig;
+use crate::http::events::{Events, Hub};
 use crate::http::idempotency::IdempotencyCache;
 use crate::http::metrics;
 use crate::http::problem::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
-use mussikon_engine::Engine;
+use mussikon_engine::{Command, Engine, EngineError, Executed};
 use std::sync::Arc;
 
 struct Inner {
@@ -18,6 +22,29 @@ struct Inner {
     config: HttpConfig,
     idempotency: IdempotencyCache,
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
+    events: Events,
+}
+
+/// The engine as a write handler sees it: reads through [`Writer::engine`], commands through
+/// [`Writer::execute`], which publishes their events.
+pub struct Writer<'a> {
+    engine: &'a Engine,
+    events: &'a Events,
+}
+
+impl Writer<'_> {
+    /// The engine, for reads.
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+
+    /// Executes `cmd`; when it took effect, publishes its events (without waiting for any
+    /// subscriber).
+    pub fn execute(&self, cmd: &Command) -> Result<Executed, EngineError> {
+        let done = self.engine.execute(cmd)?;
+        self.events.executed(&done);
+        Ok(done)
+    }
 }
 
 /// Shared server state. Cheap to clone.
@@ -37,6 +64,7 @@ impl App {
         App {
             inner: Arc::new(Inner {
                 idempotency: IdempotencyCache::new(config.idempotency_keys),
+                events: Events::new(Hub::new(config.events.clone())),
                 engine,
                 config,
                 metrics,
@@ -52,6 +80,11 @@ impl App {
     /// The HTTP settings.
     pub fn config(&self) -> &HttpConfig {
         &self.inner.config
+    }
+
+    /// The event hub and publisher.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The idempotency keys seen recently.
@@ -84,5 +117,21 @@ impl App {
                     ApiError::Internal("an engine call was cancelled".into())
                 }
             })
+    }
+
+    /// Like [`App::blocking`], for handlers that change state: `f` gets a [`Writer`].
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Writer<'_>) -> T + Send + 'static,
+    {
+        let events = self.inner.events.clone();
+        self.blocking(move |engine| {
+            f(&Writer {
+                engine,
+                events: &events,
+            })
+        })
+        .await
     }
 }

@@ -42,6 +42,14 @@ pub const STORE_BYTES: &str = "mussikon_store_bytes";
 pub const MUSICIANS: &str = "mussikon_musicians";
 /// Gigs stored.
 pub const GIGS: &str = "mussikon_gigs";
+/// WebSocket event connections open now.
+pub const WS_CONNECTIONS: &str = "mussikon_ws_connections";
+/// Event frames queued to WebSocket subscribers, by event type.
+pub const WS_EVENTS_TOTAL: &str = "mussikon_ws_events_total";
+/// WebSocket subscribers dropped because their queue was full.
+pub const WS_DROPPED_SUBSCRIBERS_TOTAL: &str = "mussikon_ws_dropped_subscribers_total";
+/// Created gigs that got no `gig.matching` events because the matching queue was full.
+pub const WS_MATCHING_SKIPPED_TOTAL: &str = "mussikon_ws_matching_skipped_total";
 
 /// Upper bounds of the latency histograms, seconds.
 pub const LATENCY_BUCKETS: [f64; 13] = [
@@ -109,8 +117,53 @@ fn describe() {
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the store on disk.");
     describe_gauge!(MUSICIANS, "Musicians stored.");
     describe_gauge!(GIGS, "Gigs stored.");
+    describe_gauge!(
+        WS_CONNECTIONS,
+        "WebSocket connections to /v1/events open right now."
+    );
+    describe_counter!(
+        WS_EVENTS_TOTAL,
+        "Event frames queued to WebSocket subscribers (one per subscriber reached), by event type."
+    );
+    describe_counter!(
+        WS_DROPPED_SUBSCRIBERS_TOTAL,
+        "WebSocket subscribers disconnected (close code 1013) because their event queue was full."
+    );
+    describe_counter!(
+        WS_MATCHING_SKIPPED_TOTAL,
+        "Created gigs that got no gig.matching events because the matching queue was full."
+    );
     // Register the gauges so they appear before the first scrape sets them.
     gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
+    gauge!(WS_CONNECTIONS).increment(0.0);
+    counter!(WS_DROPPED_SUBSCRIBERS_TOTAL).increment(0);
+}
+
+/// Counts one more open event connection.
+pub fn ws_connected() {
+    gauge!(WS_CONNECTIONS).increment(1.0);
+}
+
+/// Counts one event connection closed.
+pub fn ws_disconnected() {
+    gauge!(WS_CONNECTIONS).decrement(1.0);
+}
+
+/// Counts `n` frames of an event type queued to subscribers.
+pub fn ws_events(kind: &'static str, n: u64) {
+    if n > 0 {
+        counter!(WS_EVENTS_TOTAL, "type" => kind).increment(n);
+    }
+}
+
+/// Counts one subscriber dropped for being too slow.
+pub fn ws_dropped() {
+    counter!(WS_DROPPED_SUBSCRIBERS_TOTAL).increment(1);
+}
+
+/// Counts one created gig whose `gig.matching` was skipped.
+pub fn ws_matching_skipped() {
+    counter!(WS_MATCHING_SKIPPED_TOTAL).increment(1);
 }
 
 /// Counts a request in flight from creation to drop (so a panicking handler is still counted

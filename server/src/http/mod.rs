@@ -7,6 +7,10 @@
 //! the request's span. warp provides the server and the connection handling; routing is our
 //! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
 //!
+//! The one exception is the WebSocket upgrade of `GET /v1/events` ([`events`]): warp's upgrade
+//! filter takes it before the pipeline (it is still counted under its route template, with
+//! status 101); every other request to that path goes through the table like any other.
+//!
 //! [`serve`] runs the API on a listener the caller bound (port 0 works) until the shutdown future
 //! resolves, then stops accepting, lets in-flight requests finish within a grace period, and
 //! returns.
@@ -23,6 +27,7 @@
 
 pub mod app;
 pub mod conditional;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
@@ -131,13 +136,40 @@ where
     }
 }
 
+/// The WebSocket upgrade of `GET /v1/events`; rejects every other request.
+fn events_filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::get()
+        .and(warp::path!("v1" / "events"))
+        .and(warp::ws())
+        .map(move |ws: warp::ws::Ws| {
+            let started = Instant::now();
+            let hub = app.events().hub().clone();
+            let limit = hub.config().max_frame_bytes;
+            let resp = ws
+                .max_frame_size(limit)
+                .max_message_size(limit)
+                .on_upgrade(move |socket| events::socket::serve(hub, socket));
+            let resp = warp::Reply::into_response(resp);
+            metrics::record_request(
+                router::EVENTS,
+                "GET",
+                resp.status().as_u16(),
+                started.elapsed(),
+            );
+            resp
+        })
+}
+
 /// The warp filter serving the whole API. It never rejects: every request is answered by
-/// [`handle`].
+/// [`handle`] (or, for a WebSocket upgrade of `/v1/events`, by [`events`]).
 pub fn filter(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    warp::method()
+    let ws = events_filter(app.clone());
+    let api = warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
@@ -166,7 +198,8 @@ pub fn filter(
                     .into_warp(),
             )
         })
-        .unify()
+        .unify();
+    ws.or(api).unify()
 }
 
 fn boxed_body<S, B>(body: S) -> BodyStream
@@ -199,6 +232,8 @@ where
             }
         })
     });
+    let matcher = app.events().start_matcher(app.engine().clone());
+    let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         warp::serve(filter(app))
@@ -214,6 +249,8 @@ where
         "shutting down: no new connections; waiting for in-flight requests"
     );
     let _ = begin_tx.send(());
+    // Upgraded connections are no longer the HTTP server's to drain: close them (1001).
+    hub.shutdown();
     let stopped = match tokio::time::timeout(grace, server).await {
         Ok(_) => Stopped::Drained,
         Err(_) => {
@@ -222,6 +259,9 @@ where
         }
     };
     if let Some(task) = upkeep {
+        task.abort();
+    }
+    if let Some(task) = matcher {
         task.abort();
     }
     stopped

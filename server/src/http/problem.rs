@@ -12,7 +12,7 @@ use crate::http::response::{ApiResponse, PROBLEM_JSON};
 use bytes::Bytes;
 use mussikon_engine::{Conflict, EngineError, FieldError, Refusal};
 use serde::Serialize;
-use warp::http::header::ALLOW;
+use warp::http::header::{ALLOW, UPGRADE};
 use warp::http::StatusCode;
 
 /// The problem+json body, members in the order RFC 9457 lists them, extensions after.
@@ -92,6 +92,11 @@ pub enum ApiError {
         /// The media type sent, if any.
         got: Option<String>,
     },
+    /// The route speaks WebSocket and the request is not an upgrade (426).
+    #[error(
+        "this route is a WebSocket: send a GET with Connection: Upgrade and Upgrade: websocket"
+    )]
+    UpgradeRequired,
     /// A fault of the server (500). The text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,6 +134,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +153,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::UpgradeRequired => ("upgrade-required", "Upgrade required"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
     }
@@ -201,6 +208,7 @@ impl ApiError {
         let resp = ApiResponse::with_body(status, PROBLEM_JSON, Bytes::from(bytes));
         match self {
             ApiError::MethodNotAllowed { allow } => resp.header(ALLOW, &allow),
+            ApiError::UpgradeRequired => resp.header(UPGRADE, "websocket"),
             _ => resp,
         }
     }

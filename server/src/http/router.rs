@@ -6,6 +6,10 @@
 //! matches decides, so the literal `/v1/musicians/search` and `/v1/musicians/bulk` come before
 //! `/v1/musicians/{id}`: musicians whose id is `search` or `bulk` are therefore not addressable
 //! by id over HTTP. HEAD is accepted wherever GET is.
+//!
+//! `GET /v1/events` is in the table too, so that its 405 and metrics follow the same rules; a
+//! WebSocket upgrade request to it is taken by the events filter before the table is consulted
+//! (see [`crate::http::filter`]), and a plain GET gets 426.
 
 use warp::http::Method;
 
@@ -38,6 +42,10 @@ pub enum RouteId {
     GigBookings,
     /// `DELETE /v1/gigs/{id}/bookings/{musician_id}`
     GigBooking,
+    /// `GET|POST /v1/gigs/{id}/messages`
+    GigMessages,
+    /// `GET /v1/events` (WebSocket)
+    Events,
     /// `POST /v1/match`
     Match,
 }
@@ -127,11 +135,24 @@ pub const ROUTES: &[RouteDef] = &[
         methods: DELETE,
     },
     RouteDef {
+        id: RouteId::GigMessages,
+        template: "/v1/gigs/{id}/messages",
+        methods: GET_POST,
+    },
+    RouteDef {
         id: RouteId::Match,
         template: "/v1/match",
         methods: POST,
     },
+    RouteDef {
+        id: RouteId::Events,
+        template: EVENTS,
+        methods: GET,
+    },
 ];
+
+/// The path of the WebSocket event stream.
+pub const EVENTS: &str = "/v1/events";
 
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct TestServer {
     pub base: String,
     pub engine: Engine,
+    /// The server's shared state (its event hub, for counters).
+    pub app: App,
     pub client: Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Stopped>>,
@@ -39,10 +41,11 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = App::new(engine.clone(), config);
+        let served = app.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
             listener,
-            app,
+            served,
             async {
                 let _ = stopped.await;
             },
@@ -51,11 +54,17 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             engine,
+            app,
             client: Client::new(),
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// The WebSocket URL of `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{}", self.base.replacen("http://", "ws://", 1), path)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,7 +4,9 @@
 mod bookings;
 mod common;
 mod errors;
+mod events;
 mod gigs;
+mod messages;
 mod musicians;
 mod ops;
 mod search;

@@ -42,7 +42,9 @@ pub async fn book(app: &App, gig_id: String, mut req: Request) -> Result<ApiResp
             slot: b.slot,
             musician_id: b.musician_id,
         };
-        let done = app.blocking(move |e| e.book(booking)).await??;
+        let done = app
+            .write(move |w| w.execute(&Command::Book(booking)))
+            .await??;
         match expect_done(done.outcome)? {
             Effect::Booked(b) => Ok(ApiResponse::json(StatusCode::CREATED, &b)?
                 .location(&format!("/v1/gigs/{}/bookings/{}", b.gig_id, b.musician_id))),
@@ -67,8 +69,8 @@ pub async fn cancel(
         )));
     }
     let done = app
-        .blocking(move |e| {
-            e.execute(&Command::CancelBooking {
+        .write(move |w| {
+            w.execute(&Command::CancelBooking {
                 gig_id,
                 musician_id,
             })

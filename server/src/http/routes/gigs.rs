@@ -26,12 +26,12 @@ pub async fn put(app: &App, id: String, mut req: Request) -> Result<ApiResponse,
         ));
     }
     let (effect, view) = app
-        .blocking(move |e| -> Result<(Effect, Option<GigView>), ApiError> {
+        .write(move |w| -> Result<(Effect, Option<GigView>), ApiError> {
             if let Some(c) = &condition {
-                c.check(e.gig(&id)?.map(|v| v.version))?;
+                c.check(w.engine().gig(&id)?.map(|v| v.version))?;
             }
-            let effect = expect_done(e.execute(&Command::UpsertGig { gig })?.outcome)?;
-            Ok((effect, e.gig(&id)?))
+            let effect = expect_done(w.execute(&Command::UpsertGig { gig })?.outcome)?;
+            Ok((effect, w.engine().gig(&id)?))
         })
         .await??;
     let Effect::GigUpserted { id, created } = effect else {
@@ -63,11 +63,11 @@ pub async fn delete(app: &App, id: String, req: &Request) -> Result<ApiResponse,
         return Err(ApiError::not_found("gig", &id));
     }
     let effect = app
-        .blocking(move |e| -> Result<Effect, ApiError> {
+        .write(move |w| -> Result<Effect, ApiError> {
             if let Some(c) = &condition {
-                c.check(e.gig(&id)?.map(|v| v.version))?;
+                c.check(w.engine().gig(&id)?.map(|v| v.version))?;
             }
-            expect_done(e.execute(&Command::DeleteGig { id })?.outcome)
+            expect_done(w.execute(&Command::DeleteGig { id })?.outcome)
         })
         .await??;
     match effect {

@@ -9,6 +9,7 @@ pub mod bookings;
 pub mod bulk;
 pub mod gigs;
 pub mod matching;
+pub mod messages;
 pub mod musicians;
 pub mod search;
 
@@ -68,7 +69,10 @@ async fn route(
             let gig = param();
             bookings::cancel(app, gig, param()).await
         }
+        (RouteId::GigMessages, Method::POST) => messages::post(app, param(), req).await,
+        (RouteId::GigMessages, _) => messages::list(app, param(), &req).await,
         (RouteId::Match, _) => matching::ad_hoc(app, req).await,
+        (RouteId::Events, _) => Err(ApiError::UpgradeRequired),
     }
 }
 

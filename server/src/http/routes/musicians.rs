@@ -28,14 +28,14 @@ pub async fn put(app: &App, id: String, mut req: Request) -> Result<ApiResponse,
         ));
     }
     let (effect, view) = app
-        .blocking(
-            move |e| -> Result<(Effect, Option<MusicianView>), ApiError> {
+        .write(
+            move |w| -> Result<(Effect, Option<MusicianView>), ApiError> {
                 if let Some(c) = &condition {
-                    c.check(e.musician(&id)?.map(|v| v.version))?;
+                    c.check(w.engine().musician(&id)?.map(|v| v.version))?;
                 }
                 let effect =
-                    expect_done(e.execute(&Command::UpsertMusician { musician })?.outcome)?;
-                Ok((effect, e.musician(&id)?))
+                    expect_done(w.execute(&Command::UpsertMusician { musician })?.outcome)?;
+                Ok((effect, w.engine().musician(&id)?))
             },
         )
         .await??;
@@ -69,11 +69,11 @@ pub async fn delete(app: &App, id: String, req: &Request) -> Result<ApiResponse,
         return Err(ApiError::not_found("musician", &id));
     }
     let effect = app
-        .blocking(move |e| -> Result<Effect, ApiError> {
+        .write(move |w| -> Result<Effect, ApiError> {
             if let Some(c) = &condition {
-                c.check(e.musician(&id)?.map(|v| v.version))?;
+                c.check(w.engine().musician(&id)?.map(|v| v.version))?;
             }
-            expect_done(e.execute(&Command::DeleteMusician { id })?.outcome)
+            expect_done(w.execute(&Command::DeleteMusician { id })?.outcome)
         })
         .await??;
     match effect {
@@ -116,8 +116,8 @@ pub async fn rate(app: &App, id: String, mut req: Request) -> Result<ApiResponse
     let work = async {
         let rating: RatingBody = decode_json(&body)?;
         let effect = app
-            .blocking(move |e| {
-                e.execute(&Command::RateMusician {
+            .write(move |w| {
+                w.execute(&Command::RateMusician {
                     musician_id: id,
                     stars: rating.stars,
                 })

@@ -1,0 +1,117 @@
+//! `/v1/gigs/{id}/messages`: a gig's chat thread.
+//!
+//! `POST` with `{"author":"ID","text":"…"}` (optionally `"message_id":"ID"`, unique within the
+//! gig, for clients that want to recognise their own messages) stores a message and answers
+//! 201 with it: its number in the thread (`seq`, from 1), its time (`at`, RFC 3339 UTC, and
+//! `at_ms`) and `version` (the applied sequence). The server stamps the time from its clock
+//! before building the command; the engine reads no clock. Text is trimmed and must then hold
+//! 1–2000 characters. A missing gig is 404, a taken `message_id` is 409
+//! (`message_id_taken`). Honours `Idempotency-Key`, since a retry would post twice.
+//!
+//! `GET ?after=N&limit=N` lists the thread in posting order: `{"items":[Message…],"next":N|null}`
+//! where `next` is the `after` of the following page (null on the last one); `limit` is 1–1000,
+//! 100 by default.
+
+use crate::http::app::App;
+use crate::http::idempotency;
+use crate::http::problem::{expect_done, unexpected, ApiError};
+use crate::http::query::{Params, DEFAULT_PAGE, MAX_PAGE};
+use crate::http::request::{decode_json, BodyKind, Request};
+use crate::http::response::ApiResponse;
+use mussikon_engine::{is_valid_id, Command, Effect, Message, Timestamp};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+
+/// The body of `POST /v1/gigs/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBody {
+    /// Who writes (an id).
+    pub author: String,
+    /// The text, 1–2000 characters after trimming.
+    pub text: String,
+    /// The client's id for the message, unique within the gig.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+/// One page of a thread.
+#[derive(Debug, Serialize)]
+pub struct MessagePage {
+    /// Messages in posting order.
+    pub items: Vec<Message>,
+    /// The `after` of the next page; null on the last page.
+    pub next: Option<u64>,
+}
+
+/// Milliseconds since the unix epoch by this server's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `POST /v1/gigs/{id}/messages`.
+pub async fn post(app: &App, gig_id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
+    if !is_valid_id(&gig_id) {
+        return Err(ApiError::not_found("gig", &gig_id));
+    }
+    let key = idempotency::key_of(&req)?;
+    let body = req
+        .body(BodyKind::Json, app.config().max_body_bytes)
+        .await?;
+    let fingerprint = idempotency::fingerprint(&req, &body);
+    let work = async {
+        let b: MessageBody = decode_json(&body)?;
+        let cmd = Command::PostMessage {
+            gig_id,
+            message_id: b.message_id,
+            author: b.author,
+            text: b.text,
+            at: Timestamp::Millis(now_ms()),
+        };
+        let done = app.write(move |w| w.execute(&cmd)).await??;
+        match expect_done(done.outcome)? {
+            Effect::MessagePosted(m) => ApiResponse::json(StatusCode::CREATED, &m),
+            other => Err(unexpected(other)),
+        }
+    };
+    Ok(app
+        .idempotency()
+        .run(key, fingerprint, &req.request_id, work)
+        .await)
+}
+
+/// `GET /v1/gigs/{id}/messages?after=N&limit=N`.
+pub async fn list(app: &App, gig_id: String, req: &Request) -> Result<ApiResponse, ApiError> {
+    let mut p = Params::parse(&req.query);
+    let rule = "must be an integer from 1 to 1000";
+    let limit = match p.parsed::<usize>("limit", rule) {
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            p.fail("limit", rule);
+            DEFAULT_PAGE
+        }
+        None => DEFAULT_PAGE,
+    };
+    let after = p.parsed::<u64>(
+        "after",
+        "must be a message number: an integer from 0 (the next field of a page)",
+    );
+    p.finish()?;
+    if !is_valid_id(&gig_id) {
+        return Err(ApiError::not_found("gig", &gig_id));
+    }
+    let mut items = app
+        .blocking(move |e| e.messages(&gig_id, after, limit + 1))
+        .await??;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items.last().map(|m| m.seq)
+    } else {
+        None
+    };
+    ApiResponse::json(StatusCode::OK, &MessagePage { items, next })
+}
