@@ -188,6 +188,56 @@ proptest! {
         }
     }
 
+    /// The index is made stale on purpose (commit interval of an hour, no refresh after the
+    /// second wave of writes): matching must still equal the brute force over the store,
+    /// because musicians changed after the index's sequence are evaluated from the store.
+    #[test]
+    fn match_gig_is_exact_while_the_index_is_stale(
+        (ms, gs, books) in world(),
+        changes in musicians(1..40),
+        deletes in prop::collection::vec(0usize..60, 0..5),
+        more_books in prop::collection::vec((0usize..60, 0usize..6, 0usize..3), 0..10),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), Config {
+            durability: Durability::Periodic { flush_every_ms: 1000 },
+            index_commit_interval: std::time::Duration::from_secs(3600),
+            ..Config::default()
+        }).unwrap();
+        load(&engine, &ms, &gs, &books);
+        let covered = engine.status().unwrap().index_seq;
+        // Second wave: replace some musicians (same ids, new data), delete some, book more.
+        for (i, mut m) in changes.into_iter().enumerate() {
+            m.id = ms[i % ms.len()].id.clone();
+            engine.upsert_musician(m).unwrap();
+        }
+        for d in &deletes {
+            engine.execute(&Command::DeleteMusician { id: ms[d % ms.len()].id.clone() }).unwrap();
+        }
+        for (m, g, sl) in &more_books {
+            let b = Booking { gig_id: gs[g % gs.len()].id.clone(), slot: *sl as i64, musician_id: ms[m % ms.len()].id.clone() };
+            engine.book(b).unwrap();
+        }
+        prop_assert_eq!(engine.status().unwrap().index_seq, covered, "the index must still be stale");
+        let all = engine.list_musicians(None, usize::MAX).unwrap();
+        let wv = [0.35, 0.30, 0.15, 0.10, 0.10];
+        for g in &gs {
+            let stored = engine.gig(&g.id).unwrap().unwrap();
+            let res = engine.match_gig(&MatchRequest { target: MatchTarget::Stored(g.id.clone()), k: Some(5), weights: None }).unwrap();
+            for (i, slot) in stored.gig.slots.iter().enumerate() {
+                let expect = oracle_slot(&all, &stored.gig, slot, wv);
+                let got = &res.slots[i];
+                prop_assert_eq!(got.eligible, expect.len());
+                let ids: Vec<&str> = got.candidates.iter().map(|c| c.musician_id.as_str()).collect();
+                let want: Vec<&str> = expect.iter().take(5).map(|c| c.0.as_str()).collect();
+                prop_assert_eq!(ids, want, "gig {} slot {}", g.id, i);
+                for (c, e) in got.candidates.iter().zip(&expect) {
+                    prop_assert!((c.score - e.1).abs() < 1e-9);
+                }
+            }
+        }
+    }
+
     #[test]
     fn search_equals_brute_force(
         (ms, gs, books) in world(),
