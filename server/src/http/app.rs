@@ -1,14 +1,17 @@
-//! The state every handler shares: the engine, the HTTP settings, the idempotency cache and the
-//! metrics handle; and the one way handlers call the engine.
+//! The state every handler shares: the engine, the HTTP settings, the token verifier, the rate
+//! limiters, the idempotency cache and the metrics handle; and the one way handlers call the
+//! engine.
 //!
 //! Engine calls block (sled, tantivy), so they never run on the async workers:
 //! [`App::blocking`] moves them to tokio's blocking pool, inside the request's tracing span. A
 //! panic in there becomes a 500 for that request only.
 
 use crate::config::HttpConfig;
+use crate::http::auth::{KeyError, Verifier};
 use crate::http::idempotency::IdempotencyCache;
 use crate::http::metrics;
 use crate::http::problem::ApiError;
+use crate::http::ratelimit::RateLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use mussikon_engine::Engine;
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use std::sync::Arc;
 struct Inner {
     engine: Engine,
     config: HttpConfig,
+    verifier: Option<Verifier>,
+    rate_limits: Option<RateLimits>,
     idempotency: IdempotencyCache,
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
 }
@@ -28,20 +33,32 @@ pub struct App {
 
 impl App {
     /// State for serving `engine` with `config`. Installs the metrics recorder if no server in
-    /// this process has yet.
-    pub fn new(engine: Engine, config: HttpConfig) -> App {
+    /// this process has yet. Fails only when the configured token key cannot be used.
+    pub fn new(engine: Engine, config: HttpConfig) -> Result<App, KeyError> {
         let metrics = metrics::install();
         if let Err(e) = &metrics {
             tracing::warn!(error = %e, "metrics are disabled");
         }
-        App {
+        Ok(App {
             inner: Arc::new(Inner {
                 idempotency: IdempotencyCache::new(config.idempotency_keys),
+                verifier: Verifier::new(&config.auth)?,
+                rate_limits: RateLimits::new(&config.rate_limit),
                 engine,
                 config,
                 metrics,
             }),
-        }
+        })
+    }
+
+    /// The token verifier; `None` when authentication is off.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.inner.verifier.as_ref()
+    }
+
+    /// The rate limiters; `None` when rate limiting is off.
+    pub fn rate_limits(&self) -> Option<&RateLimits> {
+        self.inner.rate_limits.as_ref()
     }
 
     /// The engine.

@@ -66,7 +66,7 @@ async fn route(
         (RouteId::GigBookings, _) => bookings::book(app, param(), req).await,
         (RouteId::GigBooking, _) => {
             let gig = param();
-            bookings::cancel(app, gig, param()).await
+            bookings::cancel(app, gig, param(), &req.caller).await
         }
         (RouteId::Match, _) => matching::ad_hoc(app, req).await,
     }
