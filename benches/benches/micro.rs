@@ -58,6 +58,7 @@ fn gig_for(m: &Musician) -> Gig {
             currency: m.fee.currency.clone(),
         },
         min_rating: None,
+        owner: None,
     }
 }
 

@@ -7,8 +7,12 @@
 
 use bincode::{Decode, Encode};
 
-/// Version byte written first in every stored value.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version byte written first in every stored value (and the store's and snapshots' format).
+///
+/// 2: `Gig` gained `owner`. bincode fields are positional, so version-1 gig records cannot be
+/// read by this build; the store refuses a version-1 data directory at open with a clear error
+/// rather than reporting corrupt records later.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Largest payload the decoder will allocate for; larger claims are refused as corrupt.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;

@@ -360,6 +360,7 @@ impl Generator {
             genres,
             budget,
             min_rating,
+            owner: None,
         }
     }
 

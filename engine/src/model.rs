@@ -229,6 +229,10 @@ pub struct Gig {
     /// Minimum Bayesian rating, in [1, 5].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_rating: Option<f64>,
+    /// Who owns the gig (an id: 1–64 characters of `[A-Za-z0-9._-]`), e.g. the organizer that
+    /// created it. The engine stores and validates it; who may set it is the caller's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Gig {

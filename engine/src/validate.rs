@@ -324,6 +324,9 @@ pub fn validate_gig(mut g: Gig) -> Result<Gig, ValidationError> {
             "must be a number in [1, 5]",
         );
     }
+    if let Some(owner) = &g.owner {
+        check_id(&mut c, "owner", owner);
+    }
     c.finish(g)
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use mussikon_engine::codec::{decode, encode, CodecError, RecordKind};
+use mussikon_engine::codec::{decode, encode, CodecError, RecordKind, FORMAT_VERSION};
 use mussikon_engine::snapshot::{Frame, FrameReader};
 use mussikon_engine::*;
 use proptest::prelude::*;
@@ -74,10 +74,12 @@ fn header_errors_are_typed() {
         Err(CodecError::TooShort(0))
     );
     let mut v = rec.clone();
-    v[0] = 2;
+    v[0] = FORMAT_VERSION + 1;
     assert_eq!(
         decode::<Vec<String>>(RecordKind::Changes, &v),
-        Err(CodecError::UnknownVersion { found: 2 })
+        Err(CodecError::UnknownVersion {
+            found: FORMAT_VERSION + 1
+        })
     );
     assert!(matches!(
         decode::<MusicianRecord>(RecordKind::Musician, &rec),
@@ -91,7 +93,7 @@ fn header_errors_are_typed() {
     );
     // A length prefix claiming a huge allocation is refused, not attempted.
     let huge = [
-        1u8,
+        FORMAT_VERSION,
         RecordKind::Changes as u8,
         0xFF,
         0xFF,

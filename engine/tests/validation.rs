@@ -125,6 +125,9 @@ fn every_gig_rule_has_a_failing_case() {
         ("budget.currency", |g| g.budget.currency = "E1R".into()),
         ("min_rating", |g| g.min_rating = Some(0.5)),
         ("min_rating", |g| g.min_rating = Some(f64::NAN)),
+        ("owner", |g| g.owner = Some(String::new())),
+        ("owner", |g| g.owner = Some("org/1".into())),
+        ("owner", |g| g.owner = Some("o".repeat(65))),
     ];
     for (field, break_it) in cases {
         let mut g = gig_json("g-1");

@@ -1,11 +1,21 @@
 //! Settings of a running server, with their defaults, in one place.
 //!
-//! [`ServeConfig`] is what `mussikon serve` runs with (built from flags and environment by the
-//! CLI, and logged field by field at start); [`HttpConfig`] is the part the HTTP layer needs and
-//! what tests construct directly.
+//! [`ServeConfig`] is what `mussikon serve` runs with: [`sources`] builds it from defaults, a
+//! TOML file, `MUSSIKON_*` environment variables and flags (later ones win), checks it, and
+//! loads key material. [`HttpConfig`] is the part the HTTP layer needs and what tests construct
+//! directly; its [`Default`] is development mode: no authentication, no rate limits, CORS open
+//! to the local web and Expo dev servers.
+//!
+//! Promises: a [`Secret`] never shows in `Debug` output or logs (it prints `<redacted>`); an
+//! [`HttpConfig`] whose `auth.key` is `None` serves every request without authentication, and
+//! only development mode builds such a config from settings (production refuses to start).
 
+pub mod sources;
+
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest JSON request body accepted by default: 1 MiB.
@@ -16,6 +26,164 @@ pub const DEFAULT_MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_IDEMPOTENCY_KEYS: usize = 10_000;
 /// How long in-flight requests may run after a shutdown signal before the server stops anyway.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Deepest nesting of arrays and objects accepted in a JSON body by default.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 64;
+/// Shortest HS256 secret accepted, bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Origins allowed by CORS in development mode: the usual web (3000) and Expo (19006) dev
+/// servers.
+pub const DEV_CORS_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://localhost:19006"];
+
+/// How strict the server is.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// For a laptop: authentication optional (with a loud warning when off), no rate limits
+    /// unless configured, CORS open to the local dev servers.
+    #[default]
+    Development,
+    /// For real traffic: refuses to start without a token key; rate limits on by default; CORS
+    /// closed unless origins are configured.
+    Production,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Development => "development",
+            Mode::Production => "production",
+        })
+    }
+}
+
+/// Secret bytes that never print.
+///
+/// ```
+/// use mussikon_server::config::Secret;
+/// let s = Secret::new(b"hunter2hunter2hunter2hunter2hunter2".to_vec());
+/// assert_eq!(format!("{s:?}"), "<redacted>");
+/// assert_eq!(s.expose().len(), 35);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<[u8]>);
+
+impl Secret {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes.into())
+    }
+
+    /// The bytes; call only where they are used as key material.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The key bearer tokens are verified with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthKey {
+    /// HMAC-SHA256 with a shared secret of at least [`MIN_SECRET_BYTES`] bytes.
+    Hs256(Secret),
+    /// RSA-SHA256 with a PEM public key (`-----BEGIN PUBLIC KEY-----` or `RSA PUBLIC KEY`).
+    Rs256 {
+        /// The PEM text.
+        public_key_pem: String,
+    },
+}
+
+/// Who may call the API.
+#[derive(Clone, Debug, Default)]
+pub struct AuthConfig {
+    /// `None`: authentication is off and every request is allowed (development only).
+    pub key: Option<AuthKey>,
+    /// When set, tokens must carry exactly this `iss`.
+    pub issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// Reads of musicians, search and gigs without a token.
+    pub public_reads: bool,
+    /// Seconds of clock skew tolerated on `exp`.
+    pub leeway_s: u64,
+}
+
+/// One token bucket: `per_second` tokens refill each second, up to `burst`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Sustained requests per second (> 0; fractions allowed).
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet period (≥ 1).
+    pub burst: u32,
+}
+
+/// Per-client request limits, by kind of request.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Off: no request is limited.
+    pub enabled: bool,
+    /// GET/HEAD of musicians and gigs, and search.
+    pub reads: Rate,
+    /// PUT, POST and DELETE (except search and matching).
+    pub writes: Rate,
+    /// `GET /v1/gigs/{id}/matches` and `POST /v1/match`.
+    pub matches: Rate,
+    /// Clients tracked per class before the state is reset (bounds memory).
+    pub max_clients: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: false,
+            reads: Rate {
+                per_second: 50.0,
+                burst: 100,
+            },
+            writes: Rate {
+                per_second: 10.0,
+                burst: 20,
+            },
+            matches: Rate {
+                per_second: 5.0,
+                burst: 10,
+            },
+            max_clients: 100_000,
+        }
+    }
+}
+
+/// Cross-origin requests from browsers.
+#[derive(Clone, Debug)]
+pub struct CorsConfig {
+    /// Exact origins (`scheme://host[:port]`) allowed; others get no CORS headers.
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may cache a preflight answer, seconds.
+    pub max_age_s: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: DEV_CORS_ORIGINS.iter().map(|s| s.to_string()).collect(),
+            max_age_s: 600,
+        }
+    }
+}
 
 /// What the HTTP layer needs to know.
 ///
@@ -23,6 +191,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// use mussikon_server::config::HttpConfig;
 /// let c = HttpConfig::default();
 /// assert_eq!(c.max_body_bytes, 1024 * 1024);
+/// assert!(c.auth.key.is_none());
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
@@ -34,6 +203,16 @@ pub struct HttpConfig {
     pub idempotency_keys: usize,
     /// The WebSocket event stream (`GET /v1/events`).
     pub events: EventsConfig,
+    /// Deepest nesting of arrays/objects in a JSON body; deeper bodies get 400.
+    pub max_json_depth: usize,
+    /// Believe `X-Forwarded-For` and `X-Forwarded-Proto` (only behind a proxy that sets them).
+    pub trust_forwarded: bool,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
+    /// Per-client rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// CORS.
+    pub cors: CorsConfig,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +221,14 @@ impl Default for HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
             idempotency_keys: DEFAULT_IDEMPOTENCY_KEYS,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            trust_forwarded: false,
+            auth: AuthConfig {
+                leeway_s: 30,
+                ..AuthConfig::default()
+            },
+            rate_limit: RateLimitConfig::default(),
+            cors: CorsConfig::default(),
             events: EventsConfig::default(),
         }
     }
@@ -89,6 +276,8 @@ impl Default for EventsConfig {
 /// Everything `mussikon serve` runs with.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// Development or production.
+    pub mode: Mode,
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     pub listen: SocketAddr,
     /// Directory holding the engine's store and index.

@@ -69,6 +69,7 @@ prop_compose! {
         radius in prop_oneof![Just(10.0f64), 5.0f64..100.0],
         max_fee in 0i64..300,
         min_rating in prop::option::of(2.5f64..4.5),
+        owner in prop::option::of("o-[a-z0-9]{1,8}"),
     ) -> Gig {
         Gig {
             id: format!("g-{j:03}"),
@@ -80,6 +81,7 @@ prop_compose! {
             genres: genres.into_iter().map(|g| GENRES[g].to_string()).collect(),
             budget: Budget { max_fee: max_fee * 100, currency: "EUR".into() },
             min_rating,
+            owner,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod healthcheck;
 pub mod import;
 pub mod serve;
 pub mod snapshot;
+pub mod token;
 
 use crate::logging::{self, LogFormat};
 use clap::{Parser, Subcommand};
@@ -57,6 +58,9 @@ pub enum Command {
     /// Ask a running server whether it is ready (exit 0) or not (exit 1).
     #[command(long_about = healthcheck::HEALTHCHECK_HELP)]
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Mint an HS256 bearer token for the API and print it.
+    #[command(long_about = token::TOKEN_HELP)]
+    Token(token::TokenArgs),
     /// Print the version and the storage format.
     Version,
 }
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => snapshot::restore(args),
         Command::Gen(args) => gen::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Token(args) => token::run(args),
         Command::Version => {
             println!(
                 "mussikon {} (storage and snapshot format {})",

@@ -1,6 +1,11 @@
 //! `mussikon serve`: open the engine, optionally fill an empty store with demo data, serve the
 //! API, and shut down cleanly.
 //!
+//! Settings come from defaults < `--config FILE` < `MUSSIKON_*` environment < flags (see
+//! [`crate::config::sources`]); the effective settings are logged at start with secrets
+//! redacted. Without a token key the server runs only in development mode, with a WARN that
+//! authentication is off; production mode refuses to start.
+//!
 //! Start-up order matters to callers: the engine is opened and the signal handlers are
 //! installed before the first stdout line, `listening on ADDR`, is printed, so a supervisor (or
 //! a test) that reads that line can connect and can send SIGTERM at once.
@@ -10,7 +15,8 @@
 //! acknowledged before the signal was already on disk (Durability::Sync); the flush is a last
 //! safety net, not what durability rests on.
 
-use crate::config::{HttpConfig, ServeConfig};
+use crate::config::sources::{self, Settings};
+use crate::config::{Mode, ServeConfig};
 use crate::http::{self, app::App};
 use anyhow::Context;
 use clap::Args;
@@ -30,71 +36,137 @@ pub const SERVE_HELP: &str = "Serve the HTTP API over a data directory.\n\n\
     curl 'http://127.0.0.1:8080/v1/musicians/search?instrument=guitar&min_level=3&limit=3'";
 
 /// `mussikon serve`.
+///
+/// Every flag here overrides the same setting from the environment and the config file (see
+/// `deploy/config/mussikon.example.toml`); a flag left out leaves the setting to them.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on, as IP:PORT. Port 0 picks a free port.
-    #[arg(long, env = "MUSSIKON_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// TOML configuration file (every key is documented in
+    /// deploy/config/mussikon.example.toml). Environment variables and flags override it.
+    #[arg(long, env = "MUSSIKON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Directory of the store and the index; created if missing.
-    #[arg(long, env = "MUSSIKON_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// development (default: auth optional, no rate limits) or production (refuses to start
+    /// without a token key).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// Address to listen on, as IP:PORT (default 127.0.0.1:8080). Port 0 picks a free port.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory of the store and the index (default ./data); created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Fill an EMPTY store with N generated musicians and N/100 gigs (at least 10), so there is
     /// something to search at once. Ignored when the store already holds data.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub demo: usize,
+    #[arg(long, value_name = "N")]
+    pub demo: Option<usize>,
 
-    /// Largest JSON request body, in bytes; larger ones get 413.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::config::DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
+    /// Largest JSON request body, in bytes (default 1 MiB); larger ones get 413.
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
 
-    /// Largest NDJSON body of POST /v1/musicians/bulk, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::config::DEFAULT_MAX_BULK_BYTES)]
-    pub max_bulk_bytes: usize,
+    /// Largest NDJSON body of POST /v1/musicians/bulk, in bytes (default 64 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_bulk_bytes: Option<usize>,
 
-    /// Idempotency keys remembered in memory (least recently used forgotten first; lost on
-    /// restart).
-    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_IDEMPOTENCY_KEYS)]
-    pub idempotency_keys: usize,
+    /// Idempotency keys remembered in memory (default 10000; least recently used forgotten
+    /// first; lost on restart).
+    #[arg(long, value_name = "N")]
+    pub idempotency_keys: Option<usize>,
 
-    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub shutdown_grace: u64,
+    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<u64>,
+
+    /// Any setting by its dotted name, e.g. `--set auth.public_reads=true` or
+    /// `--set rate_limit.writes.burst=5`; may be repeated. Secrets cannot be set this way.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServeConfig {
-        ServeConfig {
-            listen: self.listen,
-            data_dir: self.data_dir.clone(),
-            demo: self.demo,
-            shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            http: HttpConfig {
-                max_body_bytes: self.max_body_bytes,
-                max_bulk_bytes: self.max_bulk_bytes,
-                idempotency_keys: self.idempotency_keys,
-                ..HttpConfig::default()
-            },
+    /// The flags as `(setting name, value)` pairs, dedicated flags first, then `--set`.
+    pub fn flag_pairs(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                pairs.push((name.to_string(), v));
+            }
+        };
+        push("mode", self.mode.map(|m| m.to_string()));
+        push("listen", self.listen.map(|a| a.to_string()));
+        push(
+            "data_dir",
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        push("demo", self.demo.map(|n| n.to_string()));
+        push(
+            "http.max_body_bytes",
+            self.max_body_bytes.map(|n| n.to_string()),
+        );
+        push(
+            "http.max_bulk_bytes",
+            self.max_bulk_bytes.map(|n| n.to_string()),
+        );
+        push(
+            "http.idempotency_keys",
+            self.idempotency_keys.map(|n| n.to_string()),
+        );
+        push(
+            "shutdown_grace_s",
+            self.shutdown_grace.map(|n| n.to_string()),
+        );
+        for s in &self.set {
+            let (name, value) = s.split_once('=').with_context(|| {
+                format!("--set {s}: write NAME=VALUE, e.g. --set auth.public_reads=true")
+            })?;
+            pairs.push((name.trim().to_string(), value.to_string()));
         }
+        Ok(pairs)
+    }
+
+    /// The settings from defaults, the config file, the environment and these flags, in that
+    /// order of precedence; also the names of unknown `MUSSIKON_*` variables.
+    pub fn settings(&self) -> anyhow::Result<(Settings, Vec<String>)> {
+        let mut layers = Vec::new();
+        if let Some(path) = &self.config {
+            layers.push(sources::read_file_layer(path)?);
+        }
+        let (env, unknown) = sources::env_layer(std::env::vars())?;
+        layers.push(env);
+        layers.push(sources::flag_layer(&self.flag_pairs()?)?);
+        Ok((Settings::from_layers(layers)?, unknown))
     }
 }
 
 /// Runs `mussikon serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config();
+    let (settings, unknown_env) = args.settings()?;
+    for name in &unknown_env {
+        tracing::warn!(
+            variable = %name,
+            "environment variable names no setting; ignored (see deploy/config/mussikon.example.toml)"
+        );
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        listen = %config.listen,
-        data_dir = %config.data_dir.display(),
-        demo = config.demo,
+        config_file = %args.config.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none)".into()),
+        config = %settings.redacted_json(),
         durability = "sync",
-        shutdown_grace_s = config.shutdown_grace.as_secs_f64(),
-        max_body_bytes = config.http.max_body_bytes,
-        max_bulk_bytes = config.http.max_bulk_bytes,
-        idempotency_keys = config.http.idempotency_keys,
         "starting with this configuration"
     );
+    let config = settings.resolve()?;
+    if config.http.auth.key.is_none() {
+        tracing::warn!(
+            mode = %config.mode,
+            "AUTHENTICATION IS OFF: every request may read and change everything. This is for \
+             development only; set auth.secret_file (or MUSSIKON_AUTH_SECRET) or \
+             auth.public_key_file to require tokens (production mode refuses to start without)"
+        );
+    }
     let engine = super::open_engine(&config.data_dir)?;
     if config.demo > 0 {
         fill_demo(&engine, config.demo)?;
@@ -136,7 +208,7 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
         out.flush().context("could not write to stdout")?;
     }
     tracing::info!(%addr, "listening");
-    let app = App::new(engine, config.http.clone());
+    let app = App::new(engine, config.http.clone()).context("could not load the token key")?;
     http::serve(listener, app, signals.wait(), config.shutdown_grace).await;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The state every handler shares: the engine, the HTTP settings, the idempotency cache, the
-//! metrics handle and the event hub; and the two ways handlers call the engine.
+//! The state every handler shares: the engine, the HTTP settings, the token verifier, the rate
+//! limiters, the idempotency cache, the metrics handle and the event hub; and the ways handlers
+//! call the engine.
 //!
 //! Engine calls block (sled, tantivy), so they never run on the async workers:
 //! [`App::blocking`] (reads) and [`App::write`] (writes) move them to tokio's blocking pool,
@@ -9,10 +10,12 @@
 //! can.
 
 use crate::config::HttpConfig;
+use crate::http::auth::{KeyError, Verifier};
 use crate::http::events::{Events, Hub};
 use crate::http::idempotency::IdempotencyCache;
 use crate::http::metrics;
 use crate::http::problem::ApiError;
+use crate::http::ratelimit::RateLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use mussikon_engine::{Command, Engine, EngineError, Executed};
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use std::sync::Arc;
 struct Inner {
     engine: Engine,
     config: HttpConfig,
+    verifier: Option<Verifier>,
+    rate_limits: Option<RateLimits>,
     idempotency: IdempotencyCache,
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
     events: Events,
@@ -55,21 +60,33 @@ pub struct App {
 
 impl App {
     /// State for serving `engine` with `config`. Installs the metrics recorder if no server in
-    /// this process has yet.
-    pub fn new(engine: Engine, config: HttpConfig) -> App {
+    /// this process has yet. Fails only when the configured token key cannot be used.
+    pub fn new(engine: Engine, config: HttpConfig) -> Result<App, KeyError> {
         let metrics = metrics::install();
         if let Err(e) = &metrics {
             tracing::warn!(error = %e, "metrics are disabled");
         }
-        App {
+        Ok(App {
             inner: Arc::new(Inner {
                 idempotency: IdempotencyCache::new(config.idempotency_keys),
                 events: Events::new(Hub::new(config.events.clone())),
+                verifier: Verifier::new(&config.auth)?,
+                rate_limits: RateLimits::new(&config.rate_limit),
                 engine,
                 config,
                 metrics,
             }),
-        }
+        })
+    }
+
+    /// The token verifier; `None` when authentication is off.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.inner.verifier.as_ref()
+    }
+
+    /// The rate limiters; `None` when rate limiting is off.
+    pub fn rate_limits(&self) -> Option<&RateLimits> {
+        self.inner.rate_limits.as_ref()
     }
 
     /// The engine.

@@ -50,6 +50,10 @@ pub const WS_EVENTS_TOTAL: &str = "mussikon_ws_events_total";
 pub const WS_DROPPED_SUBSCRIBERS_TOTAL: &str = "mussikon_ws_dropped_subscribers_total";
 /// Created gigs that got no `gig.matching` events because the matching queue was full.
 pub const WS_MATCHING_SKIPPED_TOTAL: &str = "mussikon_ws_matching_skipped_total";
+/// Requests refused by a rate limit, by class.
+pub const RATE_LIMITED_TOTAL: &str = "mussikon_rate_limited_total";
+/// Requests refused by authentication (401) or authorization (403), by status.
+pub const AUTH_REJECTED_TOTAL: &str = "mussikon_auth_rejected_total";
 
 /// Upper bounds of the latency histograms, seconds.
 pub const LATENCY_BUCKETS: [f64; 13] = [
@@ -133,6 +137,14 @@ fn describe() {
         WS_MATCHING_SKIPPED_TOTAL,
         "Created gigs that got no gig.matching events because the matching queue was full."
     );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests answered 429 because the client used up its rate limit, by class (reads, writes, matches)."
+    );
+    describe_counter!(
+        AUTH_REJECTED_TOTAL,
+        "Requests refused before reaching a handler: 401 (no valid token) or 403 (role not allowed), by status."
+    );
     // Register the gauges so they appear before the first scrape sets them.
     gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
     gauge!(WS_CONNECTIONS).increment(0.0);
@@ -205,6 +217,16 @@ pub fn record_request(route: &'static str, method: &'static str, status: u16, to
         .increment(1);
     histogram!(HTTP_REQUEST_DURATION, "route" => route, "method" => method)
         .record(took.as_secs_f64());
+}
+
+/// Counts one request refused by the rate limit of `class`.
+pub fn record_rate_limited(class: &'static str) {
+    counter!(RATE_LIMITED_TOTAL, "class" => class).increment(1);
+}
+
+/// Counts one request refused by authentication or authorization.
+pub fn record_auth_rejected(status: u16) {
+    counter!(AUTH_REJECTED_TOTAL, "status" => status.to_string()).increment(1);
 }
 
 static INSTRUMENTS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();

@@ -1,10 +1,14 @@
 //! The HTTP API: the only part of MussikOn that knows routes, status codes and JSON error bodies.
 //!
 //! Every request takes the same path through [`handle`]: take or make a request id, resolve the
-//! route in [`router::ROUTES`], run the handler in its own task (so a client that hangs up does
-//! not cancel a write half-way, and a panic becomes a 500 problem for that request only), then
-//! set `X-Request-Id`, count and time the request under its route template, and log one line in
-//! the request's span. warp provides the server and the connection handling; routing is our
+//! route in [`router::ROUTES`]; answer a CORS preflight at once ([`cors`]); otherwise read the
+//! bearer token, charge the client's rate limit ([`ratelimit`]; a refused token is charged to
+//! the client's address, so guessing tokens is limited too), apply the route's access rule
+//! ([`auth`]: 401/403 before any body is read), and run the handler in its own task (so a
+//! client that hangs up does not cancel a write half-way, and a panic becomes a 500 problem for
+//! that request only); then set the CORS and security headers and `X-Request-Id`, count and
+//! time the request under its route template, and log one line in the request's span (with the
+//! caller's subject, never their token). warp provides the server and the connection handling; routing is our
 //! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
 //!
 //! The one exception is the WebSocket upgrade of `GET /v1/events` ([`events`]): warp's upgrade
@@ -16,35 +20,40 @@
 //! returns.
 //!
 //! ```no_run
-//! # async fn ex(engine: mussikon_engine::Engine) -> std::io::Result<()> {
+//! # async fn ex(engine: mussikon_engine::Engine) -> Result<(), Box<dyn std::error::Error>> {
 //! use mussikon_server::{config::HttpConfig, http};
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let app = http::app::App::new(engine, HttpConfig::default());
+//! let app = http::app::App::new(engine, HttpConfig::default())?;
 //! let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! http::serve(listener, app, async { let _ = stopped.await; }, std::time::Duration::from_secs(10)).await;
 //! # Ok(()) }
 //! ```
 
 pub mod app;
+pub mod auth;
 pub mod conditional;
+pub mod cors;
 pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
 pub mod problem;
 pub mod query;
+pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod router;
 pub mod routes;
 
 use crate::http::app::App;
+use crate::http::auth::{Access, Caller};
 use crate::http::problem::ApiError;
 use crate::http::request::{BodyStream, Request};
 use crate::http::response::ApiResponse;
 use bytes::Buf;
 use futures_util::StreamExt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use warp::http::header::{HeaderName, HeaderValue};
@@ -78,13 +87,15 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Answers one request; see the module documentation for the steps.
+/// Answers one request; see the module documentation for the steps. `peer` is the address of
+/// the connection, when known.
 pub async fn handle(
     app: App,
     method: Method,
     path: String,
     query: String,
     headers: HeaderMap,
+    peer: Option<SocketAddr>,
     body: BodyStream,
 ) -> warp::reply::Response {
     let started = Instant::now();
@@ -98,10 +109,30 @@ pub async fn handle(
         request_id = %id,
         method = method_label,
         route,
-        path = %path
+        path = %path,
+        caller = tracing::field::Empty,
     );
-    let req = Request::new(method, path, query, headers, id.clone(), body);
-    let mut resp = isolated(routes::dispatch(app, resolved, req), &span, &id).await;
+    let config = app.config();
+    let https = cors::came_over_https(&headers, config.trust_forwarded);
+    let preflight = cors::is_preflight(&method, &headers);
+    let mut resp = if preflight {
+        cors::preflight(&config.cors, &headers, &id)
+    } else {
+        match guard(&app, &resolved, &method, &headers, peer) {
+            Err(e) => span.in_scope(|| e.into_response(&id)),
+            Ok(caller) => {
+                span.record("caller", caller_label(&caller));
+                let req = Request::new(method, path, query, headers.clone(), id.clone(), body)
+                    .with_caller(caller)
+                    .with_max_json_depth(config.max_json_depth);
+                isolated(routes::dispatch(app.clone(), resolved, req), &span, &id).await
+            }
+        }
+    };
+    if !preflight {
+        cors::decorate(&config.cors, &headers, &mut resp.headers);
+    }
+    cors::security_headers(&mut resp.headers, https);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers.insert(HeaderName::from_static(REQUEST_ID), v);
     }
@@ -115,6 +146,39 @@ pub async fn handle(
         )
     });
     resp.into_warp()
+}
+
+fn caller_label(caller: &Caller) -> &str {
+    match caller {
+        Caller::Unrestricted => "unrestricted",
+        Caller::Anonymous => "anonymous",
+        Caller::User(p) => &p.subject,
+    }
+}
+
+/// Identifies the caller, charges the rate limit and applies the route's access rule. Requests
+/// that match no route need no token (they get their 404/405) but are rate limited as reads.
+fn guard(
+    app: &App,
+    resolved: &router::Resolved,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Caller, ApiError> {
+    let (route, params) = match resolved {
+        router::Resolved::Found { id, params, .. } => (Some(*id), params.as_slice()),
+        _ => (None, &[][..]),
+    };
+    let access = route.map_or(Access::Open, |r| auth::access(r, method));
+    let identified = auth::identify(app.verifier(), headers, access);
+    let config = app.config();
+    if let (Some(limits), Some(class)) = (app.rate_limits(), ratelimit::class_of(route, method)) {
+        let ip = ratelimit::client_ip(peer, headers, config.trust_forwarded);
+        limits.check(class, &ratelimit::client_key(identified.as_ref().ok(), ip))?;
+    }
+    auth::authorize(identified, access, config.auth.public_reads, params).inspect_err(|e| {
+        metrics::record_auth_rejected(e.status().as_u16());
+    })
 }
 
 /// Runs `work` in its own task within `span`: it runs to completion even if the client hangs
@@ -173,12 +237,14 @@ pub fn filter(
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
         .and(warp::body::stream().map(boxed_body))
         .then(
             move |method: Method,
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
+                  peer: Option<SocketAddr>,
                   body: BodyStream| {
                 handle(
                     app.clone(),
@@ -186,6 +252,7 @@ pub fn filter(
                     path.as_str().to_string(),
                     query,
                     headers,
+                    peer,
                     body,
                 )
             },
@@ -221,17 +288,24 @@ pub async fn serve<S>(
 where
     S: Future<Output = ()> + Send + 'static,
 {
-    let upkeep = app.metrics().ok().cloned().map(|handle| {
+    let upkeep = {
+        let app = app.clone();
         tokio::spawn(async move {
-            // Histogram samples wait in the recorder until upkeep folds them in; without a
-            // scrape they would grow without bound.
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                handle.run_upkeep();
+                // Histogram samples wait in the recorder until upkeep folds them in; without a
+                // scrape they would grow without bound.
+                if let Ok(handle) = app.metrics() {
+                    handle.run_upkeep();
+                }
+                // Rate-limit state of clients gone quiet is dropped (see ratelimit).
+                if let Some(limits) = app.rate_limits() {
+                    limits.upkeep();
+                }
             }
         })
-    });
+    };
     let matcher = app.events().start_matcher(app.engine().clone());
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
@@ -258,9 +332,7 @@ where
             Stopped::GraceExpired
         }
     };
-    if let Some(task) = upkeep {
-        task.abort();
-    }
+    upkeep.abort();
     if let Some(task) = matcher {
         task.abort();
     }

@@ -6,13 +6,15 @@
 //! stable URN (`urn:mussikon:problem:<kind>`) that clients may switch on; `errors` is always
 //! present (empty when no field is at fault). Extension members: `request_id` always,
 //! `line`/`column` for malformed JSON, `conflict` (the engine's typed conflict) for 409,
-//! `current_etag` for 412, `limit_bytes` for 413.
+//! `current_etag` for 412, `limit_bytes` for 413, `max_depth` for a body nested too deeply,
+//! `retry_after_s` for 429 (which also carries `Retry-After`). A 401 carries
+//! `WWW-Authenticate: Bearer` (RFC 6750), with `error="invalid_token"` when a token was sent.
 
 use crate::http::response::{ApiResponse, PROBLEM_JSON};
 use bytes::Bytes;
 use mussikon_engine::{Conflict, EngineError, FieldError, Refusal};
 use serde::Serialize;
-use warp::http::header::{ALLOW, UPGRADE};
+use warp::http::header::{ALLOW, RETRY_AFTER, UPGRADE, WWW_AUTHENTICATE};
 use warp::http::StatusCode;
 
 /// The problem+json body, members in the order RFC 9457 lists them, extensions after.
@@ -36,6 +38,10 @@ struct ProblemBody<'a> {
     current_etag: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_depth: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<u64>,
 }
 
 /// Why a request failed.
@@ -54,6 +60,34 @@ pub enum ApiError {
     /// Some other malformed part of the request, e.g. a header (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The JSON body nests arrays/objects deeper than allowed (400).
+    #[error("the body nests arrays and objects more than {limit} levels deep (rule: http.max_json_depth = {limit})")]
+    TooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// No valid bearer token (401). The reason never contains the token.
+    #[error("{reason}")]
+    Unauthorized {
+        /// What was wrong with the credentials.
+        reason: String,
+        /// Whether a token (or Authorization header) was sent at all.
+        token_given: bool,
+    },
+    /// A valid token whose role or ownership does not allow this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A CORS preflight from an origin that is not allowed (403).
+    #[error("origin {0} is not allowed to call this API from a browser (cors.allowed_origins)")]
+    OriginNotAllowed(String),
+    /// The client has used up its rate limit for this class of request (429).
+    #[error("too many {class} requests from this client; retry after {retry_after_s} s")]
+    TooManyRequests {
+        /// `reads`, `writes` or `matches`.
+        class: &'static str,
+        /// Whole seconds until a request may succeed, ≥ 1.
+        retry_after_s: u64,
+    },
     /// Fields broke rules (422); every broken rule is listed.
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
@@ -126,7 +160,12 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson { .. } | ApiError::BadRequest(_) | ApiError::TooDeep { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -143,6 +182,11 @@ impl ApiError {
         match self {
             ApiError::MalformedJson { .. } => ("malformed-json", "Malformed JSON"),
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
+            ApiError::TooDeep { .. } => ("json-too-deep", "JSON nested too deeply"),
+            ApiError::Unauthorized { .. } => ("unauthorized", "Authentication required"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
+            ApiError::OriginNotAllowed(_) => ("cors-origin-not-allowed", "Origin not allowed"),
+            ApiError::TooManyRequests { .. } => ("rate-limited", "Too many requests"),
             ApiError::Invalid(_) => ("validation", "Invalid request"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
@@ -190,6 +234,8 @@ impl ApiError {
             conflict: None,
             current_etag: None,
             limit_bytes: None,
+            max_depth: None,
+            retry_after_s: None,
         };
         match &self {
             ApiError::MalformedJson { line, column, .. } => {
@@ -201,6 +247,10 @@ impl ApiError {
                 body.current_etag = Some(current.map(crate::http::conditional::etag));
             }
             ApiError::PayloadTooLarge { limit } => body.limit_bytes = Some(*limit),
+            ApiError::TooDeep { limit } => body.max_depth = Some(*limit),
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                body.retry_after_s = Some(*retry_after_s)
+            }
             _ => {}
         }
         // Serializing plain strings and numbers cannot fail; fall back to a bare object anyway.
@@ -209,6 +259,17 @@ impl ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => resp.header(ALLOW, &allow),
             ApiError::UpgradeRequired => resp.header(UPGRADE, "websocket"),
+            ApiError::Unauthorized { token_given, .. } => resp.header(
+                WWW_AUTHENTICATE,
+                if token_given {
+                    "Bearer realm=\"mussikon\", error=\"invalid_token\""
+                } else {
+                    "Bearer realm=\"mussikon\""
+                },
+            ),
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                resp.header(RETRY_AFTER, &retry_after_s.to_string())
+            }
             _ => resp,
         }
     }

@@ -7,8 +7,11 @@
 //! - a body whose media type is not the route's gets 415, whatever its bytes;
 //! - JSON that is not well-formed gets 400 with the line and column of the fault; well-formed
 //!   JSON of the wrong shape (missing or unknown field, wrong type) gets 422 naming the field by
-//!   its JSON path, the same path syntax the engine's validation uses (`instruments[0].level`).
+//!   its JSON path, the same path syntax the engine's validation uses (`instruments[0].level`);
+//! - a JSON body (or an NDJSON line) nesting arrays and objects deeper than
+//!   `http.max_json_depth` gets 400 `json-too-deep` before it is parsed.
 
+use crate::http::auth::Caller;
 use crate::http::problem::ApiError;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -65,6 +68,10 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The request id (from `X-Request-Id` or generated).
     pub request_id: String,
+    /// Who is calling (set by the pipeline after authentication).
+    pub caller: Caller,
+    /// Deepest nesting of arrays/objects accepted in a JSON body.
+    max_json_depth: usize,
     /// In a mutex only so that `&Request` can cross threads; it is only ever taken through
     /// `&mut self`, so the lock is never contended.
     body: std::sync::Mutex<Option<BodyStream>>,
@@ -86,8 +93,22 @@ impl Request {
             query,
             headers,
             request_id,
+            caller: Caller::Unrestricted,
+            max_json_depth: crate::config::DEFAULT_MAX_JSON_DEPTH,
             body: std::sync::Mutex::new(Some(body)),
         }
+    }
+
+    /// Sets who is calling.
+    pub fn with_caller(mut self, caller: Caller) -> Request {
+        self.caller = caller;
+        self
+    }
+
+    /// Sets the deepest JSON nesting accepted in the body.
+    pub fn with_max_json_depth(mut self, depth: usize) -> Request {
+        self.max_json_depth = depth;
+        self
     }
 
     /// The body's bytes, after checking its media type against `kind` and its size against
@@ -145,6 +166,11 @@ impl Request {
             }
             buf.extend_from_slice(&chunk);
         }
+        if nests_deeper_than(&buf, self.max_json_depth, kind == BodyKind::Ndjson) {
+            return Err(ApiError::TooDeep {
+                limit: self.max_json_depth,
+            });
+        }
         Ok(buf.freeze())
     }
 
@@ -158,6 +184,50 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Does JSON text nest arrays/objects more than `limit` deep? Brackets inside strings do not
+/// count. With `per_line` (NDJSON) each line is counted on its own. Malformed text is left to
+/// the parser: this only bounds the depth it will be asked to handle.
+///
+/// ```
+/// use mussikon_server::http::request::nests_deeper_than;
+/// assert!(!nests_deeper_than(br#"{"a":[1,{"b":"[[[["}]}"#, 3, false));
+/// assert!(nests_deeper_than(b"[[[[]]]]", 3, false));
+/// assert!(!nests_deeper_than(b"[[[]]]\n[[[]]]", 3, true));
+/// ```
+pub fn nests_deeper_than(bytes: &[u8], limit: usize, per_line: bool) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if per_line && b == b'\n' {
+            // A raw newline ends an NDJSON record, even one with an unterminated string.
+            (depth, in_string, escaped) = (0, false, false);
+            continue;
+        }
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 async fn drain(stream: &mut BodyStream) {

@@ -2,7 +2,8 @@
 //! sample records.
 
 use mussikon_engine::{Config, Engine};
-use mussikon_server::config::HttpConfig;
+use mussikon_server::config::{AuthConfig, AuthKey, HttpConfig, Secret};
+use mussikon_server::http::auth::{mint, Role};
 use mussikon_server::http::{self, app::App, Stopped};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -40,7 +41,7 @@ impl TestServer {
         let engine = Engine::open(dir.path(), small_engine_config()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = App::new(engine.clone(), config);
+        let app = App::new(engine.clone(), config).unwrap();
         let served = app.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(http::serve(
@@ -73,6 +74,24 @@ impl TestServer {
 
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
         let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Sends with `Authorization: Bearer <token>` when a token is given.
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -186,4 +205,22 @@ pub async fn state(s: &TestServer) -> (Value, Value) {
     let m = json_of(s.get("/v1/musicians?limit=1000").await, StatusCode::OK).await;
     let g = json_of(s.get("/v1/gigs?limit=1000").await, StatusCode::OK).await;
     (m, g)
+}
+
+/// The HS256 secret of servers started with [`auth_config`].
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret-0123";
+
+/// HTTP settings requiring tokens signed with [`SECRET`].
+pub fn auth_config() -> HttpConfig {
+    let mut c = HttpConfig::default();
+    c.auth = AuthConfig {
+        key: Some(AuthKey::Hs256(Secret::new(SECRET.to_vec()))),
+        ..c.auth
+    };
+    c
+}
+
+/// A token for `sub` with `role`, valid for an hour, signed with [`SECRET`].
+pub fn token(sub: &str, role: Role) -> String {
+    mint(SECRET, sub, role, Duration::from_secs(3600), None, None).unwrap()
 }

@@ -1,12 +1,16 @@
 //! The HTTP API end to end: a real server on a loopback port, a real HTTP client.
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod bookings;
 mod common;
+mod cors;
+mod depth;
 mod errors;
 mod events;
 mod gigs;
 mod messages;
 mod musicians;
 mod ops;
+mod ratelimit;
 mod search;

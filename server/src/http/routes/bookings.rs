@@ -6,10 +6,12 @@
 //! A POST may carry `Idempotency-Key` (see [`crate::http::idempotency`]).
 
 use crate::http::app::App;
+use crate::http::auth::Caller;
 use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
 use crate::http::request::{decode_json, BodyKind, Request};
 use crate::http::response::ApiResponse;
+use crate::http::routes::gigs::check_manager;
 use mussikon_engine::{is_valid_id, Booking, Command, Effect};
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -30,6 +32,7 @@ pub async fn book(app: &App, gig_id: String, mut req: Request) -> Result<ApiResp
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
+    check_manager(app, &req.caller, &gig_id).await?;
     let key = idempotency::key_of(&req)?;
     let body = req
         .body(BodyKind::Json, app.config().max_body_bytes)
@@ -62,12 +65,14 @@ pub async fn cancel(
     app: &App,
     gig_id: String,
     musician_id: String,
+    caller: &Caller,
 ) -> Result<ApiResponse, ApiError> {
     if !is_valid_id(&gig_id) || !is_valid_id(&musician_id) {
         return Err(ApiError::NotFound(format!(
             "booking {gig_id}/{musician_id} not found"
         )));
     }
+    check_manager(app, caller, &gig_id).await?;
     let done = app
         .write(move |w| {
             w.execute(&Command::CancelBooking {

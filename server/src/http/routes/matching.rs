@@ -53,6 +53,7 @@ pub async fn stored(app: &App, gig_id: String, req: &Request) -> Result<ApiRespo
     if !mussikon_engine::is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
+    crate::http::routes::gigs::check_manager(app, &req.caller, &gig_id).await?;
     run(
         app,
         MatchRequest {

@@ -67,7 +67,7 @@ async fn route(
         (RouteId::GigBookings, _) => bookings::book(app, param(), req).await,
         (RouteId::GigBooking, _) => {
             let gig = param();
-            bookings::cancel(app, gig, param()).await
+            bookings::cancel(app, gig, param(), &req.caller).await
         }
         (RouteId::GigMessages, Method::POST) => messages::post(app, param(), req).await,
         (RouteId::GigMessages, _) => messages::list(app, param(), &req).await,

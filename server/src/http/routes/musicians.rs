@@ -4,8 +4,12 @@
 //! answers a `MusicianView` (profile, version, booked dates). The `ETag` of a musician is its
 //! version; `If-Match` on PUT and DELETE is checked as described in
 //! [`crate::http::conditional`].
+//!
+//! A musician editing their own profile cannot rate themselves: a PUT by a token of role
+//! `musician` keeps the stored `rating` (none for a new profile) whatever the body says.
 
 use crate::http::app::App;
+use crate::http::auth::{Caller, Role};
 use crate::http::conditional::IfMatch;
 use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
@@ -20,18 +24,23 @@ use warp::http::StatusCode;
 /// `PUT /v1/musicians/{id}`: 201 when created, 200 when replaced; the body is the stored view.
 pub async fn put(app: &App, id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
     let condition = IfMatch::from_headers(&req.headers)?;
-    let musician: Musician = req.json(app.config().max_body_bytes).await?;
+    let mut musician: Musician = req.json(app.config().max_body_bytes).await?;
     if musician.id != id {
         return Err(ApiError::invalid(
             "id",
             format!("must equal the id in the path ({id})"),
         ));
     }
+    let self_service = matches!(&req.caller, Caller::User(p) if p.role == Role::Musician);
     let (effect, view) = app
         .write(
             move |w| -> Result<(Effect, Option<MusicianView>), ApiError> {
+                let current = w.engine().musician(&id)?;
+                if self_service {
+                    musician.rating = current.as_ref().and_then(|v| v.musician.rating);
+                }
                 if let Some(c) = &condition {
-                    c.check(w.engine().musician(&id)?.map(|v| v.version))?;
+                    c.check(current.map(|v| v.version))?;
                 }
                 let effect =
                     expect_done(w.execute(&Command::UpsertMusician { musician })?.outcome)?;

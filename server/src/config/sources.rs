@@ -1,0 +1,822 @@
+//! Where `mussikon serve` settings come from, and in which order they win: built-in defaults,
+//! then a TOML file (`--config FILE`), then `MUSSIKON_*` environment variables, then flags.
+//!
+//! Every setting has one dotted name ([`KEYS`]); the file uses it as TOML tables
+//! (`[rate_limit.reads] per_second = 5`), the environment as `MUSSIKON_` + the name upper-cased
+//! with dots as underscores (`MUSSIKON_RATE_LIMIT_READS_PER_SECOND=5`), and flags either as a
+//! dedicated flag (`--listen`) or as `--set rate_limit.reads.per_second=5`. Each source is read
+//! into a TOML table; the tables are merged key by key and the result is deserialized once into
+//! [`Settings`], so there is one parser and one set of defaults whatever the source.
+//!
+//! Promises: an unknown key in the file, an unknown `--set` name or a value of the wrong type
+//! is an error naming the source and the key, never ignored; secrets cannot be given as flags
+//! (they would show in `ps`); [`Settings::redacted_json`] never contains a secret;
+//! [`Settings::resolve`] refuses production without a token key and any secret shorter than
+//! [`MIN_SECRET_BYTES`].
+
+use crate::config::{
+    AuthConfig, AuthKey, CorsConfig, HttpConfig, Mode, Rate, RateLimitConfig, Secret, ServeConfig,
+    DEFAULT_IDEMPOTENCY_KEYS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BULK_BYTES,
+    DEFAULT_MAX_JSON_DEPTH, DEV_CORS_ORIGINS, MIN_SECRET_BYTES,
+};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// The text printed instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Environment variables that start with `MUSSIKON_` but are not settings.
+pub const NON_SETTING_ENV: [&str; 3] = ["MUSSIKON_LOG", "MUSSIKON_LOG_FORMAT", "MUSSIKON_CONFIG"];
+
+/// The type of a setting's value, which says how an environment or flag string is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Any text.
+    Text,
+    /// A non-negative integer.
+    Integer,
+    /// A number (fractions allowed).
+    Number,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    Bool,
+    /// A list of texts, comma-separated outside TOML.
+    List,
+}
+
+/// One setting.
+#[derive(Debug)]
+pub struct Key {
+    /// Dotted name, e.g. `auth.public_reads`.
+    pub name: &'static str,
+    /// Value type.
+    pub kind: Kind,
+    /// Never printed, never accepted as a flag.
+    pub secret: bool,
+}
+
+impl Key {
+    /// The environment variable that sets this key.
+    ///
+    /// ```
+    /// use mussikon_server::config::sources::key;
+    /// assert_eq!(key("rate_limit.reads.burst").unwrap().env_var(), "MUSSIKON_RATE_LIMIT_READS_BURST");
+    /// ```
+    pub fn env_var(&self) -> String {
+        format!(
+            "MUSSIKON_{}",
+            self.name.replace('.', "_").to_ascii_uppercase()
+        )
+    }
+}
+
+const fn k(name: &'static str, kind: Kind) -> Key {
+    Key {
+        name,
+        kind,
+        secret: false,
+    }
+}
+
+/// Every setting (documented in `deploy/config/mussikon.example.toml`).
+pub const KEYS: &[Key] = &[
+    k("mode", Kind::Text),
+    k("listen", Kind::Text),
+    k("data_dir", Kind::Text),
+    k("demo", Kind::Integer),
+    k("shutdown_grace_s", Kind::Integer),
+    k("http.max_body_bytes", Kind::Integer),
+    k("http.max_bulk_bytes", Kind::Integer),
+    k("http.idempotency_keys", Kind::Integer),
+    k("http.max_json_depth", Kind::Integer),
+    k("http.trust_forwarded", Kind::Bool),
+    Key {
+        name: "auth.secret",
+        kind: Kind::Text,
+        secret: true,
+    },
+    k("auth.secret_file", Kind::Text),
+    k("auth.public_key_file", Kind::Text),
+    k("auth.issuer", Kind::Text),
+    k("auth.audience", Kind::Text),
+    k("auth.public_reads", Kind::Bool),
+    k("auth.leeway_s", Kind::Integer),
+    k("rate_limit.enabled", Kind::Bool),
+    k("rate_limit.reads.per_second", Kind::Number),
+    k("rate_limit.reads.burst", Kind::Integer),
+    k("rate_limit.writes.per_second", Kind::Number),
+    k("rate_limit.writes.burst", Kind::Integer),
+    k("rate_limit.matches.per_second", Kind::Number),
+    k("rate_limit.matches.burst", Kind::Integer),
+    k("rate_limit.max_clients", Kind::Integer),
+    k("cors.allowed_origins", Kind::List),
+    k("cors.max_age_s", Kind::Integer),
+];
+
+/// The setting called `name`, if there is one.
+pub fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// Why the settings could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read or is not valid TOML.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A source named a setting that does not exist.
+    #[error(
+        "{source_name}: unknown setting `{name}`; known settings: {}",
+        known_names()
+    )]
+    UnknownKey {
+        /// Where it was named (`environment`, `--set`, a file).
+        source_name: String,
+        /// The name.
+        name: String,
+    },
+    /// A value could not be read as the setting's type.
+    #[error("{source_name}: `{name}`: {message}")]
+    Value {
+        /// Where it was given.
+        source_name: String,
+        /// The setting.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A secret was given on the command line.
+    #[error("`{0}` is secret and cannot be a flag (it would show in the process list); set it in the environment (MUSSIKON_AUTH_SECRET) or point auth.secret_file at a file")]
+    SecretFlag(String),
+    /// The merged settings break a rule.
+    #[error("setting `{name}`: {message}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// The rule broken.
+        message: String,
+    },
+    /// Production mode without a key to verify tokens with.
+    #[error("production mode requires authentication, but no token key is configured: set auth.secret_file (or MUSSIKON_AUTH_SECRET) for HS256, or auth.public_key_file for RS256; refusing to start")]
+    ProductionWithoutAuth,
+}
+
+fn known_names() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// All settings after merging, before key files are read. Field names are the setting names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `development` or `production`.
+    pub mode: Mode,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Demo musicians for an empty store.
+    pub demo: usize,
+    /// Shutdown grace, seconds.
+    pub shutdown_grace_s: u64,
+    /// `[http]`.
+    pub http: HttpSettings,
+    /// `[auth]`.
+    pub auth: AuthSettings,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitSettings,
+    /// `[cors]`.
+    pub cors: CorsSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Development,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            demo: 0,
+            shutdown_grace_s: 10,
+            http: HttpSettings::default(),
+            auth: AuthSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            cors: CorsSettings::default(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest JSON body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest bulk NDJSON body, bytes.
+    pub max_bulk_bytes: usize,
+    /// Idempotency keys remembered.
+    pub idempotency_keys: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Believe `X-Forwarded-For`/`X-Forwarded-Proto`.
+    pub trust_forwarded: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
+            idempotency_keys: DEFAULT_IDEMPOTENCY_KEYS,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            trust_forwarded: false,
+        }
+    }
+}
+
+/// `[auth]`. Its `Debug` form redacts the secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// HS256 secret itself (prefer `secret_file` or the environment).
+    pub secret: Option<String>,
+    /// File holding the HS256 secret (trailing newlines ignored).
+    pub secret_file: Option<PathBuf>,
+    /// PEM file with the RS256 public key.
+    pub public_key_file: Option<PathBuf>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Reads without a token.
+    pub public_reads: bool,
+    /// Clock skew tolerated on `exp`, seconds.
+    pub leeway_s: u64,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field("secret_file", &self.secret_file)
+            .field("public_key_file", &self.public_key_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("public_reads", &self.public_reads)
+            .field("leeway_s", &self.leeway_s)
+            .finish()
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            secret: None,
+            secret_file: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            public_reads: false,
+            leeway_s: 30,
+        }
+    }
+}
+
+/// `[rate_limit.<class>]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSettings {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Burst size.
+    pub burst: u32,
+}
+
+/// `[rate_limit]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Unset: on in production, off in development.
+    pub enabled: Option<bool>,
+    /// Reads.
+    pub reads: RateSettings,
+    /// Writes.
+    pub writes: RateSettings,
+    /// Matching.
+    pub matches: RateSettings,
+    /// Clients tracked per class before the state is reset.
+    pub max_clients: usize,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let d = RateLimitConfig::default();
+        let rate = |r: Rate| RateSettings {
+            per_second: r.per_second,
+            burst: r.burst,
+        };
+        RateLimitSettings {
+            enabled: None,
+            reads: rate(d.reads),
+            writes: rate(d.writes),
+            matches: rate(d.matches),
+            max_clients: d.max_clients,
+        }
+    }
+}
+
+/// `[cors]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSettings {
+    /// Unset: the local dev servers in development, none in production.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Preflight cache time, seconds.
+    pub max_age_s: u64,
+}
+
+impl Default for CorsSettings {
+    fn default() -> Self {
+        CorsSettings {
+            allowed_origins: None,
+            max_age_s: CorsConfig::default().max_age_s,
+        }
+    }
+}
+
+/// Reads a value given as text (environment or flag) as `key`'s type.
+fn typed(key: &Key, raw: &str, source_name: &str) -> Result<Value, ConfigError> {
+    let bad = |message: String| ConfigError::Value {
+        source_name: source_name.to_string(),
+        name: key.name.to_string(),
+        message,
+    };
+    // A secret is taken byte for byte, as `mussikon token` takes it.
+    let raw = if key.secret { raw } else { raw.trim() };
+    Ok(match key.kind {
+        Kind::Text => Value::String(raw.to_string()),
+        Kind::Integer => Value::Integer(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad(format!("`{raw}` is not a non-negative integer")))?,
+        ),
+        Kind::Number => Value::Float(
+            raw.parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| bad(format!("`{raw}` is not a number")))?,
+        ),
+        Kind::Bool => Value::Boolean(match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad(format!("`{raw}` is not true or false"))),
+        }),
+        Kind::List => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+/// Sets the dotted `name` in `table`, creating sub-tables.
+fn insert(table: &mut Table, name: &str, value: Value) {
+    let mut parts: Vec<&str> = name.split('.').collect();
+    let last = parts.pop().unwrap_or(name);
+    let mut at = table;
+    for p in parts {
+        let entry = at
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(t) = entry else {
+            return;
+        };
+        at = t;
+    }
+    at.insert(last.to_string(), value);
+}
+
+/// Merges `over` into `base`: tables key by key, any other value replaced whole.
+pub fn merge(base: &mut Table, over: Table) {
+    for (name, value) in over {
+        match (base.get_mut(&name), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(name, v);
+            }
+        }
+    }
+}
+
+/// The built-in defaults as a layer, so that a source may set one key of a table (e.g. only
+/// `rate_limit.reads.burst`) and keep the defaults of the others.
+pub fn defaults_layer() -> Table {
+    // Serializing plain settings cannot fail; an empty table would still deserialize to the
+    // same defaults where serde defaults exist.
+    Table::try_from(Settings::default()).unwrap_or_default()
+}
+
+/// The layer of a TOML configuration file's text; `path` names it in errors.
+pub fn file_layer(text: &str, path: &Path) -> Result<Table, ConfigError> {
+    let err = |message: String| ConfigError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let table: Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+    // Check names and types now, so that the error names this file.
+    let mut checked = defaults_layer();
+    merge(&mut checked, table.clone());
+    Settings::deserialize(Value::Table(checked))
+        .map_err(|e| err(e.to_string().trim().to_string()))?;
+    Ok(table)
+}
+
+/// Reads and parses a configuration file.
+pub fn read_file_layer(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot read it: {e}"),
+    })?;
+    file_layer(&text, path)
+}
+
+/// The layer of the environment: every `MUSSIKON_*` variable that names a setting. Also returns
+/// the names of `MUSSIKON_*` variables that name nothing (likely typos), to warn about.
+pub fn env_layer<I>(vars: I) -> Result<(Table, Vec<String>), ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut table = Table::new();
+    let mut unknown = Vec::new();
+    for (name, value) in vars {
+        if !name.starts_with("MUSSIKON_") || NON_SETTING_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        match KEYS.iter().find(|k| k.env_var() == name) {
+            Some(key) => insert(&mut table, key.name, typed(key, &value, &name)?),
+            None => unknown.push(name),
+        }
+    }
+    unknown.sort();
+    Ok((table, unknown))
+}
+
+/// The layer of flags: `(setting name, text value)` pairs, from dedicated flags and `--set`.
+pub fn flag_layer(pairs: &[(String, String)]) -> Result<Table, ConfigError> {
+    let mut table = Table::new();
+    for (name, value) in pairs {
+        let key = key(name).ok_or_else(|| ConfigError::UnknownKey {
+            source_name: "--set".into(),
+            name: name.clone(),
+        })?;
+        if key.secret {
+            return Err(ConfigError::SecretFlag(name.clone()));
+        }
+        insert(&mut table, key.name, typed(key, value, "flag")?);
+    }
+    Ok(table)
+}
+
+impl Settings {
+    /// Defaults overridden by each layer in turn (later layers win).
+    ///
+    /// ```
+    /// use mussikon_server::config::sources::{flag_layer, Settings};
+    /// let flags = flag_layer(&[("demo".into(), "5".into())]).unwrap();
+    /// assert_eq!(Settings::from_layers(vec![flags]).unwrap().demo, 5);
+    /// ```
+    pub fn from_layers(layers: Vec<Table>) -> Result<Settings, ConfigError> {
+        let mut merged = defaults_layer();
+        for layer in layers {
+            merge(&mut merged, layer);
+        }
+        Settings::deserialize(Value::Table(merged)).map_err(|e| ConfigError::Value {
+            source_name: "settings".into(),
+            name: "(merged)".into(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+
+    /// These settings as one line of JSON with every secret replaced by `<redacted>`: what the
+    /// server logs at start.
+    pub fn redacted_json(&self) -> String {
+        let mut shown = self.clone();
+        if shown.auth.secret.is_some() {
+            shown.auth.secret = Some(REDACTED.to_string());
+        }
+        serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
+    }
+
+    /// Checks the settings, reads key files, and builds what the server runs with.
+    pub fn resolve(&self) -> Result<ServeConfig, ConfigError> {
+        let production = self.mode == Mode::Production;
+        let key = self.auth_key()?;
+        if production && key.is_none() {
+            return Err(ConfigError::ProductionWithoutAuth);
+        }
+        let invalid = |name: &'static str, message: &str| ConfigError::Invalid {
+            name,
+            message: message.to_string(),
+        };
+        let rate = |name: &'static str, r: RateSettings| -> Result<Rate, ConfigError> {
+            if !(r.per_second.is_finite() && r.per_second > 0.0) {
+                return Err(invalid(name, "per_second must be a number > 0"));
+            }
+            if r.burst == 0 {
+                return Err(invalid(name, "burst must be at least 1"));
+            }
+            Ok(Rate {
+                per_second: r.per_second,
+                burst: r.burst,
+            })
+        };
+        let rl = &self.rate_limit;
+        if rl.max_clients == 0 {
+            return Err(invalid("rate_limit.max_clients", "must be at least 1"));
+        }
+        if self.http.max_json_depth == 0 {
+            return Err(invalid("http.max_json_depth", "must be at least 1"));
+        }
+        let origins = match &self.cors.allowed_origins {
+            Some(list) => list.clone(),
+            None if production => Vec::new(),
+            None => DEV_CORS_ORIGINS.iter().map(|s| s.to_string()).collect(),
+        };
+        for o in &origins {
+            check_origin(o).map_err(|m| ConfigError::Invalid {
+                name: "cors.allowed_origins",
+                message: format!("`{o}` {m}"),
+            })?;
+        }
+        let auth = AuthConfig {
+            key,
+            issuer: self.auth.issuer.clone().filter(|s| !s.is_empty()),
+            audience: self.auth.audience.clone().filter(|s| !s.is_empty()),
+            public_reads: self.auth.public_reads,
+            leeway_s: self.auth.leeway_s,
+        };
+        if auth.key.is_some() {
+            crate::http::auth::Verifier::new(&auth).map_err(|e| ConfigError::Invalid {
+                name: "auth.public_key_file",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(ServeConfig {
+            mode: self.mode,
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            demo: self.demo,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            http: HttpConfig {
+                max_body_bytes: self.http.max_body_bytes,
+                max_bulk_bytes: self.http.max_bulk_bytes,
+                idempotency_keys: self.http.idempotency_keys,
+                max_json_depth: self.http.max_json_depth,
+                trust_forwarded: self.http.trust_forwarded,
+                auth,
+                rate_limit: RateLimitConfig {
+                    enabled: rl.enabled.unwrap_or(production),
+                    reads: rate("rate_limit.reads", rl.reads)?,
+                    writes: rate("rate_limit.writes", rl.writes)?,
+                    matches: rate("rate_limit.matches", rl.matches)?,
+                    max_clients: rl.max_clients,
+                },
+                cors: CorsConfig {
+                    allowed_origins: origins,
+                    max_age_s: self.cors.max_age_s,
+                },
+                events: crate::config::EventsConfig::default(),
+            },
+        })
+    }
+
+    fn auth_key(&self) -> Result<Option<AuthKey>, ConfigError> {
+        let a = &self.auth;
+        let from_file = match &a.secret_file {
+            Some(path) => Some(read_secret_file(path)?),
+            None => None,
+        };
+        let secret = match (&a.secret, from_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "auth.secret",
+                    message: "set auth.secret or auth.secret_file, not both".into(),
+                })
+            }
+            (Some(s), None) => Some(Secret::new(s.as_bytes().to_vec())),
+            (None, from_file) => from_file,
+        };
+        match (secret, &a.public_key_file) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                name: "auth.public_key_file",
+                message: "set an HS256 secret or an RS256 public key, not both".into(),
+            }),
+            (Some(s), None) => {
+                if s.expose().len() < MIN_SECRET_BYTES {
+                    return Err(ConfigError::Invalid {
+                        name: "auth.secret",
+                        message: format!(
+                            "an HS256 secret must be at least {MIN_SECRET_BYTES} bytes (got {}); \
+                             make one with `head -c 48 /dev/urandom | base64`",
+                            s.expose().len()
+                        ),
+                    });
+                }
+                Ok(Some(AuthKey::Hs256(s)))
+            }
+            (None, Some(path)) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    name: "auth.public_key_file",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                Ok(Some(AuthKey::Rs256 {
+                    public_key_pem: pem,
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Reads an HS256 secret file; a trailing newline (as editors and `echo` leave) is not part of
+/// the secret.
+pub fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
+    let mut bytes = std::fs::read(path).map_err(|e| ConfigError::Invalid {
+        name: "auth.secret_file",
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(Secret::new(bytes))
+}
+
+/// An origin is `http://` or `https://`, a host, maybe a port; no path, no trailing slash.
+fn check_origin(o: &str) -> Result<(), &'static str> {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('*') {
+        return Err("must be scheme://host[:port] with no path, no trailing slash and no wildcard");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_win_over_environment_over_file_over_defaults() {
+        let file = file_layer(
+            "demo = 1\nshutdown_grace_s = 1\n[http]\nmax_json_depth = 1\nmax_body_bytes = 1\n",
+            Path::new("test.toml"),
+        )
+        .unwrap();
+        let (env, unknown) = env_layer(pairs(&[
+            ("MUSSIKON_SHUTDOWN_GRACE_S", "2"),
+            ("MUSSIKON_HTTP_MAX_JSON_DEPTH", "2"),
+            ("MUSSIKON_DEMO", "2"),
+            ("MUSSIKON_LOG", "debug"),
+            ("MUSSIKON_DEMOO", "3"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        assert_eq!(unknown, ["MUSSIKON_DEMOO"]);
+        let flags = flag_layer(&pairs(&[("demo", "3")])).unwrap();
+        let s = Settings::from_layers(vec![file, env, flags]).unwrap();
+        assert_eq!(s.demo, 3, "flag over env");
+        assert_eq!(s.shutdown_grace_s, 2, "env over file");
+        assert_eq!(s.http.max_json_depth, 2, "env over file, nested");
+        assert_eq!(s.http.max_body_bytes, 1, "file over default");
+        assert_eq!(
+            s.http.max_bulk_bytes, DEFAULT_MAX_BULK_BYTES,
+            "default when nothing says otherwise, beside a key the file set"
+        );
+        assert_eq!(s.mode, Mode::Development);
+    }
+
+    #[test]
+    fn one_key_of_a_table_keeps_the_defaults_of_the_others() {
+        assert_eq!(Settings::from_layers(vec![]).unwrap(), Settings::default());
+        let flags = flag_layer(&pairs(&[("rate_limit.reads.burst", "7")])).unwrap();
+        let s = Settings::from_layers(vec![flags]).unwrap();
+        assert_eq!(s.rate_limit.reads.burst, 7);
+        assert_eq!(
+            s.rate_limit.reads.per_second,
+            RateLimitSettings::default().reads.per_second
+        );
+        file_layer("[rate_limit.writes]\nburst = 3\n", Path::new("f.toml")).unwrap();
+    }
+
+    #[test]
+    fn every_key_has_a_field_and_an_example() {
+        let example = include_str!("../../../deploy/config/mussikon.example.toml");
+        for key in KEYS {
+            let value = match key.kind {
+                Kind::Text if key.name == "mode" => "production",
+                Kind::Text if key.name == "listen" => "0.0.0.0:80",
+                Kind::Text => "x",
+                Kind::Integer | Kind::Number => "7",
+                Kind::Bool => "true",
+                Kind::List => "http://a.example,http://b.example",
+            };
+            let (layer, _) = env_layer(vec![(key.env_var(), value.to_string())]).unwrap();
+            Settings::from_layers(vec![layer]).unwrap_or_else(|e| panic!("{}: {e}", key.name));
+            let leaf = key.name.rsplit('.').next().unwrap();
+            assert!(
+                example.contains(&format!("{leaf} =")),
+                "{} is not documented in the example config",
+                key.name
+            );
+        }
+        // The example itself is a valid configuration.
+        file_layer(example, Path::new("mussikon.example.toml")).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_them() {
+        let e = file_layer("[auth]\npublic_read = true\n", Path::new("a.toml")).unwrap_err();
+        assert!(e.to_string().contains("a.toml"), "{e}");
+        assert!(e.to_string().contains("public_read"), "{e}");
+        let e = env_layer(pairs(&[("MUSSIKON_DEMO", "many")])).unwrap_err();
+        assert!(e.to_string().contains("MUSSIKON_DEMO"), "{e}");
+        let e = flag_layer(&pairs(&[("nope", "1")])).unwrap_err();
+        assert!(e.to_string().contains("unknown setting `nope`"), "{e}");
+        let e = flag_layer(&pairs(&[("auth.secret", "x")])).unwrap_err();
+        assert!(matches!(e, ConfigError::SecretFlag(_)), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_the_logged_form() {
+        let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-42";
+        let (env, _) = env_layer(pairs(&[("MUSSIKON_AUTH_SECRET", secret)])).unwrap();
+        let s = Settings::from_layers(vec![env]).unwrap();
+        let shown = s.redacted_json();
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("\"secret\":\"<redacted>\""), "{shown}");
+        assert!(!format!("{s:?}").contains(secret));
+        let c = s.resolve().unwrap();
+        assert!(!format!("{c:?}").contains(secret));
+    }
+
+    #[test]
+    fn production_needs_a_key_and_secrets_must_be_long() {
+        let prod = flag_layer(&pairs(&[("mode", "production")])).unwrap();
+        let e = Settings::from_layers(vec![prod.clone()])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(matches!(e, ConfigError::ProductionWithoutAuth), "{e}");
+        let (short, _) = env_layer(pairs(&[("MUSSIKON_AUTH_SECRET", "short")])).unwrap();
+        let e = Settings::from_layers(vec![short])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("at least 32 bytes"), "{e}");
+        let (long, _) = env_layer(pairs(&[("MUSSIKON_AUTH_SECRET", &"k".repeat(32))])).unwrap();
+        let c = Settings::from_layers(vec![prod, long])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(c.http.rate_limit.enabled, "on by default in production");
+        assert!(c.http.cors.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn development_defaults() {
+        let c = Settings::default().resolve().unwrap();
+        assert!(c.http.auth.key.is_none());
+        assert!(!c.http.rate_limit.enabled);
+        assert_eq!(c.http.cors.allowed_origins, DEV_CORS_ORIGINS);
+        let e = Settings::from_layers(vec![flag_layer(&pairs(&[(
+            "cors.allowed_origins",
+            "https://app.example/",
+        )]))
+        .unwrap()])
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("trailing slash"), "{e}");
+    }
+}
