@@ -26,6 +26,7 @@ pub mod conditional;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod request;

@@ -18,6 +18,8 @@ pub enum RouteId {
     Ready,
     /// `GET /metrics`
     Metrics,
+    /// `GET /openapi.json`
+    OpenApi,
     /// `GET /v1/musicians`
     Musicians,
     /// `GET|POST /v1/musicians/search`
@@ -74,6 +76,11 @@ pub const ROUTES: &[RouteDef] = &[
     RouteDef {
         id: RouteId::Metrics,
         template: "/metrics",
+        methods: GET,
+    },
+    RouteDef {
+        id: RouteId::OpenApi,
+        template: "/openapi.json",
         methods: GET,
     },
     RouteDef {

@@ -6,5 +6,6 @@ mod common;
 mod errors;
 mod gigs;
 mod musicians;
+mod openapi;
 mod ops;
 mod search;
