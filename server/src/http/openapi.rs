@@ -741,3 +741,28 @@ fn apply_conventions(doc: &mut Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doctests_leave_descriptions_and_prose_stays() {
+        let text = "A musician.\n\n```\nlet m = 1;\n```\nMore prose.";
+        assert_eq!(without_fences(text), "A musician.\n\nMore prose.");
+        let mut doc = json!({"a": {"description": "x\n```rust\ncode\n```"}, "b": ["```"]});
+        strip_code_blocks(&mut doc);
+        assert_eq!(doc, json!({"a": {"description": "x"}, "b": ["```"]}));
+    }
+
+    #[test]
+    fn every_error_status_has_an_example_of_its_own_kind() {
+        for (status, name, _) in ERRORS {
+            let ex = problem_example(*status);
+            assert_eq!(ex["status"], json!(status), "{name}");
+            assert!(ex["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:mussikon:problem:")));
+        }
+    }
+}
