@@ -134,6 +134,7 @@ impl Outcome {
 
 /// The effect of a successful command.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
     /// A musician was created (`created`) or replaced.
@@ -210,6 +211,7 @@ pub enum Refusal {
 
 /// Booking conflicts and other state conflicts, each naming what is in the way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "conflict", rename_all = "snake_case")]
 pub enum Conflict {
     /// The musician marked the date busy.

@@ -177,6 +177,7 @@ pub const MAX_K: usize = 100;
 
 /// Ranked candidates for one slot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotMatches {
     /// Slot index in the gig.
     pub slot: usize,
@@ -192,6 +193,7 @@ pub struct SlotMatches {
 
 /// The answer to a matching request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MatchResult {
     /// The gig's id.
     pub gig_id: String,

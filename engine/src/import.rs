@@ -68,6 +68,7 @@ impl Default for ImportOptions {
 
 /// One bad line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineError {
     /// 1-based line number.
     pub line: u64,

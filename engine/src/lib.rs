@@ -24,6 +24,10 @@
 //! [`command`] (commands and outcomes), `store` (sled, apply), `index` (tantivy), [`geo`]
 //! (distances and cells), [`search`], [`matching`] (ranking and assignment), [`snapshot`]
 //! (export/restore), [`import`] (JSON Lines), [`generate`] (seeded data), [`codec`] (bytes).
+//!
+//! Feature `openapi` (off by default): the types of the JSON contract (model, search, matching
+//! results, effects, conflicts, field and line errors) also derive `utoipa::ToSchema`, so an
+//! HTTP layer can publish OpenAPI schemas generated from the very structs serde uses.
 
 pub mod codec;
 pub mod command;

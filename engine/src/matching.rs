@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(n.proximity, 0.5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
     /// Weight of proximity.
@@ -106,6 +107,7 @@ impl Weights {
 /// assert!((c.score(&Weights::default().normalized().unwrap()) - 1.0).abs() < 1e-12);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Components {
     /// `1 − d/R`.
     pub proximity: f64,
@@ -132,6 +134,7 @@ impl Components {
 
 /// One ranked candidate for a slot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Candidate {
     /// Musician id.
     pub musician_id: String,
@@ -278,6 +281,7 @@ pub fn rank(cands: &mut [Candidate]) {
 
 /// One seat of the assignment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Seat {
     /// Slot index.
     pub slot: usize,
@@ -291,6 +295,7 @@ pub struct Seat {
 
 /// The optimal filling of a gig's open seats.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignment {
     /// Every open seat, filled or not, by slot then seat.
     pub seats: Vec<Seat>,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 /// assert!(madrid.lat > 40.0);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GeoPoint {
     /// Latitude in [-90, 90].
@@ -35,6 +36,7 @@ pub struct GeoPoint {
 /// assert_eq!(s.level, 4);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentSkill {
     /// Instrument name, normalized to trimmed lower case.
@@ -51,6 +53,7 @@ pub struct InstrumentSkill {
 /// assert_eq!(fee.amount, 15_000);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Integer amount in minor units, ≥ 0.
@@ -67,6 +70,7 @@ pub struct Money {
 /// assert!(r.bayesian() < 4.7); // pulled towards the prior 3.5
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rating {
     /// Mean stars, in [1, 5] when `count > 0`.
@@ -106,6 +110,13 @@ fn is_true(v: &bool) -> bool {
 /// assert!(m.active);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(examples(json!({"id": "m-1", "name": "Ana", "instruments": [{"name": "guitar", "level": 4}],
+        "location": {"lat": 40.4, "lon": -3.7}, "travel_radius_km": 50,
+        "fee": {"amount": 15000, "currency": "EUR"}})))
+)]
 #[serde(deny_unknown_fields)]
 pub struct Musician {
     /// 1–64 characters of `[A-Za-z0-9._-]`.
@@ -137,6 +148,7 @@ pub struct Musician {
     pub bio: Option<String>,
     /// Inactive musicians are never matched; defaults to true.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub active: bool,
 }
 
@@ -170,6 +182,7 @@ fn default_min_level() -> i64 {
 /// assert_eq!(s.min_level, 1);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Slot {
     /// Instrument name, normalized.
@@ -178,6 +191,7 @@ pub struct Slot {
     pub count: i64,
     /// Minimum level, 1–5, default 1.
     #[serde(default = "default_min_level")]
+    #[cfg_attr(feature = "openapi", schema(default = 1))]
     pub min_level: i64,
 }
 
@@ -189,6 +203,7 @@ pub struct Slot {
 /// assert_eq!(b.currency, "EUR");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Maximum fee per musician in minor units, ≥ 0.
@@ -207,6 +222,14 @@ pub struct Budget {
 /// assert_eq!(g.slots.len(), 1);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(examples(json!({"id": "g-1", "title": "Wedding", "date": "2026-12-05",
+        "location": {"lat": 40.42, "lon": -3.70}, "radius_km": 30,
+        "slots": [{"instrument": "guitar", "count": 1}],
+        "budget": {"max_fee": 20000, "currency": "EUR"}})))
+)]
 #[serde(deny_unknown_fields)]
 pub struct Gig {
     /// 1–64 characters of `[A-Za-z0-9._-]`.
@@ -250,6 +273,11 @@ impl Gig {
 /// assert_eq!(b.slot, 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(examples(json!({"gig_id": "g-1", "slot": 0, "musician_id": "m-1"})))
+)]
 #[serde(deny_unknown_fields)]
 pub struct Booking {
     /// The gig.
@@ -267,6 +295,7 @@ pub struct Booking {
 /// # fn f(v: MusicianView) { let _ = (v.version, v.booked.len()); }
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MusicianView {
     /// The profile.
     pub musician: Musician,
@@ -284,6 +313,7 @@ pub struct MusicianView {
 /// assert_eq!(b.slot, 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BookedDate {
     /// ISO date.
     pub date: String,
@@ -300,6 +330,7 @@ pub struct BookedDate {
 /// # fn f(v: GigView) { let _ = (v.version, v.bookings.len()); }
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GigView {
     /// The gig.
     pub gig: Gig,
@@ -321,6 +352,7 @@ pub struct GigView {
 /// assert!(matches!(t, Timestamp::Rfc3339(_)));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Timestamp {
     /// Milliseconds since 1970-01-01T00:00:00Z.
@@ -337,6 +369,7 @@ pub enum Timestamp {
 /// # fn f(m: Message) { let _ = (m.seq, m.at_ms, m.version); }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The gig the message belongs to.
     pub gig_id: String,

@@ -30,12 +30,14 @@ pub const DEFAULT_LIMIT: usize = 20;
 
 /// An instrument filter: plays `name` at `min_level` or better.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InstrumentFilter {
     /// Instrument name.
     pub name: String,
     /// Minimum level, 1–5 (default 1).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(default = 1))]
     pub min_level: i64,
 }
 
@@ -45,6 +47,7 @@ fn one() -> i64 {
 
 /// Whether any or all instrument filters must hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstrumentMode {
     /// At least one.
@@ -56,6 +59,7 @@ pub enum InstrumentMode {
 
 /// A circle to search in.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Near {
     /// Latitude of the center.
@@ -78,6 +82,7 @@ impl Near {
 
 /// How hits are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SortBy {
     /// Text score, then id.
@@ -100,6 +105,7 @@ pub enum SortBy {
 /// assert!(q.validated().is_ok());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchQuery {
     /// Free text over name and bio.
@@ -248,6 +254,7 @@ impl SearchQuery {
 
 /// One search result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     /// The musician as stored.
     pub musician: crate::model::Musician,
@@ -260,6 +267,7 @@ pub struct SearchHit {
 
 /// One page of results.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchPage {
     /// Hits in order.
     pub hits: Vec<SearchHit>,

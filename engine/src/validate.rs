@@ -13,6 +13,7 @@ use std::fmt;
 
 /// One broken rule: which field (a JSON path such as `instruments[1].level`) and what it must be.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// JSON path of the field.
     pub field: String,

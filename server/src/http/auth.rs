@@ -312,7 +312,7 @@ const ALL_ROLES: &[Role] = &[Role::Admin, Role::Organizer, Role::Musician];
 pub fn access(route: RouteId, method: &Method) -> Access {
     let read = *method == Method::GET || *method == Method::HEAD;
     match route {
-        RouteId::Health | RouteId::Ready | RouteId::Metrics => Access::Open,
+        RouteId::Health | RouteId::Ready | RouteId::Metrics | RouteId::OpenApi => Access::Open,
         RouteId::Musicians | RouteId::Gigs | RouteId::MusicianSearch => Access::Read,
         // Chat and events: any valid token for now. Narrowing to the gig's owner and the
         // musicians booked on it is issue 3's remaining work (see docs/security.md).
@@ -456,7 +456,9 @@ mod tests {
         for def in crate::http::router::ROUTES {
             for m in def.methods {
                 let a = access(def.id, m);
-                let ops = def.template == "/metrics" || def.template.starts_with("/health");
+                let ops = def.template == "/metrics"
+                    || def.template == "/openapi.json"
+                    || def.template.starts_with("/health");
                 assert_eq!(a == Access::Open, ops, "{} {m}", def.template);
             }
         }

@@ -25,7 +25,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_INDEX_LAG_MS: u64 = 1000;
 
 /// How well a check or the whole server is doing, best first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     /// Working as intended.
@@ -37,7 +37,7 @@ pub enum Health {
 }
 
 /// One check's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     /// Its grade.
     pub status: Health,
@@ -47,8 +47,15 @@ pub struct Check {
     pub detail: String,
 }
 
+/// The liveness answer: always `{"status":"healthy"}`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `healthy`: the process answers HTTP.
+    pub status: Health,
+}
+
 /// The readiness answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// The worst check.
     pub status: Health,
@@ -58,7 +65,12 @@ pub struct Readiness {
 
 /// `GET /health`.
 pub fn live() -> Result<ApiResponse, ApiError> {
-    ApiResponse::json(StatusCode::OK, &serde_json::json!({ "status": "healthy" }))
+    ApiResponse::json(
+        StatusCode::OK,
+        &Liveness {
+            status: Health::Healthy,
+        },
+    )
 }
 
 fn ms(d: Duration) -> f64 {

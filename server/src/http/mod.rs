@@ -37,6 +37,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod ratelimit;

@@ -17,25 +17,39 @@ use serde::Serialize;
 use warp::http::header::{ALLOW, RETRY_AFTER, UPGRADE, WWW_AUTHENTICATE};
 use warp::http::StatusCode;
 
-/// The problem+json body, members in the order RFC 9457 lists them, extensions after.
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The problem+json body, members in the order RFC 9457 lists them, extensions after. Published
+/// in the OpenAPI document as the `Problem` schema.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody<'a> {
+    /// Stable problem kind: `urn:mussikon:problem:<kind>`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:mussikon:problem:[a-z-]+$")]
     kind: String,
+    /// Short summary of the kind.
     title: &'a str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request, in words.
     detail: String,
+    /// Every broken field rule (422); empty otherwise.
     errors: &'a [FieldError],
+    /// The request id, also sent as `X-Request-Id`.
     request_id: &'a str,
+    /// Malformed JSON (400): 1-based line of the fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<usize>,
+    /// Malformed JSON (400): 1-based column of the fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     column: Option<usize>,
+    /// The engine's typed conflict (409).
     #[serde(skip_serializing_if = "Option::is_none")]
     conflict: Option<&'a Conflict>,
-    /// `Some(None)` is a record that does not exist: serialized as `null`.
+    /// The current ETag (412); `null` when the record does not exist.
+    // `Some(None)` is a record that does not exist: serialized as `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_etag: Option<Option<String>>,
+    /// The body limit that was exceeded, bytes (413).
     #[serde(skip_serializing_if = "Option::is_none")]
     limit_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -165,11 +165,11 @@ impl Page {
 
 /// One page of a list route: `{"items":[…],"next":"ID"|null}`; `next` is the `after` of the
 /// following page, null on the last one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListPage<T> {
     /// The records, in id order.
     pub items: Vec<T>,
-    /// Where the next page starts.
+    /// Where the next page starts: the `after` of the following page, null on the last one.
     pub next: Option<String>,
 }
 

@@ -22,6 +22,8 @@ pub enum RouteId {
     Ready,
     /// `GET /metrics`
     Metrics,
+    /// `GET /openapi.json`
+    OpenApi,
     /// `GET /v1/musicians`
     Musicians,
     /// `GET|POST /v1/musicians/search`
@@ -82,6 +84,11 @@ pub const ROUTES: &[RouteDef] = &[
     RouteDef {
         id: RouteId::Metrics,
         template: "/metrics",
+        methods: GET,
+    },
+    RouteDef {
+        id: RouteId::OpenApi,
+        template: "/openapi.json",
         methods: GET,
     },
     RouteDef {

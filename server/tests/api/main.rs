@@ -11,6 +11,7 @@ mod events;
 mod gigs;
 mod messages;
 mod musicians;
+mod openapi;
 mod ops;
 mod ratelimit;
 mod search;

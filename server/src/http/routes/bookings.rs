@@ -17,7 +17,7 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 
 /// The body of `POST /v1/gigs/{id}/bookings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingBody {
     /// Index of the slot in the gig's `slots`.

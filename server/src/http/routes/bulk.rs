@@ -18,7 +18,7 @@ use serde::Serialize;
 use warp::http::StatusCode;
 
 /// The answer of a bulk upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkReport {
     /// Musicians written.
     pub accepted: u64,

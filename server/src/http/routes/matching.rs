@@ -66,7 +66,7 @@ pub async fn stored(app: &App, gig_id: String, req: &Request) -> Result<ApiRespo
 }
 
 /// The body of `POST /v1/match`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdHocBody {
     /// The gig to match; not stored.

@@ -18,7 +18,7 @@ use crate::http::problem::ApiError;
 use crate::http::request::Request;
 use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
-use crate::http::{health, metrics};
+use crate::http::{health, metrics, openapi};
 use warp::http::Method;
 
 /// Answers one request.
@@ -51,6 +51,7 @@ async fn route(
         (RouteId::Health, _) => health::live(),
         (RouteId::Ready, _) => health::ready(app).await,
         (RouteId::Metrics, _) => metrics::render(app).await,
+        (RouteId::OpenApi, _) => openapi::serve(),
         (RouteId::Musicians, _) => musicians::list(app, &req).await,
         (RouteId::MusicianSearch, Method::GET) => search::get(app, &req).await,
         (RouteId::MusicianSearch, _) => search::post(app, req).await,

@@ -104,7 +104,7 @@ pub async fn list(app: &App, req: &Request) -> Result<ApiResponse, ApiError> {
 }
 
 /// The body of `POST /v1/musicians/{id}/ratings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatingBody {
     /// 1–5.
