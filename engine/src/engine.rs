@@ -239,17 +239,19 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// See [`Engine::fresh_view`].
+struct FreshView {
+    searcher: tantivy::Searcher,
+    /// Documents of changed musicians, shared by every slot scan of one request.
+    exclude: Arc<HashSet<(u32, tantivy::DocId)>>,
+    /// Current stored records of the changed musicians (deleted ones are absent).
+    changed: Vec<MusicianRecord>,
+}
+
 /// Any of `terms` in `field`, as a lazy union of posting lists.
 ///
 /// Not `TermSetQuery`: that one materializes a bitset of `max_doc` bits per segment for every
 /// query, which at 1M documents cost more than the rest of a match (measured; docs/perf.md).
-/// See [`Engine::fresh_view`].
-struct FreshView {
-    searcher: tantivy::Searcher,
-    exclude: HashSet<(u32, tantivy::DocId)>,
-    changed: Vec<MusicianRecord>,
-}
-
 fn any_term(field: tantivy::schema::Field, terms: Vec<String>) -> Box<dyn Query> {
     let mut uniq = terms;
     uniq.sort_unstable();
@@ -731,8 +733,8 @@ impl Engine {
     }
 
     /// A searcher plus what it does not yet know: the musicians changed after the sequence it
-    /// covers, with their current stored records (`None`: deleted) and their documents in the
-    /// searcher, which readers must skip.
+    /// covers, with their current stored records and their documents in the searcher, which
+    /// readers must skip.
     fn fresh_view(&self) -> Result<FreshView, EngineError> {
         // Order matters: the sequence first, then the change log, then the searcher. The
         // searcher then covers at least `seq`, and every change after `seq` that it might not
@@ -761,7 +763,7 @@ impl Engine {
         }
         Ok(FreshView {
             searcher,
-            exclude,
+            exclude: Arc::new(exclude),
             changed: changed.into_iter().flatten().collect(),
         })
     }
@@ -784,33 +786,17 @@ impl Engine {
             slot: slot.clone(),
             weights: *weights,
             keep,
-            exclude: view.exclude.clone(),
+            exclude: Arc::clone(&view.exclude),
         });
         let fruit = view
             .searcher
             .search(&query, &crate::slot_scan::SlotCollector { fields: f, job })
             .map_err(IndexError::from)?;
         let mut cands = Vec::with_capacity(fruit.best.len() + view.changed.len());
-        let mut name = Vec::new();
         for h in fruit.best {
-            let seg = view.searcher.segment_reader(h.segment);
-            let col = seg
-                .fast_fields()
-                .str("id")
-                .map_err(IndexError::from)?
-                .ok_or_else(|| IndexError::Corrupt("index has no id column".into()))?;
-            let Some(ord) = col.term_ords(h.doc).next() else {
-                return Err(IndexError::Corrupt("index document without an id".into()).into());
-            };
-            name.clear();
-            if !col
-                .ord_to_bytes(ord, &mut name)
-                .map_err(|e| IndexError::Corrupt(e.to_string()))?
-            {
-                return Err(IndexError::Corrupt("index id ordinal out of range".into()).into());
-            }
+            let id = crate::index::stored_id(view.searcher.segment_reader(h.segment), h.doc)?;
             cands.push(Candidate {
-                musician_id: String::from_utf8_lossy(&name).into_owned(),
+                musician_id: id,
                 score: h.score,
                 components: h.components,
                 distance_km: h.distance_km,

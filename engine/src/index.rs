@@ -146,6 +146,26 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     d
 }
 
+/// The musician id of document `doc` of `segment`, read from the `id` column.
+pub(crate) fn stored_id(segment: &SegmentReader, doc: DocId) -> Result<String, IndexError> {
+    let col = segment
+        .fast_fields()
+        .str("id")?
+        .ok_or_else(|| IndexError::Corrupt("index has no id column".into()))?;
+    let ord = col
+        .term_ords(doc)
+        .next()
+        .ok_or_else(|| IndexError::Corrupt("index document without an id".into()))?;
+    let mut bytes = Vec::new();
+    if !col
+        .ord_to_bytes(ord, &mut bytes)
+        .map_err(|e| IndexError::Corrupt(e.to_string()))?
+    {
+        return Err(IndexError::Corrupt("index id ordinal out of range".into()));
+    }
+    String::from_utf8(bytes).map_err(|_| IndexError::Corrupt("index id is not UTF-8".into()))
+}
+
 /// Collects the ids (and scores, when asked) of matching documents without ranking them.
 pub(crate) struct IdCollector {
     pub scoring: bool,

@@ -45,7 +45,7 @@ pub(crate) struct SlotJob {
     pub weights: Weights,
     pub keep: usize,
     /// `(segment, doc)` pairs to skip.
-    pub exclude: HashSet<(SegmentOrdinal, DocId)>,
+    pub exclude: Arc<HashSet<(SegmentOrdinal, DocId)>>,
 }
 
 /// Scores the documents of a slot query; see the module documentation.

@@ -103,6 +103,32 @@ pub fn fingerprint(req: &Request, body: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The shape of every POST that must not take effect twice: reads the JSON body, then runs
+/// `work` on it under the request's `Idempotency-Key` (a retry with the same key and body gets
+/// the first answer; see [`Idempotency::run`]).
+pub async fn json_post<F, Fut>(
+    app: &crate::http::app::App,
+    mut req: Request,
+    work: F,
+) -> Result<ApiResponse, ApiError>
+where
+    F: FnOnce(bytes::Bytes) -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>>,
+{
+    let key = key_of(&req)?;
+    let body = req
+        .body(
+            crate::http::request::BodyKind::Json,
+            app.config().max_body_bytes,
+        )
+        .await?;
+    let fingerprint = fingerprint(&req, &body);
+    Ok(app
+        .idempotency()
+        .run(key, fingerprint, &req.request_id, work(body))
+        .await)
+}
+
 /// The request's key, if it sent one: 1–255 visible ASCII characters.
 pub fn key_of(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers.get(HEADER) else {

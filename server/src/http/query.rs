@@ -64,6 +64,20 @@ impl Params {
             .collect()
     }
 
+    /// The `limit` of a list route: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent (and when
+    /// out of range, with the failure recorded).
+    pub fn page_limit(&mut self) -> usize {
+        let rule = "must be an integer from 1 to 1000";
+        match self.parsed::<usize>("limit", rule) {
+            Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+            Some(_) => {
+                self.fail("limit", rule);
+                DEFAULT_PAGE
+            }
+            None => DEFAULT_PAGE,
+        }
+    }
+
     /// The value of `name` parsed as `T`; on failure records `rule` and yields None.
     pub fn parsed<T: FromStr>(&mut self, name: &'static str, rule: &str) -> Option<T> {
         let text = self.text(name)?;
@@ -143,15 +157,7 @@ impl Page {
     /// ```
     pub fn from_query(raw: &str) -> Result<Page, ApiError> {
         let mut p = Params::parse(raw);
-        let rule = "must be an integer from 1 to 1000";
-        let limit = match p.parsed::<usize>("limit", rule) {
-            Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-            Some(_) => {
-                p.fail("limit", rule);
-                DEFAULT_PAGE
-            }
-            None => DEFAULT_PAGE,
-        };
+        let limit = p.page_limit();
         let after = p.text("after");
         if let Some(a) = &after {
             if !mussikon_engine::is_valid_id(a) {

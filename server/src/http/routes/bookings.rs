@@ -9,7 +9,7 @@ use crate::http::app::App;
 use crate::http::auth::Caller;
 use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
-use crate::http::request::{decode_json, BodyKind, Request};
+use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
 use crate::http::routes::gigs::check_manager;
 use mussikon_engine::{is_valid_id, Booking, Command, Effect};
@@ -28,17 +28,12 @@ pub struct BookingBody {
 
 /// `POST /v1/gigs/{id}/bookings`: 201 with the booking, 409 with the conflict, 404 when the
 /// gig or the musician does not exist.
-pub async fn book(app: &App, gig_id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
+pub async fn book(app: &App, gig_id: String, req: Request) -> Result<ApiResponse, ApiError> {
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
     check_manager(app, &req.caller, &gig_id).await?;
-    let key = idempotency::key_of(&req)?;
-    let body = req
-        .body(BodyKind::Json, app.config().max_body_bytes)
-        .await?;
-    let fingerprint = idempotency::fingerprint(&req, &body);
-    let work = async {
+    idempotency::json_post(app, req, |body| async move {
         let b: BookingBody = decode_json(&body)?;
         let booking = Booking {
             gig_id,
@@ -53,11 +48,8 @@ pub async fn book(app: &App, gig_id: String, mut req: Request) -> Result<ApiResp
                 .location(&format!("/v1/gigs/{}/bookings/{}", b.gig_id, b.musician_id))),
             other => Err(unexpected(other)),
         }
-    };
-    Ok(app
-        .idempotency()
-        .run(key, fingerprint, &req.request_id, work)
-        .await)
+    })
+    .await
 }
 
 /// `DELETE /v1/gigs/{id}/bookings/{musician_id}`: 204, or 404 when there is no such booking.

@@ -15,8 +15,8 @@
 use crate::http::app::App;
 use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
-use crate::http::query::{Params, DEFAULT_PAGE, MAX_PAGE};
-use crate::http::request::{decode_json, BodyKind, Request};
+use crate::http::query::Params;
+use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
 use mussikon_engine::{is_valid_id, Command, Effect, Message, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -53,16 +53,11 @@ fn now_ms() -> i64 {
 }
 
 /// `POST /v1/gigs/{id}/messages`.
-pub async fn post(app: &App, gig_id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
+pub async fn post(app: &App, gig_id: String, req: Request) -> Result<ApiResponse, ApiError> {
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
-    let key = idempotency::key_of(&req)?;
-    let body = req
-        .body(BodyKind::Json, app.config().max_body_bytes)
-        .await?;
-    let fingerprint = idempotency::fingerprint(&req, &body);
-    let work = async {
+    idempotency::json_post(app, req, |body| async move {
         let b: MessageBody = decode_json(&body)?;
         let cmd = Command::PostMessage {
             gig_id,
@@ -76,25 +71,14 @@ pub async fn post(app: &App, gig_id: String, mut req: Request) -> Result<ApiResp
             Effect::MessagePosted(m) => ApiResponse::json(StatusCode::CREATED, &m),
             other => Err(unexpected(other)),
         }
-    };
-    Ok(app
-        .idempotency()
-        .run(key, fingerprint, &req.request_id, work)
-        .await)
+    })
+    .await
 }
 
 /// `GET /v1/gigs/{id}/messages?after=N&limit=N`.
 pub async fn list(app: &App, gig_id: String, req: &Request) -> Result<ApiResponse, ApiError> {
     let mut p = Params::parse(&req.query);
-    let rule = "must be an integer from 1 to 1000";
-    let limit = match p.parsed::<usize>("limit", rule) {
-        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-        Some(_) => {
-            p.fail("limit", rule);
-            DEFAULT_PAGE
-        }
-        None => DEFAULT_PAGE,
-    };
+    let limit = p.page_limit();
     let after = p.parsed::<u64>(
         "after",
         "must be a message number: an integer from 0 (the next field of a page)",

@@ -14,7 +14,7 @@ use crate::http::conditional::IfMatch;
 use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
 use crate::http::query::{ListPage, Page};
-use crate::http::request::{decode_json, BodyKind, Request};
+use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
 use crate::http::routes::musician_path;
 use mussikon_engine::{is_valid_id, Command, Effect, Musician, MusicianView};
@@ -113,16 +113,11 @@ pub struct RatingBody {
 
 /// `POST /v1/musicians/{id}/ratings`: folds one rating into the musician's average and answers
 /// the engine's `rated` effect. Honours `Idempotency-Key`, since a retry would rate twice.
-pub async fn rate(app: &App, id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
+pub async fn rate(app: &App, id: String, req: Request) -> Result<ApiResponse, ApiError> {
     if !is_valid_id(&id) {
         return Err(ApiError::not_found("musician", &id));
     }
-    let key = idempotency::key_of(&req)?;
-    let body = req
-        .body(BodyKind::Json, app.config().max_body_bytes)
-        .await?;
-    let fingerprint = idempotency::fingerprint(&req, &body);
-    let work = async {
+    idempotency::json_post(app, req, |body| async move {
         let rating: RatingBody = decode_json(&body)?;
         let effect = app
             .write(move |w| {
@@ -136,9 +131,6 @@ pub async fn rate(app: &App, id: String, mut req: Request) -> Result<ApiResponse
             rated @ Effect::Rated { .. } => ApiResponse::json(StatusCode::OK, &rated),
             other => Err(unexpected(other)),
         }
-    };
-    Ok(app
-        .idempotency()
-        .run(key, fingerprint, &req.request_id, work)
-        .await)
+    })
+    .await
 }
