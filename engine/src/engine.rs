@@ -846,6 +846,10 @@ impl Engine {
         lock(&self.inner.writer)
     }
 
+    pub(crate) fn index(&self) -> &IndexHandle {
+        &self.inner.index
+    }
+
     /// Convenience: book a musician (same as `execute(&Command::Book(..))`).
     pub fn book(&self, booking: Booking) -> Result<Executed, EngineError> {
         self.execute(&Command::Book(booking))

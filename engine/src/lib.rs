@@ -38,6 +38,7 @@ pub mod import;
 mod index;
 pub mod matching;
 pub mod model;
+mod replica;
 pub mod search;
 mod slot_scan;
 pub mod snapshot;

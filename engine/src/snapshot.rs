@@ -207,9 +207,19 @@ impl Engine {
     /// assert!(bytes.starts_with(b"MUSSNAP2"));
     /// ```
     pub fn export<W: Write>(&self, out: W) -> Result<SnapshotSummary, EngineError> {
+        Ok(self.export_annexed(out)?.0)
+    }
+
+    /// [`Engine::export`], also returning the replication metadata (see
+    /// [`Engine::apply_annexed`]) of exactly the exported state.
+    pub fn export_annexed<W: Write>(
+        &self,
+        out: W,
+    ) -> Result<(SnapshotSummary, Option<Vec<u8>>), EngineError> {
         let _w = self.writer_lock();
         let store = self.store();
         let applied_seq = store.applied_seq()?;
+        let annex = store.annex()?;
         let mut out = out;
         out.write_all(MAGIC)?;
         let mut fw = FrameWriter {
@@ -267,12 +277,15 @@ impl Engine {
             checksum,
         })?;
         fw.out.flush()?;
-        Ok(SnapshotSummary {
-            applied_seq,
-            musicians,
-            gigs,
-            messages,
-        })
+        Ok((
+            SnapshotSummary {
+                applied_seq,
+                musicians,
+                gigs,
+                messages,
+            },
+            annex,
+        ))
     }
 
     /// Restores a snapshot into the (closed) data directory `path`. Refuses a non-empty store
@@ -299,16 +312,7 @@ impl Engine {
             });
         }
         let mut reader = FrameReader::new(input)?;
-        let Frame::Header {
-            format,
-            applied_seq,
-        } = reader.next_frame()?
-        else {
-            return Err(bad("the first frame is not a header"));
-        };
-        if format != codec::FORMAT_VERSION {
-            return Err(bad(format!("snapshot format {format} is not supported")));
-        }
+        let applied_seq = read_header(&mut reader)?;
         let marker = path.join("RESTORING");
         std::fs::write(&marker, b"a restore did not finish; restore again\n")?;
         let index_dir = path.join("index");
@@ -316,45 +320,7 @@ impl Engine {
             std::fs::remove_dir_all(&index_dir)?;
         }
         store.clear()?;
-        let (mut musicians, mut gigs, mut messages) = (0u64, 0u64, 0u64);
-        loop {
-            match reader.next_frame()? {
-                Frame::Messages(batch) => {
-                    messages += batch.len() as u64;
-                    store.load_messages(&batch)?;
-                }
-                Frame::Musicians(batch) => {
-                    musicians += batch.len() as u64;
-                    store.load(&batch, &[])?;
-                }
-                Frame::Gigs(batch) => {
-                    gigs += batch.len() as u64;
-                    store.load(&[], &batch)?;
-                }
-                Frame::End {
-                    musicians: em,
-                    gigs: eg,
-                    ..
-                } => {
-                    if em != musicians || eg != gigs {
-                        return Err(bad("record counts differ from the end frame"));
-                    }
-                    break;
-                }
-                Frame::EndV2 {
-                    musicians: em,
-                    gigs: eg,
-                    messages: en,
-                    ..
-                } => {
-                    if em != musicians || eg != gigs || en != messages {
-                        return Err(bad("record counts differ from the end frame"));
-                    }
-                    break;
-                }
-                Frame::Header { .. } => return Err(bad("a second header")),
-            }
-        }
+        let (musicians, gigs, messages) = load_frames(&store, &mut reader, |_| {})?;
         store.finish_load(applied_seq)?;
         store.flush()?;
         std::fs::remove_file(&marker)?;
@@ -365,4 +331,70 @@ impl Engine {
             messages,
         })
     }
+}
+
+/// Reads the header frame; the applied sequence it announces.
+pub(crate) fn read_header<R: Read>(reader: &mut FrameReader<R>) -> Result<u64, EngineError> {
+    let Frame::Header {
+        format,
+        applied_seq,
+    } = reader.next_frame()?
+    else {
+        return Err(bad("the first frame is not a header"));
+    };
+    if format != codec::FORMAT_VERSION {
+        return Err(bad(format!("snapshot format {format} is not supported")));
+    }
+    Ok(applied_seq)
+}
+
+/// Writes every record frame after the header into `store` (cleared by the caller), handing
+/// each musician batch to `loaded` once written; checks the end frame's counts. Returns the
+/// musicians, gigs and messages loaded.
+pub(crate) fn load_frames<R: Read>(
+    store: &Store,
+    reader: &mut FrameReader<R>,
+    mut loaded: impl FnMut(&[MusicianRecord]),
+) -> Result<(u64, u64, u64), EngineError> {
+        let (mut musicians, mut gigs, mut messages) = (0u64, 0u64, 0u64);
+    loop {
+        match reader.next_frame()? {
+            Frame::Messages(batch) => {
+                messages += batch.len() as u64;
+                store.load_messages(&batch)?;
+            }
+            Frame::Musicians(batch) => {
+                musicians += batch.len() as u64;
+                store.load(&batch, &[])?;
+                loaded(&batch);
+            }
+            Frame::Gigs(batch) => {
+                gigs += batch.len() as u64;
+                store.load(&[], &batch)?;
+            }
+            Frame::End {
+                musicians: em,
+                gigs: eg,
+                ..
+            } => {
+                if em != musicians || eg != gigs {
+                    return Err(bad("record counts differ from the end frame"));
+                }
+                break;
+            }
+            Frame::EndV2 {
+                musicians: em,
+                gigs: eg,
+                messages: en,
+                ..
+            } => {
+                if em != musicians || eg != gigs || en != messages {
+                    return Err(bad("record counts differ from the end frame"));
+                }
+                break;
+            }
+            Frame::Header { .. } => return Err(bad("a second header")),
+        }
+    }
+    Ok((musicians, gigs, messages))
 }

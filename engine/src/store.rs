@@ -93,6 +93,8 @@ pub(crate) struct Applied {
 }
 
 const APPLIED: &[u8] = b"applied";
+/// Opaque metadata of the replication layer, written atomically with the applied sequence.
+const ANNEX: &[u8] = b"annex";
 const FORMAT: &[u8] = b"format";
 const MUSICIAN_COUNT: &[u8] = b"count.musicians";
 const GIG_COUNT: &[u8] = b"count.gigs";
@@ -716,6 +718,25 @@ impl Store {
         Ok(read_u64(self.meta.get(APPLIED)?))
     }
 
+    /// Advances the applied sequence to `seq` without a command (a Raft entry that carries
+    /// none) and stores `annex`, atomically (one batch on `meta`). False, and nothing written,
+    /// when `seq` is not above the applied sequence. Callers serialize calls.
+    pub(crate) fn advance(&self, seq: u64, annex: &[u8]) -> Result<bool, StoreError> {
+        if seq <= self.applied_seq()? {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(APPLIED, &codec::u64_key(seq));
+        batch.insert(ANNEX, annex);
+        self.meta.apply_batch(batch)?;
+        Ok(true)
+    }
+
+    /// The replication layer's metadata stored by the last annexed apply or load, if any.
+    pub(crate) fn annex(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(ANNEX)?.map(|v| v.to_vec()))
+    }
+
     /// Number of musicians and gigs.
     pub(crate) fn counts(&self) -> Result<(u64, u64), StoreError> {
         Ok((
@@ -726,6 +747,18 @@ impl Store {
 
     /// Applies `cmd` as sequence `seq`. Callers serialize calls.
     pub(crate) fn apply(&self, seq: u64, cmd: &Command) -> Result<Applied, StoreError> {
+        self.apply_annexed(seq, cmd, None)
+    }
+
+    /// Applies `cmd` as sequence `seq` and, in the same transaction, stores `annex` under
+    /// `meta/annex` (the replication layer's metadata: last applied log id and membership), so
+    /// both survive a crash together or not at all. Callers serialize calls.
+    pub(crate) fn apply_annexed(
+        &self,
+        seq: u64,
+        cmd: &Command,
+        annex: Option<&[u8]>,
+    ) -> Result<Applied, StoreError> {
         let applied = self.applied_seq()?;
         if seq <= applied {
             return Ok(Applied {
@@ -756,6 +789,9 @@ impl Store {
                         Err(e) => Err(Refusal::Invalid(e.clone())),
                         Ok(cmd) => exec(&tx, seq, cmd)?,
                     };
+                    if let Some(annex) = annex {
+                        tx.meta.insert(ANNEX, annex)?;
+                    }
                     if let Ok((_, changed)) = &done {
                         if !changed.is_empty() {
                             let ids: Vec<&str> =
@@ -901,6 +937,7 @@ impl Store {
         self.messages.clear()?;
         self.message_index.clear()?;
         self.meta.remove(APPLIED)?;
+        self.meta.remove(ANNEX)?;
         self.meta.remove(MUSICIAN_COUNT)?;
         self.meta.remove(GIG_COUNT)?;
         Ok(())
@@ -1019,6 +1056,18 @@ impl Store {
 
     /// Sets the applied sequence and counts after a restore.
     pub(crate) fn finish_load(&self, applied: u64) -> Result<(), StoreError> {
+        self.finish_load_annexed(applied, None)
+    }
+
+    /// [`Store::finish_load`], also storing the replication layer's metadata.
+    pub(crate) fn finish_load_annexed(
+        &self,
+        applied: u64,
+        annex: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        if let Some(annex) = annex {
+            self.meta.insert(ANNEX, annex)?;
+        }
         self.meta.insert(APPLIED, &codec::u64_key(applied))?;
         self.meta
             .insert(MUSICIAN_COUNT, &codec::u64_key(self.musicians.len() as u64))?;

@@ -288,4 +288,25 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// HTTP settings.
     pub http: HttpConfig,
+    /// Replication; `None` runs a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A node's place in a cluster (see docs/cluster.md).
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node's id.
+    pub node_id: u64,
+    /// Initial members, id → HTTP address.
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// Shared secret of peer RPCs.
+    pub secret: Secret,
+    /// Snapshot after this many entries.
+    pub snapshot_logs: u64,
+    /// Entries kept below a snapshot.
+    pub keep_logs: u64,
+    /// Largest applied lag of a ready node.
+    pub ready_max_lag: u64,
+    /// Raft heartbeat, ms.
+    pub heartbeat_ms: u64,
 }

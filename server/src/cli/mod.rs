@@ -4,6 +4,7 @@
 //! that says what went wrong and what to do, and exits non-zero; nothing here panics on bad
 //! input. Command output goes to stdout, logs and progress bars to stderr.
 
+pub mod cluster;
 pub mod gen;
 pub mod healthcheck;
 pub mod import;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Mint an HS256 bearer token for the API and print it.
     #[command(long_about = token::TOKEN_HELP)]
     Token(token::TokenArgs),
+    /// Look at and change a running cluster (status, join, remove).
+    #[command(long_about = cluster::CLUSTER_HELP)]
+    Cluster(cluster::ClusterArgs),
     /// Print the version and the storage format.
     Version,
 }
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Token(args) => token::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Version => {
             println!(
                 "mussikon {} (storage and snapshot format {})",
@@ -107,6 +112,26 @@ pub fn engine_config() -> mussikon_engine::Config {
 pub fn open_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
     use anyhow::Context;
     mussikon_engine::Engine::open(dir, engine_config()).with_context(|| {
+        format!(
+            "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
+             first (a data directory serves one process at a time)",
+            dir.display()
+        )
+    })
+}
+
+/// Opens the engine of a cluster node on `dir`: periodic flushes (the Raft log is the durable
+/// copy; docs/cluster.md says exactly when a write is on disk), and an index left behind by an
+/// interrupted snapshot install rebuilt.
+pub fn open_replica_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
+    use anyhow::Context;
+    let config = mussikon_engine::Config {
+        durability: mussikon_engine::Durability::Periodic {
+            flush_every_ms: 1000,
+        },
+        ..mussikon_engine::Config::default()
+    };
+    mussikon_engine::Engine::open_replica(dir, config).with_context(|| {
         format!(
             "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
              first (a data directory serves one process at a time)",

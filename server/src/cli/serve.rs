@@ -81,6 +81,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
 
+    /// Run as node N of a cluster (docs/cluster.md); without it the server runs single-node.
+    #[arg(long, env = "MUSSIKON_NODE_ID", value_name = "N")]
+    pub node_id: Option<u64>,
+
+    /// The cluster's initial members as ID=HOST:PORT, comma-separated, each a node's HTTP
+    /// listen address, e.g. 1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080.
+    #[arg(long, env = "MUSSIKON_PEERS", value_name = "ID=HOST:PORT,...")]
+    pub peers: Option<String>,
+
+    /// The secret every peer RPC carries (at least 16 bytes). Prefer the environment variable
+    /// MUSSIKON_CLUSTER_SECRET: a flag shows in the process list.
+    #[arg(long, value_name = "SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
     /// Any setting by its dotted name, e.g. `--set auth.public_reads=true` or
     /// `--set rate_limit.writes.burst=5`; may be repeated. Secrets cannot be set this way.
     #[arg(long = "set", value_name = "NAME=VALUE")]
@@ -119,6 +133,8 @@ impl ServeArgs {
             "shutdown_grace_s",
             self.shutdown_grace.map(|n| n.to_string()),
         );
+        push("cluster.node_id", self.node_id.map(|n| n.to_string()));
+        push("cluster.peers", self.peers.clone());
         for s in &self.set {
             let (name, value) = s.split_once('=').with_context(|| {
                 format!("--set {s}: write NAME=VALUE, e.g. --set auth.public_reads=true")
@@ -138,7 +154,11 @@ impl ServeArgs {
         let (env, unknown) = sources::env_layer(std::env::vars())?;
         layers.push(env);
         layers.push(sources::flag_layer(&self.flag_pairs()?)?);
-        Ok((Settings::from_layers(layers)?, unknown))
+        let mut settings = Settings::from_layers(layers)?;
+        if let Some(secret) = &self.cluster_secret {
+            settings.cluster.secret = Some(secret.clone());
+        }
+        Ok((settings, unknown))
     }
 }
 
@@ -167,8 +187,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              auth.public_key_file to require tokens (production mode refuses to start without)"
         );
     }
-    let engine = super::open_engine(&config.data_dir)?;
-    if config.demo > 0 {
+    let engine = match &config.cluster {
+        None => super::open_engine(&config.data_dir)?,
+        Some(_) => super::open_replica_engine(&config.data_dir)?,
+    };
+    if config.demo > 0 && config.cluster.is_some() {
+        tracing::warn!("--demo is ignored on a cluster node; load data through the API");
+    } else if config.demo > 0 {
         fill_demo(&engine, config.demo)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -208,8 +233,35 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
         out.flush().context("could not write to stdout")?;
     }
     tracing::info!(%addr, "listening");
-    let app = App::new(engine, config.http.clone()).context("could not load the token key")?;
+    let mut app =
+        App::new(engine.clone(), config.http.clone()).context("could not load the token key")?;
+    let node = match &config.cluster {
+        None => None,
+        Some(c) => {
+            let node_config = mussikon_cluster::NodeConfig {
+                snapshot_logs: c.snapshot_logs,
+                keep_logs: c.keep_logs,
+                ready_max_lag: c.ready_max_lag,
+                heartbeat_ms: c.heartbeat_ms,
+                ..mussikon_cluster::NodeConfig::new(
+                    c.node_id,
+                    c.peers.clone(),
+                    String::from_utf8_lossy(c.secret.expose()).into_owned(),
+                    config.data_dir.join("raft"),
+                )
+            };
+            let node = mussikon_cluster::Node::start(node_config, engine)
+                .await
+                .context("could not start the cluster node")?;
+            tracing::info!(node_id = c.node_id, peers = ?c.peers, "cluster node started");
+            app = app.with_cluster(node.clone());
+            Some(node)
+        }
+    };
     http::serve(listener, app, signals.wait(), config.shutdown_grace).await;
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
     Ok(())
 }
 

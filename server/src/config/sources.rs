@@ -29,7 +29,14 @@ use toml::{Table, Value};
 pub const REDACTED: &str = "<redacted>";
 
 /// Environment variables that start with `MUSSIKON_` but are not settings.
-pub const NON_SETTING_ENV: [&str; 3] = ["MUSSIKON_LOG", "MUSSIKON_LOG_FORMAT", "MUSSIKON_CONFIG"];
+pub const NON_SETTING_ENV: [&str; 5] = [
+    "MUSSIKON_LOG",
+    "MUSSIKON_LOG_FORMAT",
+    "MUSSIKON_CONFIG",
+    // Read by the `serve` flags `--node-id` and `--peers` themselves.
+    "MUSSIKON_NODE_ID",
+    "MUSSIKON_PEERS",
+];
 
 /// The type of a setting's value, which says how an environment or flag string is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +120,17 @@ pub const KEYS: &[Key] = &[
     k("rate_limit.max_clients", Kind::Integer),
     k("cors.allowed_origins", Kind::List),
     k("cors.max_age_s", Kind::Integer),
+    k("cluster.node_id", Kind::Integer),
+    k("cluster.peers", Kind::List),
+    Key {
+        name: "cluster.secret",
+        kind: Kind::Text,
+        secret: true,
+    },
+    k("cluster.snapshot_logs", Kind::Integer),
+    k("cluster.keep_logs", Kind::Integer),
+    k("cluster.ready_max_lag", Kind::Integer),
+    k("cluster.heartbeat_ms", Kind::Integer),
 ];
 
 /// The setting called `name`, if there is one.
@@ -194,6 +212,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// `[cors]`.
     pub cors: CorsSettings,
+    /// `[cluster]`.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Settings {
@@ -208,7 +228,110 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             rate_limit: RateLimitSettings::default(),
             cors: CorsSettings::default(),
+            cluster: ClusterSettings::default(),
         }
+    }
+}
+
+/// `[cluster]`: replication with openraft (see docs/cluster.md). Without `node_id` the server
+/// runs single-node. Its `Debug` form redacts the secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's id (≥ 1).
+    pub node_id: Option<u64>,
+    /// Initial members as `ID=HOST:PORT`.
+    pub peers: Vec<String>,
+    /// Shared secret of peer RPCs.
+    pub secret: Option<String>,
+    /// Snapshot after this many entries.
+    pub snapshot_logs: u64,
+    /// Entries kept below a snapshot.
+    pub keep_logs: u64,
+    /// Largest applied lag of a ready node.
+    pub ready_max_lag: u64,
+    /// Raft heartbeat, ms.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: None,
+            peers: Vec::new(),
+            secret: None,
+            snapshot_logs: 10_000,
+            keep_logs: 1_000,
+            ready_max_lag: 1_000,
+            heartbeat_ms: 100,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node_id", &self.node_id)
+            .field("peers", &self.peers)
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterSettings {
+    /// The cluster configuration, `None` when `node_id` is unset (single node).
+    fn resolve(&self) -> Result<Option<crate::config::ClusterConfig>, ConfigError> {
+        let Some(node_id) = self.node_id else {
+            return Ok(None);
+        };
+        let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+        if node_id == 0 {
+            return Err(invalid("cluster.node_id", "must be at least 1".into()));
+        }
+        let mut peers = std::collections::BTreeMap::new();
+        for p in &self.peers {
+            let (id, addr) = p.split_once('=').ok_or_else(|| {
+                invalid(
+                    "cluster.peers",
+                    format!("`{p}` must be ID=HOST:PORT, e.g. 1=10.0.0.1:8080"),
+                )
+            })?;
+            let id: u64 = id.trim().parse().ok().filter(|i| *i > 0).ok_or_else(|| {
+                invalid("cluster.peers", format!("`{p}`: the id must be an integer ≥ 1"))
+            })?;
+            let addr = addr.trim();
+            if addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+                return Err(invalid(
+                    "cluster.peers",
+                    format!("`{p}`: the address must be HOST:PORT"),
+                ));
+            }
+            if peers.insert(id, addr.to_string()).is_some() {
+                return Err(invalid("cluster.peers", format!("id {id} is listed twice")));
+            }
+        }
+        if !peers.contains_key(&node_id) {
+            return Err(invalid(
+                "cluster.peers",
+                format!("must list this node ({node_id}=HOST:PORT, its HTTP listen address)"),
+            ));
+        }
+        let secret = self.secret.clone().unwrap_or_default();
+        if secret.len() < 16 {
+            return Err(invalid(
+                "cluster.secret",
+                "a cluster needs a shared secret of at least 16 bytes (MUSSIKON_CLUSTER_SECRET or --cluster-secret)".into(),
+            ));
+        }
+        Ok(Some(crate::config::ClusterConfig {
+            node_id,
+            peers,
+            secret: Secret::new(secret.into_bytes()),
+            snapshot_logs: self.snapshot_logs.max(1),
+            keep_logs: self.keep_logs,
+            ready_max_lag: self.ready_max_lag,
+            heartbeat_ms: self.heartbeat_ms.max(10),
+        }))
     }
 }
 
@@ -516,6 +639,9 @@ impl Settings {
         if shown.auth.secret.is_some() {
             shown.auth.secret = Some(REDACTED.to_string());
         }
+        if shown.cluster.secret.is_some() {
+            shown.cluster.secret = Some(REDACTED.to_string());
+        }
         serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
@@ -574,6 +700,7 @@ impl Settings {
             })?;
         }
         Ok(ServeConfig {
+            cluster: self.cluster.resolve()?,
             mode: self.mode,
             listen: self.listen,
             data_dir: self.data_dir.clone(),

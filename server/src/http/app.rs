@@ -17,6 +17,7 @@ use crate::http::metrics;
 use crate::http::problem::ApiError;
 use crate::http::ratelimit::RateLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
+use mussikon_cluster::Node;
 use mussikon_engine::{Command, Engine, EngineError, Executed};
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ struct Inner {
     idempotency: IdempotencyCache,
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
     events: Events,
+    cluster: Option<Node>,
 }
 
 /// The engine as a write handler sees it: reads through [`Writer::engine`], commands through
@@ -35,6 +37,7 @@ struct Inner {
 pub struct Writer<'a> {
     engine: &'a Engine,
     events: &'a Events,
+    cluster: Option<&'a Node>,
 }
 
 impl Writer<'_> {
@@ -43,10 +46,14 @@ impl Writer<'_> {
         self.engine
     }
 
-    /// Executes `cmd`; when it took effect, publishes its events (without waiting for any
-    /// subscriber).
+    /// Executes `cmd` (in a cluster: replicates it through the leader, see
+    /// [`crate::http::cluster`]); when it took effect, publishes its events (without waiting for
+    /// any subscriber).
     pub fn execute(&self, cmd: &Command) -> Result<Executed, EngineError> {
-        let done = self.engine.execute(cmd)?;
+        let done = match self.cluster {
+            None => self.engine.execute(cmd)?,
+            Some(node) => crate::http::cluster::replicate(node, cmd)?,
+        };
         self.events.executed(&done);
         Ok(done)
     }
@@ -75,8 +82,29 @@ impl App {
                 engine,
                 config,
                 metrics,
+                cluster: None,
             }),
         })
+    }
+
+    /// The same state, serving as a node of a cluster: writes go through `node`.
+    pub fn with_cluster(self, node: Node) -> App {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                tracing::error!("with_cluster on a shared App; the cluster is not attached");
+                return App { inner: shared };
+            }
+        };
+        inner.cluster = Some(node);
+        App {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The cluster node, when this server is one.
+    pub fn cluster(&self) -> Option<&Node> {
+        self.inner.cluster.as_ref()
     }
 
     /// The token verifier; `None` when authentication is off.
@@ -143,10 +171,12 @@ impl App {
         F: FnOnce(&Writer<'_>) -> T + Send + 'static,
     {
         let events = self.inner.events.clone();
+        let cluster = self.inner.cluster.clone();
         self.blocking(move |engine| {
             f(&Writer {
                 engine,
                 events: &events,
+                cluster: cluster.as_ref(),
             })
         })
         .await

@@ -141,6 +141,30 @@ pub async fn readiness(app: &App) -> Readiness {
             }
         }
     }
+    if let Some(node) = app.cluster() {
+        let t = Instant::now();
+        let (status, detail) = match node.readiness() {
+            Ok(()) => {
+                let s = node.status();
+                (
+                    Health::Healthy,
+                    format!(
+                        "{} in term {}, leader {:?}, applied index {}",
+                        s.state, s.term, s.leader, s.applied_index
+                    ),
+                )
+            }
+            Err(why) => (Health::Unhealthy, why),
+        };
+        checks.insert(
+            "raft",
+            Check {
+                status,
+                duration_ms: ms(t.elapsed()),
+                detail,
+            },
+        );
+    }
     let status = checks
         .values()
         .map(|c| c.status)

@@ -31,6 +31,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod conditional;
 pub mod cors;
 pub mod events;
@@ -123,10 +124,24 @@ pub async fn handle(
             Err(e) => span.in_scope(|| e.into_response(&id)),
             Ok(caller) => {
                 span.record("caller", caller_label(&caller));
-                let req = Request::new(method, path, query, headers.clone(), id.clone(), body)
-                    .with_caller(caller)
-                    .with_max_json_depth(config.max_json_depth);
-                isolated(routes::dispatch(app.clone(), resolved, req), &span, &id).await
+                // Cluster: the read's consistency level, and the wait it asks for.
+                let (query, level) = cluster::take_consistency(&query);
+                let barrier = match level {
+                    Ok(level) => cluster::read_barrier(&app, &method, &resolved, level)
+                        .instrument(span.clone())
+                        .await,
+                    Err(e) => Err(e),
+                };
+                match barrier {
+                    Err(e) => span.in_scope(|| e.into_response(&id)),
+                    Ok(()) => {
+                        let req =
+                            Request::new(method, path, query, headers.clone(), id.clone(), body)
+                                .with_caller(caller)
+                                .with_max_json_depth(config.max_json_depth);
+                        isolated(routes::dispatch(app.clone(), resolved, req), &span, &id).await
+                    }
+                }
             }
         }
     };
@@ -134,6 +149,7 @@ pub async fn handle(
         cors::decorate(&config.cors, &headers, &mut resp.headers);
     }
     cors::security_headers(&mut resp.headers, https);
+    cluster::leader_header(&app, &mut resp.headers);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers.insert(HeaderName::from_static(REQUEST_ID), v);
     }
@@ -234,6 +250,8 @@ pub fn filter(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let ws = events_filter(app.clone());
+    let peers = cluster::raft_filter(app.clone());
+    let admin = cluster::admin_filter(app.clone());
     let api = warp::method()
         .and(warp::path::full())
         .and(query)
@@ -267,7 +285,7 @@ pub fn filter(
             )
         })
         .unify();
-    ws.or(api).unify()
+    peers.or(admin).unify().or(ws).unify().or(api).unify()
 }
 
 fn boxed_body<S, B>(body: S) -> BodyStream

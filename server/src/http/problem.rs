@@ -145,6 +145,14 @@ pub enum ApiError {
         "this route is a WebSocket: send a GET with Connection: Upgrade and Upgrade: websocket"
     )]
     UpgradeRequired,
+    /// The service cannot answer now, e.g. a cluster without a leader (503, with Retry-After).
+    #[error("{reason}")]
+    Unavailable {
+        /// Why, and what to do.
+        reason: String,
+        /// Whole seconds before a retry may succeed.
+        retry_after_s: u64,
+    },
     /// A fault of the server (500). The text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -188,6 +196,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,6 +221,7 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::UpgradeRequired => ("upgrade-required", "Upgrade required"),
+            ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
     }
@@ -284,6 +294,9 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_s, .. } => {
                 resp.header(RETRY_AFTER, &retry_after_s.to_string())
             }
+            ApiError::Unavailable { retry_after_s, .. } => {
+                resp.header(RETRY_AFTER, &retry_after_s.to_string())
+            }
             _ => resp,
         }
     }
@@ -294,6 +307,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Invalid(v) => ApiError::Invalid(v.errors),
             EngineError::NotFound { kind, id } => ApiError::not_found(kind, &id),
+            EngineError::Io(io) => match crate::http::cluster::unavailable(&io) {
+                Some(e) => e,
+                None => ApiError::Internal(EngineError::Io(io).to_string()),
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -1,0 +1,483 @@
+//! The Raft log: a purpose-built append-only file store (segments), plus the vote.
+//!
+//! Layout under the log directory:
+//! - `seg-{first index:020}.log`: records `[u32 LE length][u32 LE crc32][bincode entry]`, in
+//!   index order; a new segment starts when the current one passes [`SEGMENT_BYTES`];
+//! - `vote`, `purged`: small files replaced atomically (write a temporary file, fsync, rename,
+//!   fsync the directory).
+//!
+//! Promises:
+//! - When `append` reports the batch flushed to openraft, every entry of the batch is on disk:
+//!   one write and one `fdatasync` per batch (and a directory sync when the batch opened a new
+//!   segment). `save_vote` returns after the vote is on disk.
+//! - A crash can tear only the tail of the last segment; opening drops a record whose length or
+//!   checksum does not hold, and everything after it (those entries were never reported
+//!   flushed). `truncate` cuts the files at once and syncs.
+//! - `purge(upto)` records the purged log id durably, then deletes every segment that holds
+//!   only purged entries, so disk stays bounded by the snapshot policy plus one segment.
+//! - All file work runs on tokio's blocking pool (`spawn_blocking`), never on async workers.
+//!
+//! Why not sled: openraft dropped its own sled store for runaway memory and disk use, and sled's
+//! flush costs more than one `fdatasync` of an appended buffer. The figures of this store are in
+//! docs/cluster.md (`cargo test -p mussikon-cluster --release --test log_bench -- --nocapture`).
+//! Proved by `tests/storage_suite.rs` (openraft's conformance suite) and the unit tests below.
+
+use crate::types::{decode, encode, NodeId, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Record header: length and checksum.
+const HEADER: usize = 8;
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn io_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_logs(anyerror::AnyError::error(e.to_string())).into()
+}
+
+fn io_read(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read_logs(anyerror::AnyError::error(e.to_string())).into()
+}
+
+/// Where one entry lives.
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    log_id: LogId<NodeId>,
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+struct Segment {
+    file: File,
+    size: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    /// By first index.
+    segments: BTreeMap<u64, Segment>,
+    entries: BTreeMap<u64, Loc>,
+    purged: Option<LogId<NodeId>>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+}
+
+/// The durable log store. Cheap to clone; clones share the files.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("seg-{first:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+fn read_small<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> StorageResult<Option<T>> {
+    match std::fs::read(dir.join(name)) {
+        Ok(bytes) => decode(&bytes).map(Some).map_err(io_read),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_read(e)),
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, dropping a torn tail.
+    pub fn open(dir: impl AsRef<Path>) -> StorageResult<LogStore> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io_write)?;
+        let purged: Option<LogId<NodeId>> = read_small(&dir, "purged")?;
+        let vote = read_small(&dir, "vote")?;
+        let committed: Option<LogId<NodeId>> =
+            read_small::<Option<LogId<NodeId>>>(&dir, "committed")?.flatten();
+        let mut firsts = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(io_read)? {
+            let name = e.map_err(io_read)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_prefix("seg-")
+                .and_then(|s| s.strip_suffix(".log"))
+            {
+                firsts.push(n.parse::<u64>().map_err(io_read)?);
+            }
+        }
+        firsts.sort_unstable();
+        let mut inner = Inner {
+            dir,
+            segments: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            purged,
+            vote,
+            committed,
+        };
+        let count = firsts.len();
+        for (i, first) in firsts.into_iter().enumerate() {
+            inner.load_segment(first, i + 1 == count)?;
+        }
+        let floor = inner.purged.map(|p| p.index);
+        if let Some(p) = floor {
+            inner.entries = inner.entries.split_off(&(p + 1));
+        }
+        Ok(LogStore {
+            inner: Arc::new(Mutex::new(inner)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Inner) -> StorageResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
+            .await
+            .map_err(io_write)?
+    }
+
+    /// Appends `entries` (contiguous after the last one) and returns once they are on disk.
+    pub async fn append_durably(&self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<()> {
+        self.run(move |inner| inner.append(entries)).await
+    }
+
+    /// The last commit index openraft reported (0 before any).
+    pub fn committed_index(&self) -> u64 {
+        lock(&self.inner).committed.map(|c| c.index).unwrap_or(0)
+    }
+
+    /// Bytes the log occupies on disk (segments only).
+    pub fn disk_bytes(&self) -> u64 {
+        lock(&self.inner).segments.values().map(|s| s.size).sum()
+    }
+}
+
+impl Inner {
+    fn load_segment(&mut self, first: u64, last: bool) -> StorageResult<()> {
+        let path = segment_path(&self.dir, first);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_read)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_read)?;
+        let mut off = 0usize;
+        let mut good = 0usize;
+        while off + HEADER <= bytes.len() {
+            let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+                as usize;
+            let crc = u32::from_le_bytes([
+                bytes[off + 4],
+                bytes[off + 5],
+                bytes[off + 6],
+                bytes[off + 7],
+            ]);
+            let Some(body) = bytes.get(off + HEADER..off + HEADER + len) else {
+                break;
+            };
+            if crc32fast::hash(body) != crc {
+                break;
+            }
+            let entry: Entry<TypeConfig> = decode(body).map_err(io_read)?;
+            let log_id = *entry.get_log_id();
+            self.entries.insert(
+                log_id.index,
+                Loc {
+                    log_id,
+                    segment: first,
+                    offset: off as u64,
+                    len: (HEADER + len) as u32,
+                },
+            );
+            off += HEADER + len;
+            good = off;
+        }
+        if good < bytes.len() {
+            if !last {
+                return Err(io_read(format!(
+                    "{} is damaged at byte {good} and is not the last segment",
+                    path.display()
+                )));
+            }
+            tracing::warn!(path = %path.display(), at = good, "dropping the torn tail of the log");
+            file.set_len(good as u64).map_err(io_write)?;
+            file.sync_all().map_err(io_write)?;
+        }
+        self.segments.insert(
+            first,
+            Segment {
+                file,
+                size: good as u64,
+            },
+        );
+        Ok(())
+    }
+
+    fn last_log_id(&self) -> Option<LogId<NodeId>> {
+        self.entries
+            .values()
+            .next_back()
+            .map(|l| l.log_id)
+            .or(self.purged)
+    }
+
+    fn read(&self, loc: &Loc) -> StorageResult<Entry<TypeConfig>> {
+        let seg = self
+            .segments
+            .get(&loc.segment)
+            .ok_or_else(|| io_read(format!("segment {} missing", loc.segment)))?;
+        let mut buf = vec![0u8; loc.len as usize];
+        seg.file
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(io_read)?;
+        decode(&buf[HEADER..]).map_err(io_read)
+    }
+
+    fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => Bound::Included(s),
+            Bound::Excluded(&s) => Bound::Excluded(s),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&s) => Bound::Included(s),
+            Bound::Excluded(&s) => Bound::Excluded(s),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
+            (start, end)
+        {
+            if s > e {
+                return Ok(Vec::new());
+            }
+        }
+        self.entries
+            .range((start, end))
+            .map(|(_, loc)| self.read(loc))
+            .collect()
+    }
+
+    fn append(&mut self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.last_log_id().map(|l| l.index + 1);
+        let need_new = match self.segments.iter().next_back() {
+            None => true,
+            Some((_, s)) => s.size >= SEGMENT_BYTES,
+        };
+        let first_index = entries[0].get_log_id().index;
+        if need_new || self.segments.is_empty() {
+            let path = segment_path(&self.dir, first_index);
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(&path)
+                .map_err(io_write)?;
+            sync_dir(&self.dir).map_err(io_write)?;
+            self.segments.insert(first_index, Segment { file, size: 0 });
+        }
+        let Some((&seg_first, _)) = self.segments.iter().next_back() else {
+            return Err(io_write("no segment"));
+        };
+        let mut buf = Vec::new();
+        let mut locs = Vec::with_capacity(entries.len());
+        let base = self.segments.get(&seg_first).map(|s| s.size).unwrap_or(0);
+        for entry in &entries {
+            let log_id = *entry.get_log_id();
+            if next.is_some_and(|n| n != log_id.index) {
+                return Err(io_write(format!(
+                    "append of index {} after {:?}: the log must stay contiguous",
+                    log_id.index,
+                    self.last_log_id()
+                )));
+            }
+            next = Some(log_id.index + 1);
+            let body = encode(entry).map_err(io_write)?;
+            let offset = base + buf.len() as u64;
+            buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            buf.extend_from_slice(&body);
+            locs.push(Loc {
+                log_id,
+                segment: seg_first,
+                offset,
+                len: (HEADER + body.len()) as u32,
+            });
+        }
+        let seg = self
+            .segments
+            .get_mut(&seg_first)
+            .ok_or_else(|| io_write("no segment"))?;
+        seg.file.write_all_at(&buf, base).map_err(io_write)?;
+        seg.file.sync_data().map_err(io_write)?;
+        seg.size = base + buf.len() as u64;
+        for loc in locs {
+            self.entries.insert(loc.log_id.index, loc);
+        }
+        Ok(())
+    }
+
+    /// Deletes entries from `index` on.
+    fn truncate(&mut self, index: u64) -> StorageResult<()> {
+        let Some(first) = self.entries.range(index..).next().map(|(_, l)| *l) else {
+            return Ok(());
+        };
+        self.entries.split_off(&index);
+        let later: Vec<u64> = self
+            .segments
+            .range(first.segment + 1..)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in later {
+            self.segments.remove(&k);
+            std::fs::remove_file(segment_path(&self.dir, k)).map_err(io_write)?;
+        }
+        if let Some(seg) = self.segments.get_mut(&first.segment) {
+            seg.file.set_len(first.offset).map_err(io_write)?;
+            seg.file.sync_all().map_err(io_write)?;
+            seg.size = first.offset;
+        }
+        sync_dir(&self.dir).map_err(io_write)
+    }
+
+    fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        if self.purged.is_some_and(|p| p.index >= log_id.index) {
+            return Ok(());
+        }
+        write_atomic(&self.dir, "purged", &encode(&log_id).map_err(io_write)?)
+            .map_err(io_write)?;
+        self.purged = Some(log_id);
+        self.entries = self.entries.split_off(&(log_id.index + 1));
+        // A segment can go when the next one starts at or below the first kept index.
+        let keep_from = log_id.index + 1;
+        let firsts: Vec<u64> = self.segments.keys().copied().collect();
+        for pair in firsts.windows(2) {
+            if pair[1] <= keep_from {
+                self.segments.remove(&pair[0]);
+                std::fs::remove_file(segment_path(&self.dir, pair[0])).map_err(io_write)?;
+            }
+        }
+        if self.entries.is_empty() {
+            // Everything is purged: the remaining segment holds only purged entries.
+            let all: Vec<u64> = self.segments.keys().copied().collect();
+            for k in all {
+                self.segments.remove(&k);
+                std::fs::remove_file(segment_path(&self.dir, k)).map_err(io_write)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.run(move |inner| inner.entries(range)).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let inner = lock(&self.inner);
+        Ok(LogState {
+            last_purged_log_id: inner.purged,
+            last_log_id: inner.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        let vote = *vote;
+        self.run(move |inner| {
+            let bytes = encode(&vote).map_err(io_write)?;
+            write_atomic(&inner.dir, "vote", &bytes).map_err(|e| {
+                StorageError::from(StorageIOError::write_vote(anyerror::AnyError::error(
+                    e.to_string(),
+                )))
+            })?;
+            inner.vote = Some(vote);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        Ok(lock(&self.inner).vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        // Not needed for safety (the leader re-sends the commit index), only for a faster
+        // restart: written without a sync.
+        self.run(move |inner| {
+            let bytes = encode(&committed).map_err(io_write)?;
+            std::fs::write(inner.dir.join("committed"), bytes).map_err(io_write)?;
+            inner.committed = committed;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(lock(&self.inner).committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let result = self.append_durably(entries.into_iter().collect()).await;
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        self.run(move |inner| inner.truncate(log_id.index)).await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        self.run(move |inner| inner.purge(log_id)).await
+    }
+}

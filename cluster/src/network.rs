@@ -1,0 +1,278 @@
+//! The peer transport, client side: openraft's RPCs as HTTP POSTs to `http://ADDR/raft/…` on
+//! the peer's own API listener, bodies in bincode 2 ([`crate::types::encode`]).
+//!
+//! Every request carries the cluster secret in [`SECRET_HEADER`]; a peer without it answers
+//! 401 and changes nothing. Timeouts come from openraft's per-RPC budget (append, vote) or from
+//! the snapshot's size (at least [`SNAPSHOT_MIN_TIMEOUT`] plus one second per
+//! [`SNAPSHOT_BYTES_PER_SEC`]), so a large snapshot is never cut off and re-sent forever: a
+//! snapshot goes as one streamed request (openraft's `full_snapshot`), not in chunks with a
+//! per-chunk timeout. Connection failures make openraft back off (50 ms doubling to 2 s).
+//! A node never builds a client for itself. Failures count in
+//! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`.
+//!
+//! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write` and `read-index`
+//! (client forwarding, see [`crate::node`]).
+
+use crate::types::{decode, encode, NodeId, TypeConfig};
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, Snapshot, Vote};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
+
+/// Header carrying the cluster secret on every peer request.
+pub const SECRET_HEADER: &str = "x-mussikon-cluster-secret";
+/// Shortest time allowed for sending a snapshot.
+pub const SNAPSHOT_MIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Slowest transfer rate assumed for a snapshot.
+pub const SNAPSHOT_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
+
+/// An HTTP client shared by every peer connection (its pool keeps one set of connections per
+/// peer; idle ones are dropped after 30 s so a restarted peer is redialed).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Builds the connection to each peer.
+#[derive(Clone)]
+pub struct Network {
+    /// This node, never dialed.
+    pub me: NodeId,
+    /// The shared client.
+    pub client: reqwest::Client,
+    /// The cluster secret.
+    pub secret: String,
+}
+
+/// One peer's connection.
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    client: reqwest::Client,
+    secret: String,
+}
+
+/// An RPC failure before the peer's answer was read.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Could not connect.
+    #[error("peer {0} unreachable: {1}")]
+    Unreachable(String, String),
+    /// Sent, but no valid answer.
+    #[error("rpc to {0} failed: {1}")]
+    Failed(String, String),
+    /// The peer refused the secret.
+    #[error("peer {0} refused the cluster secret (401): every node needs the same --cluster-secret")]
+    Unauthorized(String),
+    /// This node would dial itself.
+    #[error("a node never dials itself")]
+    SelfDial,
+}
+
+fn count_error(peer: NodeId, rpc: &'static str) {
+    metrics::counter!("mussikon_raft_peer_rpc_errors_total", "peer" => peer.to_string(), "rpc" => rpc)
+        .increment(1);
+}
+
+/// POSTs `body` to `http://addr/raft/{rpc}` and decodes the answer.
+pub async fn post<Resp: DeserializeOwned>(
+    client: &reqwest::Client,
+    secret: &str,
+    addr: &str,
+    rpc: &str,
+    body: reqwest::Body,
+    timeout: Duration,
+) -> Result<Resp, TransportError> {
+    let url = format!("http://{addr}/raft/{rpc}");
+    let resp = client
+        .post(&url)
+        .header(SECRET_HEADER, secret)
+        .header("content-type", "application/octet-stream")
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_connect() {
+                TransportError::Unreachable(addr.to_string(), e.to_string())
+            } else {
+                TransportError::Failed(addr.to_string(), e.to_string())
+            }
+        })?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(TransportError::Unauthorized(addr.to_string()));
+    }
+    if !resp.status().is_success() {
+        return Err(TransportError::Failed(
+            addr.to_string(),
+            format!("status {}", resp.status()),
+        ));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| TransportError::Failed(addr.to_string(), e.to_string()))?;
+    decode(&bytes).map_err(|e| TransportError::Failed(addr.to_string(), e.to_string()))
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: &'static str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer: Result<Result<Resp, RaftError<NodeId, E>>, TransportError> = post(
+            &self.client,
+            &self.secret,
+            &self.addr,
+            rpc,
+            body.into(),
+            timeout,
+        )
+        .await;
+        match answer {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => {
+                count_error(self.target, rpc);
+                Err(RPCError::RemoteError(RemoteError::new(self.target, remote)))
+            }
+            Err(e @ TransportError::Unreachable(..)) => {
+                count_error(self.target, rpc);
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => {
+                count_error(self.target, rpc);
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        if target == self.me {
+            // openraft never replicates to the leader itself; keep the promise visible.
+            tracing::error!(target, "asked to dial this node itself; every RPC will fail");
+        }
+        Peer {
+            target,
+            addr: if target == self.me {
+                String::new()
+            } else {
+                node.addr.clone()
+            },
+            client: self.client.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if self.addr.is_empty() {
+            return Err(RPCError::Unreachable(Unreachable::new(&TransportError::SelfDial)));
+        }
+        self.call("append", &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if self.addr.is_empty() {
+            return Err(RPCError::Unreachable(Unreachable::new(&TransportError::SelfDial)));
+        }
+        self.call("vote", &rpc, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        if self.addr.is_empty() {
+            return Err(StreamingError::Unreachable(Unreachable::new(
+                &TransportError::SelfDial,
+            )));
+        }
+        let net = |e: &dyn std::fmt::Display| {
+            StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
+        };
+        let file = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| net(&e))?;
+        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let head = encode(&(vote, snapshot.meta.clone())).map_err(|e| net(&e))?;
+        let mut prefix = (head.len() as u32).to_le_bytes().to_vec();
+        prefix.extend_from_slice(&head);
+        let stream = futures_util::stream::once(async move {
+            Ok::<bytes::Bytes, std::io::Error>(bytes::Bytes::from(prefix))
+        })
+        .chain(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let timeout = SNAPSHOT_MIN_TIMEOUT + Duration::from_secs(size / SNAPSHOT_BYTES_PER_SEC);
+        tracing::info!(target = self.target, bytes = size, "sending snapshot");
+        let send = post::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
+            &self.client,
+            &self.secret,
+            &self.addr,
+            "snapshot",
+            reqwest::Body::wrap_stream(stream),
+            timeout,
+        );
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            answer = send => match answer {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(fatal)) => {
+                    count_error(self.target, "snapshot");
+                    Err(StreamingError::RemoteError(RemoteError::new(self.target, fatal)))
+                }
+                Err(e @ TransportError::Unreachable(..)) => {
+                    count_error(self.target, "snapshot");
+                    Err(StreamingError::Unreachable(Unreachable::new(&e)))
+                }
+                Err(e) => {
+                    count_error(self.target, "snapshot");
+                    Err(StreamingError::Network(NetworkError::new(&e)))
+                }
+            }
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            (0u32..).map(|i| Duration::from_millis(50u64.saturating_mul(1 << i.min(6)).min(2000))),
+        )
+    }
+}
+
+use futures_util::StreamExt as _;

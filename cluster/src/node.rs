@@ -1,0 +1,813 @@
+//! A running node: openraft over the log store, the engine state machine and the HTTP network;
+//! start-up and first initialization; writes (forwarded once to the leader); read barriers per
+//! consistency level; membership changes; status and metrics; and the server side of peer RPCs.
+//!
+//! Promises:
+//! - A write returns `Ok` only after its entry is committed (on a majority of logs, each
+//!   fsynced) and applied to this node's leader engine; the outcome is the engine's. A follower
+//!   forwards the command once to the leader it knows ([`WriteError::NoLeader`] when none is
+//!   known within [`LEADER_WAIT`]); the leader never forwards again.
+//! - [`Consistency::Linearizable`] reads run after a ReadIndex round (`ensure_linearizable` on
+//!   the leader: a quorum confirms leadership, and the local engine has applied up to the read
+//!   index); a follower asks the leader for the read index and waits until it has applied it.
+//!   [`Consistency::Leader`] waits until this node has applied what the leader has applied (no
+//!   quorum round). [`Consistency::Stale`] reads the local engine at once.
+//! - First boot: the node with the lowest id of `--peers` initializes the cluster when its log
+//!   and vote are empty; the others wait to be contacted. A restarted node never re-initializes.
+//! - One membership change at a time ([`AdminError::Busy`] otherwise).
+
+use crate::log_store::LogStore;
+use crate::network::{http_client, post, Network, TransportError, SECRET_HEADER};
+use crate::state_machine::StateMachine;
+use crate::types::{decode, encode, NodeId, Raft, Reply, Request, SnapshotFile, TypeConfig};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use mussikon_engine::{Command, Engine, Executed};
+use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot, SnapshotMeta, Vote};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+pub use crate::network::SECRET_HEADER as CLUSTER_SECRET_HEADER;
+
+/// How long a write or read waits for a leader to be known.
+pub const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a follower waits to apply up to a read index.
+pub const READ_WAIT: Duration = Duration::from_secs(5);
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (≥ 1).
+    pub id: NodeId,
+    /// The initial members, id → HTTP address (`HOST:PORT`), this node included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Shared by every node; carried by every peer RPC.
+    pub secret: String,
+    /// Directory of the log and the snapshots.
+    pub dir: PathBuf,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_logs: u64,
+    /// Entries kept in the log below the last snapshot (for followers slightly behind).
+    pub keep_logs: u64,
+    /// Most entries a follower may lag behind the leader and still be ready.
+    pub ready_max_lag: u64,
+    /// Heartbeat interval, ms; elections time out after 3–6 heartbeats.
+    pub heartbeat_ms: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for the tunables.
+    pub fn new(id: NodeId, peers: BTreeMap<NodeId, String>, secret: String, dir: PathBuf) -> Self {
+        NodeConfig {
+            id,
+            peers,
+            secret,
+            dir,
+            snapshot_logs: 10_000,
+            keep_logs: 1_000,
+            ready_max_lag: 1_000,
+            heartbeat_ms: 100,
+        }
+    }
+}
+
+/// Read consistency levels (query parameter `consistency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// ReadIndex through the leader: sees every write acknowledged before the read began.
+    Linearizable,
+    /// Waits until this node has applied what the leader has applied; no quorum round.
+    Leader,
+    /// The local engine as it is.
+    Stale,
+}
+
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "leader" => Ok(Consistency::Leader),
+            "stale" => Ok(Consistency::Stale),
+            other => Err(format!(
+                "consistency must be linearizable, leader or stale (got {other:?})"
+            )),
+        }
+    }
+}
+
+/// Errors of starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The log or state machine could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The settings are unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum WriteError {
+    /// No leader known (election in progress, or no quorum).
+    #[error("no leader is known; retry shortly")]
+    NoLeader,
+    /// The leader changed while forwarding; the outcome may or may not have been applied.
+    #[error("the write was forwarded to {leader} and its outcome is unknown: {reason}")]
+    Unknown {
+        /// Leader address dialed.
+        leader: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node is shutting down or its storage failed.
+    #[error("raft failed: {0}")]
+    Fatal(String),
+}
+
+/// Why a read barrier failed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum ReadError {
+    /// No leader, or leadership could not be confirmed by a quorum.
+    #[error("no confirmed leader; retry shortly or read with consistency=stale")]
+    NoLeader,
+    /// This node did not apply up to the read index in time.
+    #[error("this node is behind the leader; retry or read elsewhere")]
+    Behind,
+}
+
+/// Why a membership change failed.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum AdminError {
+    /// Another change is in progress.
+    #[error("another membership change is in progress; retry when it is done")]
+    Busy,
+    /// No leader known.
+    #[error("no leader is known; retry shortly")]
+    NoLeader,
+    /// The request makes no sense for the current membership.
+    #[error("{0}")]
+    Invalid(String),
+    /// openraft refused or failed.
+    #[error("membership change failed: {0}")]
+    Failed(String),
+}
+
+/// Why a peer RPC could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// Unknown RPC name.
+    #[error("no such raft rpc: {0}")]
+    Unknown(String),
+    /// The body could not be decoded.
+    #[error("bad rpc body: {0}")]
+    BadBody(String),
+    /// Local failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One member as `cluster status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// HTTP address.
+    pub addr: String,
+    /// "leader", "voter" or "learner".
+    pub role: String,
+    /// Last log index known replicated to it (leader's view; `None` elsewhere or unknown).
+    pub matched: Option<u64>,
+    /// Entries it lags behind the leader's log (leader's view).
+    pub lag: Option<u64>,
+}
+
+/// A node's view of the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub state: String,
+    /// Current leader, if known.
+    pub leader: Option<NodeId>,
+    /// Its address.
+    pub leader_addr: Option<String>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index on this node.
+    pub last_log_index: u64,
+    /// Last committed index this node knows of.
+    pub commit_index: u64,
+    /// Last index applied to this node's engine.
+    pub applied_index: u64,
+    /// Members with their roles.
+    pub members: Vec<MemberStatus>,
+}
+
+/// What a forwarded write answers.
+type WireWrite = Result<Reply, WriteError>;
+
+/// A membership change, possibly forwarded to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// Add `id` at `addr`; as voter when `voter`.
+    Add {
+        /// Node id.
+        id: NodeId,
+        /// Its HTTP address.
+        addr: String,
+        /// Promote after catching up.
+        voter: bool,
+    },
+    /// Remove `id`.
+    Remove {
+        /// Node id.
+        id: NodeId,
+    },
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    sm: StateMachine,
+    log: LogStore,
+    client: reqwest::Client,
+    secret: String,
+    ready_max_lag: u64,
+    admin: tokio::sync::Mutex<()>,
+    leader_changes: AtomicU64,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+fn state_name(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl Node {
+    /// Opens the log and state machine under `config.dir`, starts openraft, and — on the
+    /// lowest id of an uninitialized cluster — initializes it with `config.peers`.
+    pub async fn start(config: NodeConfig, engine: Engine) -> Result<Node, StartError> {
+        if !config.peers.contains_key(&config.id) {
+            return Err(StartError::Config(format!(
+                "--peers must list this node's id {} with its address",
+                config.id
+            )));
+        }
+        if engine.annex().map_err(|e| StartError::Storage(e.to_string()))?.is_none()
+            && engine
+                .applied_seq()
+                .map_err(|e| StartError::Storage(e.to_string()))?
+                > 0
+        {
+            return Err(StartError::Config(
+                "the data directory holds single-node data; a cluster node starts from an empty \
+                 directory (load data through the cluster once it runs)"
+                    .into(),
+            ));
+        }
+        let log = LogStore::open(config.dir.join("log"))
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let dir = config.dir.join("snapshots");
+        let sm = tokio::task::spawn_blocking(move || StateMachine::open(engine, dir))
+            .await
+            .map_err(|e| StartError::Storage(e.to_string()))?
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let hb = config.heartbeat_ms.max(10);
+        let raft_config = openraft::Config {
+            cluster_name: "mussikon".into(),
+            heartbeat_interval: hb,
+            election_timeout_min: hb * 3,
+            election_timeout_max: hb * 6,
+            max_payload_entries: 512,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
+            max_in_snapshot_log_to_keep: config.keep_logs,
+            purge_batch_size: 256,
+            // Snapshots are sent whole by `full_snapshot`, with a size-based timeout; these only
+            // bound the (unused) chunked path.
+            install_snapshot_timeout: 60_000,
+            send_snapshot_timeout: 0,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        let client = http_client();
+        let network = Network {
+            me: config.id,
+            client: client.clone(),
+            secret: config.secret.clone(),
+        };
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            network,
+            log.clone(),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let lowest = config.peers.keys().next().copied();
+        if lowest == Some(config.id)
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?
+        {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect();
+            tracing::info!(members = ?config.peers, "initializing the cluster (first boot)");
+            if let Err(e) = raft.initialize(members).await {
+                tracing::warn!(error = %e, "initialization refused (already initialized?)");
+            }
+        }
+        let node = Node {
+            inner: Arc::new(Inner {
+                id: config.id,
+                raft,
+                sm,
+                log,
+                client,
+                secret: config.secret,
+                ready_max_lag: config.ready_max_lag,
+                admin: tokio::sync::Mutex::new(()),
+                leader_changes: AtomicU64::new(0),
+            }),
+        };
+        node.spawn_metrics();
+        Ok(node)
+    }
+
+    /// The openraft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The engine this node applies to.
+    pub fn engine(&self) -> &Engine {
+        self.inner.sm.engine()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// True when `secret` is the cluster secret (compared in constant time).
+    pub fn authorized(&self, secret: Option<&str>) -> bool {
+        let want = self.inner.secret.as_bytes();
+        match secret {
+            None => false,
+            Some(got) => {
+                let got = got.as_bytes();
+                got.len() == want.len()
+                    && got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            }
+        }
+    }
+
+    /// The current leader's id and address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    async fn wait_leader(&self) -> Option<(NodeId, String)> {
+        if let Some(l) = self.leader() {
+            return Some(l);
+        }
+        let _ = self
+            .inner
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        self.leader()
+    }
+
+    /// Replicates `cmd` and returns what the engine did with it, forwarding to the leader when
+    /// this node is not it.
+    pub async fn write(&self, cmd: Command) -> Result<Executed, WriteError> {
+        let req = Request(cmd);
+        match self.write_local(req.clone()).await {
+            Err(WriteError::NoLeader) => {}
+            other => return other,
+        }
+        // Not the leader: forward once.
+        let Some((id, addr)) = self.wait_leader().await else {
+            return Err(WriteError::NoLeader);
+        };
+        if id == self.inner.id {
+            return self.write_local(req).await;
+        }
+        let body = encode(&req).map_err(|e| WriteError::Fatal(e.to_string()))?;
+        let answer: Result<WireWrite, TransportError> = post(
+            &self.inner.client,
+            &self.inner.secret,
+            &addr,
+            "write",
+            body.into(),
+            Duration::from_secs(30),
+        )
+        .await;
+        match answer {
+            Ok(Ok(Reply(Some(done)))) => Ok(done),
+            Ok(Ok(Reply(None))) => Err(WriteError::Fatal("the leader applied no command".into())),
+            Ok(Err(e)) => Err(e),
+            Err(TransportError::Unreachable(..)) => Err(WriteError::NoLeader),
+            Err(e) => Err(WriteError::Unknown {
+                leader: addr,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// `client_write` on this node; [`WriteError::NoLeader`] when it is not the leader.
+    async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
+        match self.inner.raft.client_write(req).await {
+            Ok(resp) => match resp.data {
+                Reply(Some(done)) => Ok(done),
+                Reply(None) => Err(WriteError::Fatal("no command was applied".into())),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(WriteError::NoLeader)
+            }
+            Err(e) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Waits until a read at `level` may be served from this node's engine.
+    pub async fn read_barrier(&self, level: Consistency) -> Result<(), ReadError> {
+        let rpc = match level {
+            Consistency::Stale => return Ok(()),
+            Consistency::Linearizable => "read-index",
+            Consistency::Leader => "applied-index",
+        };
+        let index = match self.local_read_index(level).await {
+            Ok(i) => i,
+            Err(ReadError::NoLeader) if self.leader().is_some_and(|(id, _)| id != self.inner.id) => {
+                let Some((_, addr)) = self.leader() else {
+                    return Err(ReadError::NoLeader);
+                };
+                let answer: Result<Result<u64, ReadError>, TransportError> = post(
+                    &self.inner.client,
+                    &self.inner.secret,
+                    &addr,
+                    rpc,
+                    Vec::new().into(),
+                    READ_WAIT,
+                )
+                .await;
+                match answer {
+                    Ok(r) => r?,
+                    Err(_) => return Err(ReadError::NoLeader),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.inner
+            .raft
+            .wait(Some(READ_WAIT))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| ReadError::Behind)
+    }
+
+    /// On the leader: the index a read at `level` must see. `NoLeader` elsewhere.
+    async fn local_read_index(&self, level: Consistency) -> Result<u64, ReadError> {
+        let raft = &self.inner.raft;
+        if raft.metrics().borrow().current_leader != Some(self.inner.id) {
+            return Err(ReadError::NoLeader);
+        }
+        match level {
+            Consistency::Linearizable => raft
+                .ensure_linearizable()
+                .await
+                .map(|id| id.map(|l| l.index).unwrap_or(0))
+                .map_err(|_| ReadError::NoLeader),
+            _ => Ok(raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0)),
+        }
+    }
+
+    /// Applies a membership change on the leader (forwarding once when this node is not it).
+    pub async fn change_members(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
+        if self.leader().is_some_and(|(id, _)| id != self.inner.id) {
+            let Some((_, addr)) = self.leader() else {
+                return Err(AdminError::NoLeader);
+            };
+            let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
+            let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = post(
+                &self.inner.client,
+                &self.inner.secret,
+                &addr,
+                "members",
+                body.into(),
+                Duration::from_secs(600),
+            )
+            .await;
+            return answer.map_err(|e| AdminError::Failed(e.to_string()))?;
+        }
+        self.change_members_local(op).await
+    }
+
+    async fn change_members_local(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
+        let Ok(_one) = self.inner.admin.try_lock() else {
+            return Err(AdminError::Busy);
+        };
+        let raft = &self.inner.raft;
+        let fail = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AdminError::NoLeader,
+            other => AdminError::Failed(other.to_string()),
+        };
+        let membership = raft.metrics().borrow().membership_config.clone();
+        match op {
+            AdminOp::Add { id, addr, voter } => {
+                if id == 0 {
+                    return Err(AdminError::Invalid("node_id must be at least 1".into()));
+                }
+                let is_voter = membership.membership().voter_ids().any(|v| v == id);
+                if !is_voter {
+                    raft.add_learner(id, BasicNode { addr }, true)
+                        .await
+                        .map_err(fail)?;
+                }
+                if voter && !is_voter {
+                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
+            AdminOp::Remove { id } => {
+                let is_voter = membership.membership().voter_ids().any(|v| v == id);
+                let known = membership.membership().get_node(&id).is_some();
+                if !known {
+                    return Err(AdminError::Invalid(format!("node {id} is not a member")));
+                }
+                let change = if is_voter {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                raft.change_membership(change, false).await.map_err(fail)?;
+            }
+        }
+        Ok(self.status())
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|l| l.map(|l| l.index).unwrap_or(0));
+                MemberStatus {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    role: if m.current_leader == Some(*id) {
+                        "leader"
+                    } else if voters.contains(id) {
+                        "voter"
+                    } else {
+                        "learner"
+                    }
+                    .into(),
+                    matched,
+                    lag: matched.map(|x| last.saturating_sub(x)),
+                }
+            })
+            .collect();
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
+        ClusterStatus {
+            node_id: self.inner.id,
+            state: state_name(m.state).into(),
+            leader: m.current_leader,
+            leader_addr,
+            term: m.current_term,
+            last_log_index: last,
+            commit_index: self.inner.log.committed_index(),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            members,
+        }
+    }
+
+    /// Ready to serve: a leader is known and this node's applied index is within the
+    /// configured bound of the commit index it knows. The reason when not.
+    pub fn readiness(&self) -> Result<(), String> {
+        let s = self.status();
+        if s.leader.is_none() {
+            return Err("no raft leader is known".into());
+        }
+        let lag = s.commit_index.saturating_sub(s.applied_index);
+        if lag > self.inner.ready_max_lag {
+            return Err(format!(
+                "applied index {} lags the commit index {} by more than {}",
+                s.applied_index, s.commit_index, self.inner.ready_max_lag
+            ));
+        }
+        Ok(())
+    }
+
+    fn spawn_metrics(&self) {
+        let node = self.clone();
+        let mut rx = self.inner.raft.metrics();
+        tokio::spawn(async move {
+            let mut leader = None;
+            loop {
+                let m = rx.borrow_and_update().clone();
+                if m.current_leader != leader {
+                    if m.current_leader.is_some() {
+                        node.inner.leader_changes.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("mussikon_raft_leader_changes_total").increment(1);
+                    }
+                    leader = m.current_leader;
+                }
+                node.publish_gauges();
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    fn publish_gauges(&self) {
+        let s = self.status();
+        metrics::gauge!("mussikon_raft_term").set(s.term as f64);
+        metrics::gauge!("mussikon_raft_has_leader").set(if s.leader.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!("mussikon_raft_commit_index").set(s.commit_index as f64);
+        metrics::gauge!("mussikon_raft_applied_index").set(s.applied_index as f64);
+        for member in &s.members {
+            if let Some(lag) = member.lag {
+                metrics::gauge!("mussikon_raft_replication_lag", "peer" => member.id.to_string())
+                    .set(lag as f64);
+            }
+        }
+        let f = self.inner.sm.figures();
+        metrics::gauge!("mussikon_raft_snapshot_bytes").set(f.bytes as f64);
+        metrics::gauge!("mussikon_raft_snapshot_duration_seconds").set(f.seconds);
+    }
+
+    /// Serves a peer RPC (`append`, `vote`, `write`, `read-index`, `applied-index`, `members`)
+    /// whose body is `body`; the answer's bytes. The caller has checked the secret.
+    pub async fn handle_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, RpcError> {
+        let bad = |e: crate::types::CodecError| RpcError::BadBody(e.to_string());
+        let out = |r: Result<Vec<u8>, crate::types::CodecError>| {
+            r.map_err(|e| RpcError::Internal(e.to_string()))
+        };
+        let raft = &self.inner.raft;
+        match rpc {
+            "append" => {
+                let req: AppendEntriesRequest<TypeConfig> = decode(body).map_err(bad)?;
+                out(encode(&raft.append_entries(req).await))
+            }
+            "vote" => {
+                let req: VoteRequest<NodeId> = decode(body).map_err(bad)?;
+                out(encode(&raft.vote(req).await))
+            }
+            "write" => {
+                let req: Request = decode(body).map_err(bad)?;
+                let answer: WireWrite = self.write_local(req).await.map(|d| Reply(Some(d)));
+                out(encode(&answer))
+            }
+            "read-index" | "applied-index" => {
+                let level = if rpc == "read-index" {
+                    Consistency::Linearizable
+                } else {
+                    Consistency::Leader
+                };
+                out(encode(&self.local_read_index(level).await))
+            }
+            "members" => {
+                let op: AdminOp = decode(body).map_err(bad)?;
+                out(encode(&self.change_members_local(op).await))
+            }
+            other => Err(RpcError::Unknown(other.to_string())),
+        }
+    }
+
+    /// Serves the `snapshot` RPC: a body of `[u32 LE n][n bytes: vote and meta][export stream]`,
+    /// written to a file, fsynced, then installed. The answer's bytes.
+    pub async fn receive_snapshot<S, E>(&self, body: S) -> Result<Vec<u8>, RpcError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut body = body;
+        let file = self.inner.sm.receiving_file();
+        let mut head: Vec<u8> = Vec::new();
+        let mut need: Option<usize> = None;
+        let mut out = tokio::fs::File::create(&file.path)
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?;
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| RpcError::BadBody(e.to_string()))?;
+            let mut rest: &[u8] = &chunk;
+            if need.is_none_or(|n| head.len() < n + 4) {
+                let want = need.map(|n| n + 4).unwrap_or(4);
+                let take = (want - head.len()).min(rest.len());
+                head.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if need.is_none() && head.len() == 4 {
+                    let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                    if n > 16 * 1024 * 1024 {
+                        return Err(RpcError::BadBody("snapshot header too large".into()));
+                    }
+                    need = Some(n);
+                    let take = n.min(rest.len());
+                    head.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
+            }
+            if !rest.is_empty() {
+                out.write_all(rest)
+                    .await
+                    .map_err(|e| RpcError::Internal(e.to_string()))?;
+                written += rest.len() as u64;
+            }
+        }
+        out.sync_all()
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?;
+        drop(out);
+        let Some(n) = need.filter(|n| head.len() == n + 4) else {
+            let _ = tokio::fs::remove_file(&file.path).await;
+            return Err(RpcError::BadBody("snapshot body shorter than its header".into()));
+        };
+        let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>) =
+            decode(&head[4..4 + n]).map_err(|e| RpcError::BadBody(e.to_string()))?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = written, "snapshot received");
+        let answer: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = self
+            .inner
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: Box::new(SnapshotFile { path: file.path }),
+                },
+            )
+            .await;
+        encode(&answer).map_err(|e| RpcError::Internal(e.to_string()))
+    }
+
+    /// Stops openraft (the engine is flushed by its owner).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown failed");
+        }
+    }
+}
+
+/// The header name of the cluster secret, for servers mounting the RPC routes.
+pub fn secret_header() -> &'static str {
+    SECRET_HEADER
+}

@@ -1,0 +1,361 @@
+//! The Raft state machine: the engine itself, applied through its one apply path.
+//!
+//! Each log entry is applied as engine sequence = log index: a command entry through
+//! [`Engine::apply_annexed`], a blank or membership entry through [`Engine::advance`]. Either
+//! way the engine stores, in the same sled transaction as the data, an *annex*: the last applied
+//! log id and the last membership. So after a crash the data and what openraft is told was
+//! applied agree, and a restart neither re-applies nor skips an entry.
+//!
+//! The engine runs with periodic durability here (the Raft log is the durable copy); before a
+//! snapshot is reported built, the engine is flushed, so the log it lets openraft purge is never
+//! needed to rebuild the state.
+//!
+//! Snapshots are the engine's export stream in `snapshots/`, named by their id, with their
+//! openraft metadata beside them (`.meta`). A snapshot received from the leader is first made
+//! the current snapshot on disk, then installed into the running engine ([`Engine::install`]
+//! rebuilds store and index); if the process dies during the install, the next open installs the
+//! current snapshot again. The two newest snapshots are kept (one may still be being sent).
+//!
+//! All engine and file work runs on tokio's blocking pool.
+
+use crate::log_store::write_atomic;
+use crate::types::{decode, encode, NodeId, Reply, SnapshotFile, TypeConfig};
+use mussikon_engine::Engine;
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+/// What the annex holds: last applied log id and membership.
+type Annex = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+
+fn sm_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(anyerror::AnyError::error(e.to_string())).into()
+}
+
+fn sm_read(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read_state_machine(anyerror::AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, anyerror::AnyError::error(e.to_string())).into()
+}
+
+/// Figures of the last snapshot built or installed, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SnapshotFigures {
+    /// Bytes of the export stream.
+    pub bytes: u64,
+    /// Seconds it took to build or install.
+    pub seconds: f64,
+}
+
+struct Shared {
+    engine: Engine,
+    dir: PathBuf,
+    current: Mutex<Option<Meta>>,
+    figures: Mutex<SnapshotFigures>,
+}
+
+/// The engine as openraft's state machine. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn data_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.snap"))
+}
+
+fn meta_name(id: &str) -> String {
+    format!("{id}.meta")
+}
+
+/// Snapshot ids sort by time of creation: `{last index:020}-{unix millis:015}`.
+fn new_snapshot_id(last: Option<LogId<NodeId>>) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{:020}-{ms:015}", last.map(|l| l.index).unwrap_or(0))
+}
+
+impl StateMachine {
+    /// The state machine over `engine`, with snapshots in `dir`. If an install was interrupted
+    /// (`reinstall`), installs the current snapshot again.
+    pub fn open(engine: Engine, dir: impl AsRef<Path>) -> StorageResult<StateMachine> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(snap_err)?;
+        let mut metas: Vec<Meta> = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(snap_err)? {
+            let path = e.map_err(snap_err)?.path();
+            if path.extension().is_some_and(|x| x == "meta") {
+                let bytes = std::fs::read(&path).map_err(snap_err)?;
+                let meta: Meta = decode(&bytes).map_err(snap_err)?;
+                if data_path(&dir, &meta.snapshot_id).exists() {
+                    metas.push(meta);
+                }
+            } else if path.extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        metas.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+        let current = metas.pop();
+        let sm = StateMachine {
+            shared: Arc::new(Shared {
+                engine,
+                dir,
+                current: Mutex::new(current),
+                figures: Mutex::new(SnapshotFigures::default()),
+            }),
+        };
+        if let Some(meta) = lock(&sm.shared.current).clone() {
+            let (applied, _) = sm.read_annex()?;
+            if applied < meta.last_log_id {
+                tracing::warn!(
+                    snapshot = %meta.snapshot_id,
+                    "the state is behind the current snapshot (an install was interrupted): installing it again"
+                );
+                sm.install_file(&meta)?;
+            }
+        }
+        Ok(sm)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Size and duration of the last snapshot built or installed.
+    pub fn figures(&self) -> SnapshotFigures {
+        *lock(&self.shared.figures)
+    }
+
+    fn read_annex(&self) -> StorageResult<Annex> {
+        match self.shared.engine.annex().map_err(sm_read)? {
+            None => Ok((None, StoredMembership::default())),
+            Some(bytes) => decode(&bytes).map_err(sm_read),
+        }
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&StateMachine) -> StorageResult<T> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(sm_write)?
+    }
+
+    fn apply_all(&self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<Vec<Reply>> {
+        let (_, mut membership) = self.read_annex()?;
+        let mut replies = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let log_id = entry.log_id;
+            if let EntryPayload::Membership(m) = &entry.payload {
+                membership = StoredMembership::new(Some(log_id), m.clone());
+            }
+            let annex = encode(&(Some(log_id), membership.clone())).map_err(sm_write)?;
+            let engine = &self.shared.engine;
+            let reply = match &entry.payload {
+                EntryPayload::Normal(req) => Reply(Some(
+                    engine
+                        .apply_annexed(log_id.index, &req.0, &annex)
+                        .map_err(sm_write)?,
+                )),
+                EntryPayload::Blank | EntryPayload::Membership(_) => {
+                    engine.advance(log_id.index, &annex).map_err(sm_write)?;
+                    Reply(None)
+                }
+            };
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
+    /// Makes `meta` (whose data is already in `dir`) the current snapshot and drops all but the
+    /// two newest.
+    fn set_current(&self, meta: &Meta) -> StorageResult<()> {
+        let dir = &self.shared.dir;
+        write_atomic(
+            dir,
+            &meta_name(&meta.snapshot_id),
+            &encode(meta).map_err(snap_err)?,
+        )
+        .map_err(snap_err)?;
+        *lock(&self.shared.current) = Some(meta.clone());
+        let mut ids: Vec<String> = std::fs::read_dir(dir)
+            .map_err(snap_err)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".meta"))
+                    .map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        let keep = ids.len().saturating_sub(2);
+        for id in &ids[..keep] {
+            let _ = std::fs::remove_file(dir.join(meta_name(id)));
+            let _ = std::fs::remove_file(data_path(dir, id));
+        }
+        Ok(())
+    }
+
+    fn install_file(&self, meta: &Meta) -> StorageResult<()> {
+        let started = Instant::now();
+        let path = data_path(&self.shared.dir, &meta.snapshot_id);
+        let file = std::fs::File::open(&path).map_err(snap_err)?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let annex = encode(&(meta.last_log_id, meta.last_membership.clone())).map_err(snap_err)?;
+        let summary = self
+            .shared
+            .engine
+            .install(std::io::BufReader::with_capacity(1 << 20, file), &annex)
+            .map_err(snap_err)?;
+        *lock(&self.shared.figures) = SnapshotFigures {
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            musicians = summary.musicians,
+            gigs = summary.gigs,
+            bytes,
+            secs = started.elapsed().as_secs_f64(),
+            "snapshot installed"
+        );
+        Ok(())
+    }
+
+    fn build(&self) -> StorageResult<Snapshot<TypeConfig>> {
+        let started = Instant::now();
+        let dir = &self.shared.dir;
+        let tmp = dir.join(format!("build-{}.part", new_snapshot_id(None)));
+        let file = std::fs::File::create(&tmp).map_err(snap_err)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let (_, annex) = self
+            .shared
+            .engine
+            .export_annexed(&mut out)
+            .map_err(snap_err)?;
+        let file = out.into_inner().map_err(snap_err)?;
+        file.sync_all().map_err(snap_err)?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        drop(file);
+        let (last_log_id, last_membership): Annex = match annex {
+            Some(b) => decode(&b).map_err(snap_err)?,
+            None => (None, StoredMembership::default()),
+        };
+        // What the snapshot covers must be durable in the engine before the log may go.
+        self.shared.engine.flush().map_err(snap_err)?;
+        let meta = Meta {
+            last_log_id,
+            last_membership,
+            snapshot_id: new_snapshot_id(last_log_id),
+        };
+        let path = data_path(dir, &meta.snapshot_id);
+        std::fs::rename(&tmp, &path).map_err(snap_err)?;
+        self.set_current(&meta)?;
+        *lock(&self.shared.figures) = SnapshotFigures {
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(snapshot = %meta.snapshot_id, bytes, secs = started.elapsed().as_secs_f64(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { path }),
+        })
+    }
+
+    /// A fresh file to receive a snapshot into (see `network`'s snapshot route).
+    pub fn receiving_file(&self) -> SnapshotFile {
+        SnapshotFile {
+            path: self
+                .shared
+                .dir
+                .join(format!("recv-{}.part", new_snapshot_id(None))),
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        self.blocking(|sm| sm.build()).await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> StorageResult<Annex> {
+        self.blocking(|sm| sm.read_annex()).await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Reply>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        self.blocking(move |sm| sm.apply_all(entries)).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotFile>> {
+        Ok(Box::new(self.receiving_file()))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<SnapshotFile>,
+    ) -> StorageResult<()> {
+        let meta = meta.clone();
+        self.blocking(move |sm| {
+            let target = data_path(&sm.shared.dir, &meta.snapshot_id);
+            if snapshot.path != target {
+                // A received file is moved; another node's file (tests) is copied.
+                if snapshot.path.starts_with(&sm.shared.dir) {
+                    std::fs::rename(&snapshot.path, &target).map_err(snap_err)?;
+                } else {
+                    std::fs::copy(&snapshot.path, &target).map_err(snap_err)?;
+                }
+                std::fs::File::open(&target)
+                    .and_then(|f| f.sync_all())
+                    .map_err(snap_err)?;
+            }
+            sm.set_current(&meta)?;
+            sm.install_file(&meta)
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let meta = lock(&self.shared.current).clone();
+        Ok(meta.map(|meta| {
+            let path = data_path(&self.shared.dir, &meta.snapshot_id);
+            Snapshot {
+                meta,
+                snapshot: Box::new(SnapshotFile { path }),
+            }
+        }))
+    }
+}

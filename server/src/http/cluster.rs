@@ -1,0 +1,352 @@
+//! The cluster's HTTP face (only when `serve` runs with `--node-id`; see docs/cluster.md):
+//!
+//! - peer RPCs, `POST /raft/{append|vote|snapshot|write|read-index|applied-index|members}`,
+//!   served on the API listener before the request pipeline, in bincode 2; each must carry the
+//!   cluster secret header (otherwise 401 and nothing changes);
+//! - the admin endpoints `GET /v1/cluster/status`, `POST /v1/cluster/members`
+//!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`) and
+//!   `DELETE /v1/cluster/members/{id}`, which need the `admin` role (as every admin route);
+//! - the hooks of the request pipeline: writes replicate through [`replicate`] (the leader's
+//!   outcome, so the same status codes as on one node; 503 with `Retry-After` while no leader is
+//!   known), reads wait at their consistency level ([`read_barrier`], query parameter
+//!   `consistency=linearizable|leader|stale`, stripped before the handler sees the query), and
+//!   every answer names the leader in `X-Mussikon-Leader`.
+//!
+//! Route defaults: search and matching read `stale`; every other read of `/v1` (gets by id,
+//! lists, a gig's bookings and messages) reads `linearizable`.
+
+use crate::http::app::App;
+use crate::http::auth::{self, Access, Role};
+use crate::http::problem::ApiError;
+use crate::http::response::ApiResponse;
+use crate::http::router::{Resolved, RouteId};
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
+use mussikon_cluster::{Consistency, Node};
+use mussikon_engine::{Command, EngineError, Executed};
+use serde::Deserialize;
+use warp::http::header::{HeaderName, HeaderValue};
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::Filter;
+
+/// Response header naming the leader's address.
+pub const LEADER_HEADER: &str = "x-mussikon-leader";
+/// The query parameter choosing a read's consistency.
+pub const CONSISTENCY: &str = "consistency";
+/// Largest body of a peer RPC other than a snapshot.
+const MAX_RPC_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Replicates `cmd` through `node` from a blocking-pool thread (where [`App::write`] runs
+/// writers); a failure travels as an I/O error that [`unavailable`] turns into a 503.
+pub fn replicate(node: &Node, cmd: &Command) -> Result<Executed, EngineError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
+    handle
+        .block_on(node.write(cmd.clone()))
+        .map_err(|e| EngineError::Io(std::io::Error::other(e)))
+}
+
+/// The 503 a failed replicated write maps to; `None` for other I/O errors.
+pub fn unavailable(io: &std::io::Error) -> Option<ApiError> {
+    let e = io.get_ref()?.downcast_ref::<WriteError>()?;
+    Some(ApiError::Unavailable {
+        reason: match e {
+            WriteError::Unknown { .. } => format!(
+                "{e}; read the record to learn whether the write took effect before retrying"
+            ),
+            other => other.to_string(),
+        },
+        retry_after_s: 1,
+    })
+}
+
+/// Removes `consistency` from a raw query string; the rest, and the level asked for.
+pub fn take_consistency(query: &str) -> (String, Result<Option<Consistency>, ApiError>) {
+    if !query.contains(CONSISTENCY) {
+        return (query.to_string(), Ok(None));
+    }
+    let mut level = Ok(None);
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == CONSISTENCY {
+            level = match (level, v.parse::<Consistency>()) {
+                (Ok(None), Ok(l)) => Ok(Some(l)),
+                (Ok(Some(_)), _) => Err(ApiError::invalid(CONSISTENCY, "give it at most once")),
+                (_, Err(rule)) => Err(ApiError::invalid(CONSISTENCY, rule)),
+                (Err(e), _) => Err(e),
+            };
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    (rest.finish(), level)
+}
+
+/// The level a route's reads take when the request names none; `None` for routes that are
+/// not reads of replicated data.
+pub fn default_consistency(route: RouteId) -> Option<Consistency> {
+    match route {
+        RouteId::MusicianSearch | RouteId::GigMatches | RouteId::Match => Some(Consistency::Stale),
+        RouteId::Musicians
+        | RouteId::Musician
+        | RouteId::Gigs
+        | RouteId::Gig
+        | RouteId::GigMessages
+        | RouteId::GigBookings
+        | RouteId::GigBooking => Some(Consistency::Linearizable),
+        _ => None,
+    }
+}
+
+/// Waits until this node may answer a read of `resolved` at the requested (or default) level.
+/// Single node, writes and non-data routes pass at once.
+pub async fn read_barrier(
+    app: &App,
+    method: &Method,
+    resolved: &Resolved,
+    requested: Option<Consistency>,
+) -> Result<(), ApiError> {
+    let Some(node) = app.cluster() else {
+        return Ok(());
+    };
+    let Resolved::Found { id, .. } = resolved else {
+        return Ok(());
+    };
+    let read = *method == Method::GET
+        || *method == Method::HEAD
+        || (*id == RouteId::MusicianSearch || *id == RouteId::Match) && *method == Method::POST;
+    if !read {
+        return Ok(());
+    }
+    let Some(level) = requested.or_else(|| default_consistency(*id)) else {
+        return Ok(());
+    };
+    node.read_barrier(level).await.map_err(|e| ApiError::Unavailable {
+        reason: match e {
+            ReadError::NoLeader => format!("{e}"),
+            ReadError::Behind => format!("{e}"),
+        },
+        retry_after_s: 1,
+    })
+}
+
+/// Names the leader in `X-Mussikon-Leader` when one is known.
+pub fn leader_header(app: &App, headers: &mut HeaderMap) {
+    if let Some((_, addr)) = app.cluster().and_then(Node::leader) {
+        if let Ok(v) = HeaderValue::from_str(&addr) {
+            headers.insert(HeaderName::from_static(LEADER_HEADER), v);
+        }
+    }
+}
+
+fn problem(e: ApiError) -> warp::reply::Response {
+    e.into_response("-").into_warp()
+}
+
+fn no_cluster() -> ApiError {
+    ApiError::NotFound("this server is not a cluster node (start it with --node-id)".into())
+}
+
+/// `POST /raft/{rpc}`: the peer RPCs.
+pub fn raft_filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::post()
+        .and(warp::path("raft"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
+        .and(warp::body::stream())
+        .then(
+            move |rpc: String,
+                  secret: Option<String>,
+                  body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<_, warp::Error>> + Send>>| {
+                let app = app.clone();
+                async move { raft_rpc(app, rpc, secret, body).await }
+            },
+        )
+}
+
+async fn raft_rpc<B: Buf>(
+    app: App,
+    rpc: String,
+    secret: Option<String>,
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<B, warp::Error>> + Send>>,
+) -> warp::reply::Response {
+    let Some(node) = app.cluster() else {
+        return problem(no_cluster());
+    };
+    if !node.authorized(secret.as_deref()) {
+        return problem(ApiError::Unauthorized {
+            reason: "peer RPCs need the cluster secret header".into(),
+            token_given: secret.is_some(),
+        });
+    }
+    let mut body = body.map(|c| c.map(|mut b| b.copy_to_bytes(b.remaining())));
+    let answer = if rpc == "snapshot" {
+        node.receive_snapshot(&mut body).await
+    } else {
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => {
+                    if buf.len() as u64 + c.len() as u64 > MAX_RPC_BYTES {
+                        return problem(ApiError::PayloadTooLarge {
+                            limit: MAX_RPC_BYTES as usize,
+                        });
+                    }
+                    buf.extend_from_slice(&c);
+                }
+                Err(e) => return problem(ApiError::BadRequest(e.to_string())),
+            }
+        }
+        node.handle_rpc(&rpc, &buf).await
+    };
+    match answer {
+        Ok(bytes) => ApiResponse::with_body(
+            StatusCode::OK,
+            "application/octet-stream",
+            Bytes::from(bytes),
+        )
+        .into_warp(),
+        Err(e @ mussikon_cluster::node::RpcError::Unknown(_)) => {
+            problem(ApiError::NotFound(e.to_string()))
+        }
+        Err(e @ mussikon_cluster::node::RpcError::BadBody(_)) => {
+            problem(ApiError::BadRequest(e.to_string()))
+        }
+        Err(e) => problem(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// Body of `POST /v1/cluster/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// The new node's id (never one used before).
+    pub node_id: u64,
+    /// Its HTTP listen address, `HOST:PORT`.
+    pub addr: String,
+    /// Promote to voter once caught up (default true); false keeps it a learner (read replica).
+    #[serde(default = "yes")]
+    pub voter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn admin_only(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    const ADMIN: &[Role] = &[Role::Admin];
+    let access = Access::Roles(ADMIN);
+    let identified = auth::identify(app.verifier(), headers, access);
+    auth::authorize(identified, access, false, &[]).map(|_| ())
+}
+
+fn admin_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Busy => ApiError::Unavailable {
+            reason: e.to_string(),
+            retry_after_s: 5,
+        },
+        AdminError::NoLeader => ApiError::Unavailable {
+            reason: e.to_string(),
+            retry_after_s: 1,
+        },
+        AdminError::Invalid(rule) => ApiError::invalid("node_id", rule),
+        AdminError::Failed(m) => ApiError::Internal(m),
+    }
+}
+
+/// `/v1/cluster/status`, `/v1/cluster/members[/{id}]`.
+pub fn admin_filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let status = {
+        let app = app.clone();
+        warp::get()
+            .and(warp::path!("v1" / "cluster" / "status"))
+            .and(warp::header::headers_cloned())
+            .map(move |headers: HeaderMap| {
+                let r = admin_only(&app, &headers).and_then(|_| {
+                    let node = app.cluster().ok_or_else(no_cluster)?;
+                    ApiResponse::json(StatusCode::OK, &node.status())
+                });
+                r.map(ApiResponse::into_warp).unwrap_or_else(problem)
+            })
+    };
+    let add = {
+        let app = app.clone();
+        warp::post()
+            .and(warp::path!("v1" / "cluster" / "members"))
+            .and(warp::header::headers_cloned())
+            .and(warp::body::content_length_limit(64 * 1024))
+            .and(warp::body::bytes())
+            .then(move |headers: HeaderMap, body: Bytes| {
+                let app = app.clone();
+                async move {
+                    let op = async {
+                        admin_only(&app, &headers)?;
+                        let node = app.cluster().ok_or_else(no_cluster)?;
+                        let m: AddMember = serde_json::from_slice(&body)
+                            .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+                        if m.node_id == 0 {
+                            return Err(ApiError::invalid("node_id", "must be at least 1"));
+                        }
+                        if m.addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                            return Err(ApiError::invalid("addr", "must be HOST:PORT"));
+                        }
+                        let status = node
+                            .change_members(AdminOp::Add {
+                                id: m.node_id,
+                                addr: m.addr,
+                                voter: m.voter,
+                            })
+                            .await
+                            .map_err(admin_error)?;
+                        ApiResponse::json(StatusCode::OK, &status)
+                    };
+                    op.await.map(ApiResponse::into_warp).unwrap_or_else(problem)
+                }
+            })
+    };
+    let remove = warp::delete()
+        .and(warp::path!("v1" / "cluster" / "members" / u64))
+        .and(warp::header::headers_cloned())
+        .then(move |id: u64, headers: HeaderMap| {
+            let app = app.clone();
+            async move {
+                let op = async {
+                    admin_only(&app, &headers)?;
+                    let node = app.cluster().ok_or_else(no_cluster)?;
+                    let status = node
+                        .change_members(AdminOp::Remove { id })
+                        .await
+                        .map_err(admin_error)?;
+                    ApiResponse::json(StatusCode::OK, &status)
+                };
+                op.await.map(ApiResponse::into_warp).unwrap_or_else(problem)
+            }
+        });
+    status.or(add).unify().or(remove).unify()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_consistency_parameter_is_taken_out_and_checked() {
+        let (rest, level) = take_consistency("limit=5&consistency=stale&after=m-1");
+        assert_eq!(rest, "limit=5&after=m-1");
+        assert_eq!(level.unwrap(), Some(Consistency::Stale));
+        let (rest, level) = take_consistency("limit=5");
+        assert_eq!((rest.as_str(), level.unwrap()), ("limit=5", None));
+        let (_, level) = take_consistency("consistency=strong");
+        assert!(level.unwrap_err().to_string().contains("invalid"));
+        let (_, level) = take_consistency("consistency=stale&consistency=leader");
+        assert!(level.is_err());
+    }
+}
