@@ -12,6 +12,10 @@
 //! `Command`, `apply`, `export` and `install`; it knows no routes: the server mounts
 //! [`node::Node::handle_rpc`] under `/raft/…`.
 
+// openraft's storage traits fix `StorageError` (over 200 bytes) as the error type of every
+// storage call; the helpers that feed them return it too.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -19,6 +23,6 @@ pub mod state_machine;
 pub mod types;
 
 pub use log_store::LogStore;
+pub use node::{ClusterStatus, Consistency, Node, NodeConfig};
 pub use state_machine::StateMachine;
 pub use types::{NodeId, Raft, Reply, Request, SnapshotFile, TypeConfig};
-pub use node::{ClusterStatus, Consistency, Node, NodeConfig};

@@ -193,8 +193,9 @@ impl Inner {
         let mut off = 0usize;
         let mut good = 0usize;
         while off + HEADER <= bytes.len() {
-            let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
-                as usize;
+            let len =
+                u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
+                    as usize;
             let crc = u32::from_le_bytes([
                 bytes[off + 4],
                 bytes[off + 5],
@@ -375,8 +376,7 @@ impl Inner {
         if self.purged.is_some_and(|p| p.index >= log_id.index) {
             return Ok(());
         }
-        write_atomic(&self.dir, "purged", &encode(&log_id).map_err(io_write)?)
-            .map_err(io_write)?;
+        write_atomic(&self.dir, "purged", &encode(&log_id).map_err(io_write)?).map_err(io_write)?;
         self.purged = Some(log_id);
         self.entries = self.entries.split_off(&(log_id.index + 1));
         // A segment can go when the next one starts at or below the first kept index.

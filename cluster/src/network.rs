@@ -75,7 +75,9 @@ pub enum TransportError {
     #[error("rpc to {0} failed: {1}")]
     Failed(String, String),
     /// The peer refused the secret.
-    #[error("peer {0} refused the cluster secret (401): every node needs the same --cluster-secret")]
+    #[error(
+        "peer {0} refused the cluster secret (401): every node needs the same --cluster-secret"
+    )]
     Unauthorized(String),
     /// This node would dial itself.
     #[error("a node never dials itself")]
@@ -174,7 +176,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         if target == self.me {
             // openraft never replicates to the leader itself; keep the promise visible.
-            tracing::error!(target, "asked to dial this node itself; every RPC will fail");
+            tracing::error!(
+                target,
+                "asked to dial this node itself; every RPC will fail"
+            );
         }
         Peer {
             target,
@@ -196,7 +201,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         if self.addr.is_empty() {
-            return Err(RPCError::Unreachable(Unreachable::new(&TransportError::SelfDial)));
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &TransportError::SelfDial,
+            )));
         }
         self.call("append", &rpc, option.hard_ttl()).await
     }
@@ -207,7 +214,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         if self.addr.is_empty() {
-            return Err(RPCError::Unreachable(Unreachable::new(&TransportError::SelfDial)));
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &TransportError::SelfDial,
+            )));
         }
         self.call("vote", &rpc, option.hard_ttl()).await
     }

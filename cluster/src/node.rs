@@ -277,7 +277,10 @@ impl Node {
                 config.id
             )));
         }
-        if engine.annex().map_err(|e| StartError::Storage(e.to_string()))?.is_none()
+        if engine
+            .annex()
+            .map_err(|e| StartError::Storage(e.to_string()))?
+            .is_none()
             && engine
                 .applied_seq()
                 .map_err(|e| StartError::Storage(e.to_string()))?
@@ -309,7 +312,6 @@ impl Node {
             // Snapshots are sent whole by `full_snapshot`, with a size-based timeout; these only
             // bound the (unused) chunked path.
             install_snapshot_timeout: 60_000,
-            send_snapshot_timeout: 0,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             ..Default::default()
         }
@@ -477,7 +479,9 @@ impl Node {
         };
         let index = match self.local_read_index(level).await {
             Ok(i) => i,
-            Err(ReadError::NoLeader) if self.leader().is_some_and(|(id, _)| id != self.inner.id) => {
+            Err(ReadError::NoLeader)
+                if self.leader().is_some_and(|(id, _)| id != self.inner.id) =>
+            {
                 let Some((_, addr)) = self.leader() else {
                     return Err(ReadError::NoLeader);
                 };
@@ -780,7 +784,9 @@ impl Node {
         drop(out);
         let Some(n) = need.filter(|n| head.len() == n + 4) else {
             let _ = tokio::fs::remove_file(&file.path).await;
-            return Err(RpcError::BadBody("snapshot body shorter than its header".into()));
+            return Err(RpcError::BadBody(
+                "snapshot body shorter than its header".into(),
+            ));
         };
         let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>) =
             decode(&head[4..4 + n]).map_err(|e| RpcError::BadBody(e.to_string()))?;

@@ -123,7 +123,8 @@ impl Serialize for Reply {
 impl<'de> Deserialize<'de> for Reply {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes: serde_bytes_buf::Buf = Deserialize::deserialize(d)?;
-        let v: Option<(u64, Outcome)> = native_decode(&bytes.0).map_err(serde::de::Error::custom)?;
+        let v: Option<(u64, Outcome)> =
+            native_decode(&bytes.0).map_err(serde::de::Error::custom)?;
         Ok(Reply(v.map(|(seq, outcome)| Executed { seq, outcome })))
     }
 }

@@ -64,7 +64,10 @@ async fn log_store_throughput_and_size() {
             (total / batch) as f64 / secs,
             bytes / total as u64
         );
-        let back = log.try_get_log_entries(1..=total as u64).await.expect("read");
+        let back = log
+            .try_get_log_entries(1..=total as u64)
+            .await
+            .expect("read");
         assert_eq!(back.len(), total);
         log.purge(LogId::new(CommittedLeaderId::new(1, 1), total as u64))
             .await

@@ -1,4 +1,5 @@
 //! openraft's storage conformance suite over the segment log and the engine state machine.
+#![allow(clippy::result_large_err)] // openraft fixes StorageError as the error type
 
 use mussikon_cluster::{LogStore, StateMachine, TypeConfig};
 use mussikon_engine::{Config, Durability, Engine};

@@ -87,7 +87,10 @@ impl Engine {
         let marker = self.path().join(REINDEX);
         let summary = {
             let _w = self.writer_lock();
-            std::fs::write(&marker, b"a snapshot install did not finish; the index is rebuilt\n")?;
+            std::fs::write(
+                &marker,
+                b"a snapshot install did not finish; the index is rebuilt\n",
+            )?;
             let store = self.store();
             let mut old = Vec::with_capacity(RETRACT_BATCH);
             for r in store.musicians_after(None) {

@@ -356,7 +356,7 @@ pub(crate) fn load_frames<R: Read>(
     reader: &mut FrameReader<R>,
     mut loaded: impl FnMut(&[MusicianRecord]),
 ) -> Result<(u64, u64, u64), EngineError> {
-        let (mut musicians, mut gigs, mut messages) = (0u64, 0u64, 0u64);
+    let (mut musicians, mut gigs, mut messages) = (0u64, 0u64, 0u64);
     loop {
         match reader.next_frame()? {
             Frame::Messages(batch) => {

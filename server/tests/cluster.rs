@@ -151,11 +151,7 @@ impl Cluster {
         loop {
             let mut leaders = Vec::new();
             for id in ids {
-                leaders.push(
-                    self.status(*id)
-                        .await
-                        .and_then(|s| s["leader"].as_u64()),
-                );
+                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
             }
             if let Some(Some(l)) = leaders.first() {
                 if ids.contains(l) && leaders.iter().all(|x| *x == Some(*l)) {
@@ -230,7 +226,11 @@ async fn three_nodes_replicate_writes_and_every_node_reads_them() {
         c.nodes[&leader].addr
     );
     let r = c.put(follower, "/v1/musicians/m-1", &musician("m-1")).await;
-    assert_eq!(r.status(), StatusCode::OK, "a replace is 200 as on one node");
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a replace is 200 as on one node"
+    );
     // Linearizable (default) reads from every node see it at once.
     for id in [1, 2, 3] {
         let r = c.get(id, "/v1/musicians/m-1").await;
@@ -298,7 +298,9 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
     for i in 0..20 {
         let id = format!("m-{i}");
         let via = c.alive()[i % 3];
-        let r = c.put(via, &format!("/v1/musicians/{id}"), &musician(&id)).await;
+        let r = c
+            .put(via, &format!("/v1/musicians/{id}"), &musician(&id))
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         acked.push(id);
     }
@@ -309,7 +311,9 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
     for i in 20..40 {
         let id = format!("m-{i}");
         let via = rest[i % 2];
-        let r = c.put(via, &format!("/v1/musicians/{id}"), &musician(&id)).await;
+        let r = c
+            .put(via, &format!("/v1/musicians/{id}"), &musician(&id))
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED, "write {i} after failover");
         acked.push(id);
     }
@@ -322,10 +326,14 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
     // The old leader comes back as a follower and catches up.
     c.restart(leader).await;
     let l = c.wait_leader(&[1, 2, 3]).await;
-    let target = c.status(l).await.unwrap()["applied_index"].as_u64().unwrap();
+    let target = c.status(l).await.unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
     c.wait_applied(leader, target).await;
     for m in &acked {
-        let r = c.get(leader, &format!("/v1/musicians/{m}?consistency=stale")).await;
+        let r = c
+            .get(leader, &format!("/v1/musicians/{m}?consistency=stale"))
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{m} on the restarted node");
     }
 }
@@ -348,20 +356,26 @@ async fn a_follower_down_during_writes_catches_up_from_a_snapshot() {
     let n = 300;
     for i in 0..n {
         let id = format!("m-{i}");
-        let r = c.put(leader, &format!("/v1/musicians/{id}"), &musician(&id)).await;
+        let r = c
+            .put(leader, &format!("/v1/musicians/{id}"), &musician(&id))
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     // The leader has snapshotted and purged its log past what the follower holds.
     let snap_dir = c.nodes[&leader].dir.join("raft/snapshots");
     assert!(
-        std::fs::read_dir(&snap_dir)
+        std::fs::read_dir(&snap_dir).unwrap().any(|e| e
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".snap")),
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".snap")),
         "no snapshot in {}",
         snap_dir.display()
     );
     c.restart(down).await;
-    let target = c.status(leader).await.unwrap()["applied_index"].as_u64().unwrap();
+    let target = c.status(leader).await.unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
     c.wait_applied(down, target).await;
     for i in 0..n {
         let r = c
@@ -370,7 +384,9 @@ async fn a_follower_down_during_writes_catches_up_from_a_snapshot() {
         assert_eq!(r.status(), StatusCode::OK, "m-{i} on the restarted node");
     }
     // And it takes part again: a write through it succeeds.
-    let r = c.put(down, "/v1/musicians/m-last", &musician("m-last")).await;
+    let r = c
+        .put(down, "/v1/musicians/m-last", &musician("m-last"))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -382,7 +398,9 @@ async fn concurrent_bookings_of_one_musician_and_date_through_all_nodes_succeed_
     assert_eq!(r.status(), StatusCode::CREATED);
     for g in 0..6 {
         let id = format!("g-{g}");
-        let r = c.put(1, &format!("/v1/gigs/{id}"), &gig(&id, "2026-12-05")).await;
+        let r = c
+            .put(1, &format!("/v1/gigs/{id}"), &gig(&id, "2026-12-05"))
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let mut tasks = Vec::new();

@@ -18,7 +18,12 @@ pub const CLUSTER_HELP: &str = "Look at and change a running cluster through any
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Any node of the cluster, as HOST:PORT (its HTTP address).
-    #[arg(long, global = true, env = "MUSSIKON_NODE", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "MUSSIKON_NODE",
+        default_value = "127.0.0.1:8080"
+    )]
     pub node: String,
 
     /// Admin bearer token (needed when the server checks tokens).
@@ -75,9 +80,7 @@ async fn call(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         ClusterAction::Join { id, addr, learner } => client
             .post(format!("{base}/v1/cluster/members"))
             .header("content-type", "application/json")
-            .body(
-                serde_json::json!({"node_id": id, "addr": addr, "voter": !learner}).to_string(),
-            ),
+            .body(serde_json::json!({"node_id": id, "addr": addr, "voter": !learner}).to_string()),
         ClusterAction::Remove { id } => client.delete(format!("{base}/v1/cluster/members/{id}")),
     };
     let req = match &args.token {

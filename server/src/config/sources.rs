@@ -297,10 +297,17 @@ impl ClusterSettings {
                 )
             })?;
             let id: u64 = id.trim().parse().ok().filter(|i| *i > 0).ok_or_else(|| {
-                invalid("cluster.peers", format!("`{p}`: the id must be an integer ≥ 1"))
+                invalid(
+                    "cluster.peers",
+                    format!("`{p}`: the id must be an integer ≥ 1"),
+                )
             })?;
             let addr = addr.trim();
-            if addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_none()
+            {
                 return Err(invalid(
                     "cluster.peers",
                     format!("`{p}`: the address must be HOST:PORT"),

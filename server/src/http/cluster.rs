@@ -18,9 +18,10 @@
 use crate::http::app::App;
 use crate::http::auth::{self, Access, Role};
 use crate::http::problem::ApiError;
+use crate::http::request::BodyStream;
 use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
 use mussikon_cluster::{Consistency, Node};
@@ -122,13 +123,15 @@ pub async fn read_barrier(
     let Some(level) = requested.or_else(|| default_consistency(*id)) else {
         return Ok(());
     };
-    node.read_barrier(level).await.map_err(|e| ApiError::Unavailable {
-        reason: match e {
-            ReadError::NoLeader => format!("{e}"),
-            ReadError::Behind => format!("{e}"),
-        },
-        retry_after_s: 1,
-    })
+    node.read_barrier(level)
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            reason: match e {
+                ReadError::NoLeader => format!("{e}"),
+                ReadError::Behind => format!("{e}"),
+            },
+            retry_after_s: 1,
+        })
 }
 
 /// Names the leader in `X-Mussikon-Leader` when one is known.
@@ -157,22 +160,20 @@ pub fn raft_filter(
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
-        .and(warp::body::stream())
+        .and(warp::body::stream().map(super::boxed_body))
         .then(
-            move |rpc: String,
-                  secret: Option<String>,
-                  body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<_, warp::Error>> + Send>>| {
+            move |rpc: String, secret: Option<String>, body: BodyStream| {
                 let app = app.clone();
                 async move { raft_rpc(app, rpc, secret, body).await }
             },
         )
 }
 
-async fn raft_rpc<B: Buf>(
+async fn raft_rpc(
     app: App,
     rpc: String,
     secret: Option<String>,
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<B, warp::Error>> + Send>>,
+    mut body: BodyStream,
 ) -> warp::reply::Response {
     let Some(node) = app.cluster() else {
         return problem(no_cluster());
@@ -183,7 +184,6 @@ async fn raft_rpc<B: Buf>(
             token_given: secret.is_some(),
         });
     }
-    let mut body = body.map(|c| c.map(|mut b| b.copy_to_bytes(b.remaining())));
     let answer = if rpc == "snapshot" {
         node.receive_snapshot(&mut body).await
     } else {
@@ -294,7 +294,11 @@ pub fn admin_filter(
                         if m.node_id == 0 {
                             return Err(ApiError::invalid("node_id", "must be at least 1"));
                         }
-                        if m.addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                        if m.addr
+                            .rsplit_once(':')
+                            .and_then(|(_, p)| p.parse::<u16>().ok())
+                            .is_none()
+                        {
                             return Err(ApiError::invalid("addr", "must be HOST:PORT"));
                         }
                         let status = node

@@ -127,9 +127,11 @@ pub async fn handle(
                 // Cluster: the read's consistency level, and the wait it asks for.
                 let (query, level) = cluster::take_consistency(&query);
                 let barrier = match level {
-                    Ok(level) => cluster::read_barrier(&app, &method, &resolved, level)
-                        .instrument(span.clone())
-                        .await,
+                    Ok(level) => {
+                        cluster::read_barrier(&app, &method, &resolved, level)
+                            .instrument(span.clone())
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 match barrier {
