@@ -58,7 +58,7 @@ pub struct NodeConfig {
     pub keep_logs: u64,
     /// Most entries a follower may lag behind the leader and still be ready.
     pub ready_max_lag: u64,
-    /// Heartbeat interval, ms; elections time out after 3–6 heartbeats.
+    /// Heartbeat interval, ms; elections time out after 5–10 heartbeats.
     pub heartbeat_ms: u64,
 }
 
@@ -303,8 +303,8 @@ impl Node {
         let raft_config = openraft::Config {
             cluster_name: "mussikon".into(),
             heartbeat_interval: hb,
-            election_timeout_min: hb * 3,
-            election_timeout_max: hb * 6,
+            election_timeout_min: hb * 5,
+            election_timeout_max: hb * 10,
             max_payload_entries: 512,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_logs.max(1)),
             max_in_snapshot_log_to_keep: config.keep_logs,
@@ -479,26 +479,22 @@ impl Node {
         };
         let index = match self.local_read_index(level).await {
             Ok(i) => i,
-            Err(ReadError::NoLeader)
-                if self.leader().is_some_and(|(id, _)| id != self.inner.id) =>
-            {
-                let Some((_, addr)) = self.leader() else {
-                    return Err(ReadError::NoLeader);
-                };
-                let answer: Result<Result<u64, ReadError>, TransportError> = post(
-                    &self.inner.client,
-                    &self.inner.secret,
-                    &addr,
-                    rpc,
-                    Vec::new().into(),
-                    READ_WAIT,
-                )
-                .await;
-                match answer {
-                    Ok(r) => r?,
-                    Err(_) => return Err(ReadError::NoLeader),
+            Err(ReadError::NoLeader) => match self.wait_leader().await {
+                None => return Err(ReadError::NoLeader),
+                Some((id, _)) if id == self.inner.id => self.local_read_index(level).await?,
+                Some((_, addr)) => {
+                    let answer: Result<Result<u64, ReadError>, TransportError> = post(
+                        &self.inner.client,
+                        &self.inner.secret,
+                        &addr,
+                        rpc,
+                        Vec::new().into(),
+                        READ_WAIT,
+                    )
+                    .await;
+                    answer.map_err(|_| ReadError::NoLeader)??
                 }
-            }
+            },
             Err(e) => return Err(e),
         };
         self.inner
