@@ -30,6 +30,7 @@
 //! HTTP layer can publish OpenAPI schemas generated from the very structs serde uses.
 
 pub mod codec;
+mod columns;
 pub mod command;
 mod engine;
 pub mod generate;
@@ -39,6 +40,7 @@ mod index;
 pub mod matching;
 pub mod model;
 pub mod search;
+mod search_scan;
 mod slot_scan;
 pub mod snapshot;
 mod store;

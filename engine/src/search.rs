@@ -297,10 +297,28 @@ pub(crate) fn sort_key(
     distance: Option<f64>,
     m: &crate::model::Musician,
 ) -> f64 {
+    sort_key_of(
+        sort,
+        relevance,
+        distance,
+        m.bayesian_rating(),
+        m.fee.amount as f64,
+    )
+}
+
+/// [`sort_key`] from the values it depends on; the index path (which reads them from fast
+/// fields) and the record path share it, so both give bit-identical keys.
+pub(crate) fn sort_key_of(
+    sort: SortBy,
+    relevance: f64,
+    distance: Option<f64>,
+    bayesian: f64,
+    fee: f64,
+) -> f64 {
     match sort {
         SortBy::Relevance => -relevance,
         SortBy::Distance => distance.unwrap_or(f64::INFINITY),
-        SortBy::Rating => -m.bayesian_rating(),
-        SortBy::Fee => m.fee.amount as f64,
+        SortBy::Rating => -bayesian,
+        SortBy::Fee => fee,
     }
 }
