@@ -1,0 +1,17 @@
+#!/bin/bash
+# postStart of a read replica: ask the cluster (through the voters' Service) to add this pod
+# as a learner, retrying while the server starts. Node id = ordinal + 101; address = the pod's
+# stable DNS name on the headless Service mussikon-replica-peers.
+set -u
+node_id=$(( ${HOSTNAME##*-} + 101 ))
+addr="${HOSTNAME}.mussikon-replica-peers.mussikon.svc.cluster.local:8080"
+token=$(mussikon token --sub "join-${HOSTNAME}" --role admin --ttl 10m \
+  --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}") || exit 1
+for _ in $(seq 1 60); do
+  if mussikon cluster join "$node_id" "$addr" --learner --url "http://mussikon:8080" --token "$token"; then
+    exit 0
+  fi
+  sleep 2
+done
+echo "could not join the cluster as learner $node_id ($addr)" >&2
+exit 1
