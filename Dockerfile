@@ -61,8 +61,7 @@ COPY --from=build --chown=10001:10001 /out/data /var/lib/mussikon
 ENV MUSSIKON_MODE=production \
     MUSSIKON_LISTEN=0.0.0.0:8080 \
     MUSSIKON_DATA_DIR=/var/lib/mussikon \
-    MUSSIKON_LOG_FORMAT=json \
-    MUSSIKON_URL=http://127.0.0.1:8080
+    MUSSIKON_LOG_FORMAT=json
 
 USER 10001:10001
 WORKDIR /var/lib/mussikon
