@@ -12,6 +12,8 @@
 #   promtool check config / check rules / test rules, and every PromQL expression of the Grafana
 #                                       dashboard parsed by promtool
 #   bash -n                             deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
+#   deploy/scripts/run-as-image.sh      the server binary run as the image runs it (release
+#                                       binary if built, else the debug one; skipped if none)
 # Tools go to $MUSSIKON_TOOLS_DIR (default ~/.cache/mussikon-deploy-tools); pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +120,26 @@ for script in deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh; do
   [ -e "$script" ] || continue
   run "bash -n $script" bash -n "$script"
 done
+
+# The binary as the image runs it (deploy/scripts/run-as-image.sh): the release binary when
+# built, else the debug one `cargo test` left behind (same code, slower), else skipped.
+echo "== the binary as the image runs it"
+target="${CARGO_TARGET_DIR:-target}"
+as_image_bin="${MUSSIKON_BIN:-}"
+for candidate in "$target/release/mussikon" "$target/debug/mussikon"; do
+  [ -n "$as_image_bin" ] || { [ -x "$candidate" ] && as_image_bin="$candidate"; } || true
+done
+if [ -n "$as_image_bin" ]; then
+  if MUSSIKON_BIN="$as_image_bin" MUSICIANS="${MUSICIANS:-2000}" bash deploy/scripts/run-as-image.sh >"$work/as-image.log" 2>&1; then
+    pass "run-as-image.sh with $as_image_bin ($(tail -n 1 "$work/as-image.log"))"
+    grep '^figures:' "$work/as-image.log" | sed 's/^/        /'
+  else
+    fail "run-as-image.sh with $as_image_bin"
+    sed 's/^/        /' "$work/as-image.log"
+  fi
+else
+  echo "  skip  run-as-image.sh: no mussikon binary under $target (build one or set MUSSIKON_BIN)"
+fi
 
 echo "deploy: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]
