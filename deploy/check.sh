@@ -9,6 +9,7 @@
 #   kubectl kustomize | kubernetes-validate --strict, Kubernetes $K8S_VERSION: overlays dev and
 #                                       prod, and the Secret template
 #   docker compose config -q            compose.dev.yml, compose.prod.yml (with .env.example)
+#   nginx -t                            the nginx config and site template of compose.prod.yml
 #   promtool check config / check rules / test rules, and every PromQL expression of the Grafana
 #                                       dashboard parsed by promtool
 #   bash -n                             deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
@@ -88,6 +89,23 @@ echo "== Compose"
 run "compose config compose.dev.yml" "$bin/docker-compose" -f deploy/compose/compose.dev.yml config -q
 run "compose config compose.prod.yml (.env.example)" "$bin/docker-compose" -f deploy/compose/compose.prod.yml \
   --env-file deploy/compose/.env.example config -q
+
+echo "== nginx (compose.prod.yml's front)"
+command -v nginx >/dev/null || apt_install nginx-core || true
+if command -v nginx >/dev/null && command -v openssl >/dev/null; then
+  # The template rendered as the image's envsubst step would, with the node names pointed at
+  # loopback (nginx resolves upstream names at load) and a throwaway certificate.
+  mkdir -p "$work/nginx/tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=check.invalid \
+    -keyout "$work/nginx/tls/tls.key" -out "$work/nginx/tls/tls.crt" 2>/dev/null
+  sed -e "s#/tmp/\*.conf#$work/nginx/site.conf#" -e "s#/tmp/nginx.pid#$work/nginx/nginx.pid#" \
+    deploy/compose/nginx/nginx.conf >"$work/nginx/nginx.conf"
+  sed -e 's/\${MUSSIKON_SERVER_NAME}/api.check.invalid/' -e 's/mussikon-[0-9]:8080/127.0.0.1:8080/' \
+    -e "s#/etc/nginx/tls/#$work/nginx/tls/#" deploy/compose/nginx/mussikon.conf.template >"$work/nginx/site.conf"
+  run "nginx -t (nginx.conf + mussikon.conf.template)" nginx -t -q -c "$work/nginx/nginx.conf"
+else
+  echo "  skip  nginx -t: nginx or openssl not available"
+fi
 
 echo "== Prometheus"
 for config in deploy/monitoring/prometheus/*.yml; do
