@@ -113,6 +113,8 @@ for line in sys.stdin:
         continue  # the single-node binary has no cluster settings
     elif k == "MUSSIKON_CLUSTER_SECRET":
         v = cluster_secret
+    elif k == "MUSSIKON_PEERS" and not peer_ports:
+        v = "1=127.0.0.1:" + port  # a lone node (service mussikon-1, id 1): a one-voter cluster
     elif k == "MUSSIKON_PEERS":
         v = ",".join(f"{i}=127.0.0.1:{peer_ports[i]}" for i, _ in (p.split("=", 1) for p in v.split(",")))
     elif k == "MUSSIKON_LOG_FORMAT":
@@ -148,7 +150,14 @@ healthy() {
   done
   return 1
 }
-stop() { kill -TERM "${pid_of[$1]}"; wait "${pid_of[$1]}"; }
+# stop NAME: SIGTERM, then wait for the exit (polling: after a rolling restart the process is
+# not this shell's child).
+stop() {
+  local p=${pid_of[$1]}
+  kill -TERM "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+  while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+}
 crash() { kill -KILL "${pid_of[$1]}"; wait "${pid_of[$1]}" 2>/dev/null || true; }
 token=$("$bin" token --sub run-as-image --role admin --ttl 2h --secret-file "$work/secrets/jwt.secret")
 export MUSSIKON_TOKEN="$token"
@@ -157,7 +166,7 @@ status_of() { api -o /dev/null -w '%{http_code}' "$@" || echo 000; }
 load_data() {
   local base=$1
   "$bin" gen --musicians "${MUSICIANS:-5000}" --gigs 50 --out-dir "$work/gen" >/dev/null
-  api -o "$work/bulk.json" -X POST -H 'content-type: application/x-ndjson' \
+  api --max-time 600 -o "$work/bulk.json" -X POST -H 'content-type: application/x-ndjson' \
     --data-binary @"$work/gen/musicians.jsonl" "$base/v1/musicians/bulk" &&
     python3 - "$base" "$work/gen/gigs.jsonl" "$token" <<'PY'
 import json, sys, urllib.request
