@@ -12,7 +12,7 @@
 #   nginx -t                            the nginx config and site template of compose.prod.yml
 #   promtool check config / check rules / test rules, and every PromQL expression of the Grafana
 #                                       dashboard parsed by promtool
-#   bash -n                             deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
+#   bash -n, shellcheck -S warning      deploy/*.sh, deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
 #   deploy/scripts/run-as-image.sh      the server binary run as the image runs it (release
 #                                       binary if built, else the debug one; skipped if none)
 # Tools go to $MUSSIKON_TOOLS_DIR (default ~/.cache/mussikon-deploy-tools); pinned versions.
@@ -139,10 +139,16 @@ PY
 run "promtool check rules (dashboard queries)" promtool check rules "$work/dashboard.rules.yml"
 
 echo "== shell scripts"
-for script in deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh; do
-  [ -e "$script" ] || continue
+command -v shellcheck >/dev/null || apt_install shellcheck || true
+scripts=(deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh)
+for script in "${scripts[@]}"; do
   run "bash -n $script" bash -n "$script"
 done
+if command -v shellcheck >/dev/null; then
+  run "shellcheck -S warning (${#scripts[@]} scripts)" shellcheck -S warning "${scripts[@]}"
+else
+  echo "  skip  shellcheck: not available"
+fi
 
 # The binary as the image runs it (deploy/scripts/run-as-image.sh): the release binary when
 # built, else the debug one `cargo test` left behind (same code, slower), else skipped.

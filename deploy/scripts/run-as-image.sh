@@ -126,10 +126,11 @@ for line in sys.stdin:
 }
 # start NAME: starts the node with exactly its environment file, waits for `listening on`.
 start() {
-  local name=$1 dir
+  local name=$1 dir vars
   dir=$(sed -n 's/^MUSSIKON_DATA_DIR=//p' "${envfile[$name]}")
+  mapfile -t vars <"${envfile[$name]}"
   owned "$dir"
-  (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin $(cat "${envfile[$name]}") \
+  (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
     "${as_image_user[@]}" "$bin" serve >"$work/$name.out" 2>>"$work/$name.err") &
   pid_of[$name]=$!
   pids+=("${pid_of[$name]}")
