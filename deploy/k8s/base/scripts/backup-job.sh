@@ -8,10 +8,11 @@
 #   4. keep the newest BACKUP_KEEP snapshots.
 # Exits non-zero, leaving the previous backups untouched, when any step fails.
 set -euo pipefail
+# shellcheck source=deploy/k8s/base/scripts/cluster.sh
+. "$(dirname "$0")/cluster.sh"
 : "${BACKUP_DIR:?}" "${BACKUP_NODE_ID:?}" "${CLUSTER_URL:?}" "${POD_IP:?}" "${MUSSIKON_DATA_DIR:?}"
 keep="${BACKUP_KEEP:-14}"
-token=$(mussikon token --sub backup-job --role admin --ttl 1h \
-  --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}")
+token=$(admin_token backup-job 1h)
 
 # GET a URL's body with bash's /dev/tcp (the image has no curl). Prints the body.
 http_get() {
@@ -34,7 +35,7 @@ until grep -q '^listening on ' /tmp/serve.out; do
   kill -0 "$pid" || { cat /tmp/serve.err >&2; exit 1; }
   sleep 0.5
 done
-mussikon cluster join "$BACKUP_NODE_ID" "$POD_IP:8080" --learner --url "$CLUSTER_URL" --token "$token"
+cluster_join "$CLUSTER_URL" "$token" "$BACKUP_NODE_ID" "$POD_IP:8080"
 
 deadline=$(( $(date +%s) + 1800 ))
 while :; do
@@ -44,7 +45,7 @@ while :; do
   sleep 2
 done
 echo "caught up: applied $applied >= $target"
-mussikon cluster remove "$BACKUP_NODE_ID" --url "$CLUSTER_URL" --token "$token" || true
+cluster_remove "$CLUSTER_URL" "$token" "$BACKUP_NODE_ID" || true
 kill -TERM "$pid"; wait "$pid"; trap - EXIT
 
 name="mussikon-$(date -u +%Y%m%dT%H%M%SZ).snap"

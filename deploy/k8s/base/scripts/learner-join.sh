@@ -3,12 +3,13 @@
 # as a learner, retrying while the server starts. Node id = ordinal + 101; address = the pod's
 # stable DNS name on the headless Service mussikon-replica-peers.
 set -u
+# shellcheck source=deploy/k8s/base/scripts/cluster.sh
+. "$(dirname "$0")/cluster.sh"
 node_id=$(( ${HOSTNAME##*-} + 101 ))
 addr="${HOSTNAME}.mussikon-replica-peers.mussikon.svc.cluster.local:8080"
-token=$(mussikon token --sub "join-${HOSTNAME}" --role admin --ttl 10m \
-  --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}") || exit 1
+token=$(admin_token "join-${HOSTNAME}" 10m) || exit 1
 for _ in $(seq 1 60); do
-  if mussikon cluster join "$node_id" "$addr" --learner --url "http://mussikon:8080" --token "$token"; then
+  if cluster_join "http://mussikon:8080" "$token" "$node_id" "$addr"; then
     exit 0
   fi
   sleep 2

@@ -7,8 +7,10 @@
 #    timeout. Without the subcommand the server's own SIGTERM handling applies.
 # 3. Learners (node id > 100) remove themselves from the membership so the leader stops
 #    replicating to them.
-# Bounded: the whole hook finishes within 25 s of the 60 s termination grace period.
+# Bounded: the whole hook finishes within 30 s of the 60 s termination grace period.
 set -u
+# shellcheck source=deploy/k8s/base/scripts/cluster.sh
+. "$(dirname "$0")/cluster.sh"
 url="http://127.0.0.1:8080"
 node_id=""
 case "${HOSTNAME:-}" in
@@ -16,12 +18,9 @@ case "${HOSTNAME:-}" in
   mussikon-*) node_id=$(( ${HOSTNAME##*-} + 1 )) ;;
 esac
 sleep 5
-token=$(mussikon token --sub "prestop-${HOSTNAME:-node}" --role admin --ttl 5m \
-  --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}" 2>/dev/null) || token=""
-if mussikon cluster --help 2>/dev/null | grep -q 'step-down'; then
-  timeout 15 mussikon cluster step-down --url "$url" --token "$token" || true
-fi
+token=$(admin_token "prestop-${HOSTNAME:-node}" 5m 2>/dev/null) || token=""
+cluster_step_down "$url" "$token" || true
 if [ -n "$node_id" ] && [ "$node_id" -gt 100 ]; then
-  timeout 10 mussikon cluster remove "$node_id" --url "http://mussikon:8080" --token "$token" || true
+  cluster_remove "http://mussikon:8080" "$token" "$node_id" || true
 fi
 exit 0
