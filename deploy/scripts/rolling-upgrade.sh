@@ -29,7 +29,7 @@ ids=()
 IFS=',' read -ra pairs <<<"$nodes"
 for p in "${pairs[@]}"; do url[${p%%=*}]=${p#*=}; ids+=("${p%%=*}"); done
 
-metric() { curl -s --max-time 5 "$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { v = $2 } END { print v + 0 }'; }
+metric() { curl -s --max-time 5 "$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { v = $2 } END { printf "%d\n", v }'; }
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1/health/ready")" = 200 ]; }
 wait_for() { # SECONDS DESCRIPTION CMD...
   local t=$1 what=$2; shift 2

@@ -273,13 +273,15 @@ for n in 1 2 3; do port[n$n]=$(free_port); url[n$n]="http://127.0.0.1:${port[n$n
 peer_ports="1=${port[n1]},2=${port[n2]},3=${port[n3]}"
 for n in 1 2 3; do node_env "n$n" "mussikon-$n" "$work/n$n/data"; done
 for n in 1 2 3; do check "node $n starts" start "n$n"; done
-metric() { curl -s --max-time 5 "$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { v = $2 } END { print v + 0 }'; }
+metric() { curl -s --max-time 5 "$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { v = $2 } END { printf "%d\n", v }'; }
 # has_leader NAME...: every named node reports a leader (30 s at most).
 has_leader() {
-  local n
+  local n all
   for _ in $(seq 1 60); do
-    for n in "$@"; do [ "$(metric "${url[$n]}" mussikon_raft_has_leader)" = 1 ] || continue 2; done
-    return 0
+    all=1
+    for n in "$@"; do [ "$(metric "${url[$n]}" mussikon_raft_has_leader)" = 1 ] || all=0; done
+    [ "$all" = 1 ] && return 0
+    sleep 0.5
   done
   return 1
 }

@@ -23,7 +23,7 @@ http_get() {
   sed '1,/^\r$/d' <&3
   exec 3<&-
 }
-metric() { awk -v m="$1" '$1 == m || index($1, m "{") == 1 { v = $2 } END { print v + 0 }'; }
+metric() { awk -v m="$1" '$1 == m || index($1, m "{") == 1 { v = $2 } END { printf "%d\n", v }'; }
 
 target=$(http_get "$CLUSTER_URL/metrics" | metric mussikon_raft_commit_index)
 echo "leader commit index at start: $target"
