@@ -17,12 +17,16 @@
 //!   visibility bound, never a wrong answer.
 //! - Writes become visible within `commit_interval` (default 250 ms): the indexer thread batches
 //!   changes, commits, and reloads the reader explicitly. [`IndexHandle::refresh`] forces it.
+//!   Under a backlog (changes queued faster than they are indexed, as in a bulk import) a
+//!   commit waits for the queue to drain, at most [`BACKLOG_COMMIT_FACTOR`] intervals, so that
+//!   bulk loads make large segments instead of many small ones to merge. Readers stay exact
+//!   meanwhile: the engine evaluates changes the searcher lacks from the store.
 //! - Each commit's payload records the applied sequence it covers. On open, an index behind the
 //!   store is brought up to date from the store's change log; a missing, unreadable or
 //!   older-schema index is rebuilt from the store, with progress logged.
 
 use crate::geo::point_cells;
-use crate::store::{MusicianRecord, Store, StoreError};
+use crate::store::{Changed, MusicianRecord, Store, StoreError};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -289,10 +293,7 @@ impl SegmentCollector for IdSegmentCollector {
 
 /// What the indexer thread is told.
 enum IndexMsg {
-    Change {
-        seq: u64,
-        docs: Vec<(String, Option<MusicianRecord>)>,
-    },
+    Change { seq: u64, docs: Vec<Changed> },
     Commit(Sender<Result<u64, String>>),
     Stop,
 }
@@ -445,7 +446,7 @@ impl IndexHandle {
     }
 
     /// Hands the changes of `seq` to the indexer. Called in sequence order by the writer.
-    pub(crate) fn send(&self, seq: u64, docs: Vec<(String, Option<MusicianRecord>)>) {
+    pub(crate) fn send(&self, seq: u64, docs: Vec<Changed>) {
         {
             let mut v = lock(&self.visible.0);
             v.sent = seq;
@@ -508,6 +509,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// While changes keep arriving faster than the indexer drains them, a commit waits for the
+/// queue to empty, but never longer than this many commit intervals (5 s at the default 250 ms).
+const BACKLOG_COMMIT_FACTOR: u32 = 20;
+
 struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
@@ -521,20 +526,27 @@ impl Indexer {
     fn run(mut self, rx: Receiver<IndexMsg>) {
         let mut pending_since: Option<Instant> = None;
         let mut last_seq = lock(&self.visible.0).seq;
+        // A message taken off the queue to see whether a backlog is waiting.
+        let mut next: Option<IndexMsg> = None;
         loop {
             let timeout = match pending_since {
                 Some(t) => self.interval.saturating_sub(t.elapsed()),
                 None => Duration::from_secs(3600),
             };
-            let msg = rx.recv_timeout(timeout);
+            let msg = match next.take() {
+                Some(m) => Ok(m),
+                None => rx.recv_timeout(timeout),
+            };
             let mut reply = None;
             let mut stop = false;
             match msg {
                 Ok(IndexMsg::Change { seq, docs }) => {
-                    for (id, rec) in docs {
-                        self.writer
-                            .delete_term(Term::from_field_text(self.fields.id, &id));
-                        if let Some(rec) = rec {
+                    for c in docs {
+                        if !c.created {
+                            self.writer
+                                .delete_term(Term::from_field_text(self.fields.id, &c.id));
+                        }
+                        if let Some(rec) = c.record {
                             if let Err(e) = self.writer.add_document(document(&self.fields, &rec)) {
                                 tracing::error!(error = %e, "indexing failed; the next open rebuilds");
                             }
@@ -548,7 +560,22 @@ impl Indexer {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let due = pending_since.is_some_and(|t| t.elapsed() >= self.interval);
-            if due || reply.is_some() || stop {
+            let mut commit_now = due || reply.is_some() || stop;
+            if due && reply.is_none() && !stop {
+                // More changes are already queued (a bulk import, say): committing now would
+                // cut a small segment that merges soon redo, and would not make the queued
+                // changes visible any sooner. Drain first, up to BACKLOG_COMMIT_FACTOR
+                // intervals.
+                let overdue = pending_since
+                    .is_some_and(|t| t.elapsed() >= self.interval * BACKLOG_COMMIT_FACTOR);
+                if !overdue {
+                    if let Ok(m) = rx.try_recv() {
+                        next = Some(m);
+                        commit_now = false;
+                    }
+                }
+            }
+            if commit_now {
                 let result = self.commit_and_reload(last_seq);
                 if result.is_ok() {
                     pending_since = None;

@@ -88,8 +88,39 @@ pub enum StoreError {
 /// What one apply did: the outcome and the musicians whose indexed state changed.
 pub(crate) struct Applied {
     pub outcome: Outcome,
-    /// `(id, new record or None when deleted)`.
-    pub changed: Vec<(String, Option<MusicianRecord>)>,
+    pub changed: Vec<Changed>,
+}
+
+/// A musician whose indexed state one command changed.
+pub(crate) struct Changed {
+    pub id: String,
+    /// The new record; `None` when deleted.
+    pub record: Option<MusicianRecord>,
+    /// True when the command created the musician: no earlier version can be in the index,
+    /// so the indexer adds the document without first deleting the id.
+    pub created: bool,
+}
+
+impl Changed {
+    fn upserted(id: String, record: MusicianRecord, created: bool) -> Changed {
+        Changed {
+            id,
+            record: Some(record),
+            created,
+        }
+    }
+
+    fn updated(id: String, record: MusicianRecord) -> Changed {
+        Changed::upserted(id, record, false)
+    }
+
+    fn deleted(id: String) -> Changed {
+        Changed {
+            id,
+            record: None,
+            created: false,
+        }
+    }
 }
 
 const APPLIED: &[u8] = b"applied";
@@ -234,7 +265,7 @@ impl Tx<'_> {
     }
 }
 
-type ExecResult = TxResult<Result<(Effect, Vec<(String, Option<MusicianRecord>)>), Refusal>>;
+type ExecResult = TxResult<Result<(Effect, Vec<Changed>), Refusal>>;
 
 fn not_found(kind: &str, id: &str) -> Refusal {
     Refusal::NotFound {
@@ -382,7 +413,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     id: id.clone(),
                     created,
                 },
-                vec![(id, Some(rec))],
+                vec![Changed::upserted(id, rec, created)],
             )))
         }
         Command::DeleteMusician { id } => {
@@ -403,7 +434,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     id: id.clone(),
                     released: old.booked.len() as u32,
                 },
-                vec![(id.clone(), None)],
+                vec![Changed::deleted(id.clone())],
             )))
         }
         Command::UpsertGig { gig } => {
@@ -441,7 +472,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     m.booked.retain(|b| &b.gig_id != id);
                     m.version = seq;
                     tx.put_musician(&m)?;
-                    changed.push((mid.clone(), Some(m)));
+                    changed.push(Changed::updated(mid.clone(), m));
                 }
             }
             tx.delete_thread(id)?;
@@ -477,7 +508,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                 m.booked.retain(|b| &b.gig_id != gig_id);
                 m.version = seq;
                 tx.put_musician(&m)?;
-                changed.push((musician_id.clone(), Some(m)));
+                changed.push(Changed::updated(musician_id.clone(), m));
             }
             Ok(Ok((
                 Effect::Cancelled(Booking {
@@ -507,7 +538,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     average,
                     count,
                 },
-                vec![(musician_id.clone(), Some(m))],
+                vec![Changed::updated(musician_id.clone(), m)],
             )))
         }
         Command::BulkUpsert { musicians, gigs } => {
@@ -535,14 +566,15 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let mut created = 0i64;
             for m in musicians {
                 let old = tx.musician(&m.id)?;
-                created += i64::from(old.is_none());
+                let is_new = old.is_none();
+                created += i64::from(is_new);
                 let rec = MusicianRecord {
                     musician: m.clone(),
                     version: seq,
                     booked: old.map(|o| o.booked).unwrap_or_default(),
                 };
                 tx.put_musician(&rec)?;
-                changed.push((m.id.clone(), Some(rec)));
+                changed.push(Changed::upserted(m.id.clone(), rec, is_new));
             }
             if created > 0 {
                 tx.add_count(MUSICIAN_COUNT, created)?;
@@ -675,7 +707,7 @@ fn book(tx: &Tx<'_>, seq: u64, b: &Booking) -> ExecResult {
     tx.put_musician(&m)?;
     Ok(Ok((
         Effect::Booked(b.clone()),
-        vec![(b.musician_id.clone(), Some(m))],
+        vec![Changed::updated(b.musician_id.clone(), m)],
     )))
 }
 
@@ -758,8 +790,7 @@ impl Store {
                     };
                     if let Ok((_, changed)) = &done {
                         if !changed.is_empty() {
-                            let ids: Vec<&str> =
-                                changed.iter().map(|(id, _)| id.as_str()).collect();
+                            let ids: Vec<&str> = changed.iter().map(|c| c.id.as_str()).collect();
                             let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
                             tx.changes.insert(&codec::u64_key(seq), v)?;
                         }
