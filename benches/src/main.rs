@@ -615,6 +615,10 @@ fn run(args: &Args) -> Result<()> {
         engine.flush()?;
         let flush = t.elapsed();
         let total = started.elapsed();
+        let cpu1 = Cpu::now();
+        let t = Instant::now();
+        let segments = engine.compact_index()?;
+        let compact = t.elapsed();
         let rate = args.musicians as f64 / total.as_secs_f64().max(1e-9);
         println!(
             "musicians: {n_batches} commands of {BATCH} in {:.2} s (mean {:.0} ms, slowest {:.0} ms per command)",
@@ -638,11 +642,14 @@ fn run(args: &Args) -> Result<()> {
         );
         println!("store flush: {:.2} s", flush.as_secs_f64());
         println!(
+            "index compaction ({segments} segments merged into one, after the import figure): {:.2} s",
+            compact.as_secs_f64()
+        );
+        println!(
             "total {:.2} s → {:.0} musicians/s (index commit and flush included)",
             total.as_secs_f64(),
             rate
         );
-        let cpu1 = Cpu::now();
         let cpu_us = cpu1.since(&cpu0) * 1e6 / args.musicians as f64;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!("import {}", cpu1.breakdown(&cpu0));

@@ -293,8 +293,13 @@ impl SegmentCollector for IdSegmentCollector {
 
 /// What the indexer thread is told.
 enum IndexMsg {
-    Change { seq: u64, docs: Vec<Changed> },
+    Change {
+        seq: u64,
+        docs: Vec<Changed>,
+    },
     Commit(Sender<Result<u64, String>>),
+    /// Commit, then merge every searchable segment into one; answers the segments merged.
+    Compact(Sender<Result<usize, String>>),
     Stop,
 }
 
@@ -471,6 +476,19 @@ impl IndexHandle {
         }
     }
 
+    /// Commits everything sent so far, then merges the index into one segment.
+    pub(crate) fn compact(&self) -> Result<usize, IndexError> {
+        let (reply, wait) = mpsc::channel();
+        lock(&self.tx)
+            .send(IndexMsg::Compact(reply))
+            .map_err(|_| IndexError::Stopped)?;
+        match wait.recv() {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(IndexError::Tantivy(tantivy::TantivyError::InternalError(e))),
+            Err(_) => Err(IndexError::Stopped),
+        }
+    }
+
     /// Sequence covered by the searchable index, and how long the oldest invisible change has
     /// waited.
     pub(crate) fn visibility(&self) -> VisibleState {
@@ -538,6 +556,7 @@ impl Indexer {
                 None => rx.recv_timeout(timeout),
             };
             let mut reply = None;
+            let mut compact = None;
             let mut stop = false;
             match msg {
                 Ok(IndexMsg::Change { seq, docs }) => {
@@ -556,12 +575,14 @@ impl Indexer {
                     pending_since.get_or_insert_with(Instant::now);
                 }
                 Ok(IndexMsg::Commit(r)) => reply = Some(r),
+                Ok(IndexMsg::Compact(r)) => compact = Some(r),
                 Ok(IndexMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let due = pending_since.is_some_and(|t| t.elapsed() >= self.interval);
-            let mut commit_now = due || reply.is_some() || stop;
-            if due && reply.is_none() && !stop {
+            let asked = reply.is_some() || compact.is_some() || stop;
+            let mut commit_now = due || asked;
+            if due && !asked {
                 // More changes are already queued (a bulk import, say): committing now would
                 // cut a small segment that merges soon redo, and would not make the queued
                 // changes visible any sooner. Drain first, up to BACKLOG_COMMIT_FACTOR
@@ -580,6 +601,13 @@ impl Indexer {
                 if result.is_ok() {
                     pending_since = None;
                 }
+                if let Some(r) = compact {
+                    let merged = match &result {
+                        Ok(()) => self.merge_all(),
+                        Err(e) => Err(IndexError::Corrupt(e.to_string())),
+                    };
+                    let _ = r.send(merged.map_err(|e| e.to_string()));
+                }
                 if let Some(r) = reply {
                     let _ = r.send(result.map(|_| last_seq).map_err(|e| e.to_string()));
                 }
@@ -588,6 +616,17 @@ impl Indexer {
                 break;
             }
         }
+    }
+
+    /// Merges every searchable segment into one and reloads the reader; the number merged.
+    /// Runs on the indexer thread, so indexing waits meanwhile.
+    fn merge_all(&mut self) -> Result<usize, IndexError> {
+        let ids = self.writer.index().searchable_segment_ids()?;
+        if ids.len() > 1 {
+            self.writer.merge(&ids).wait()?;
+            self.reader.reload()?;
+        }
+        Ok(ids.len())
     }
 
     fn commit_and_reload(&mut self, seq: u64) -> Result<(), IndexError> {

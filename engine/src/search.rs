@@ -179,12 +179,12 @@ impl SearchQuery {
             let n = f.name.chars().count();
             c.check(
                 (1..=40).contains(&n),
-                format!("instruments[{i}].name"),
+                format_args!("instruments[{i}].name"),
                 "must be 1-40 characters after trimming",
             );
             c.check(
                 (1..=5).contains(&f.min_level),
-                format!("instruments[{i}].min_level"),
+                format_args!("instruments[{i}].min_level"),
                 "must be an integer from 1 to 5",
             );
         }
@@ -196,7 +196,7 @@ impl SearchQuery {
             let n = g.chars().count();
             c.check(
                 (1..=40).contains(&n),
-                format!("genres[{i}]"),
+                format_args!("genres[{i}]"),
                 "must be 1-40 characters after trimming",
             );
         }

@@ -172,26 +172,30 @@ impl SegmentCollector for SlotSegmentCollector {
             tracing::error!(doc, "index document without match fields; skipped");
             return;
         };
-        let mut level = job.slot.min_level;
-        for (l, p) in &mut self.levels {
-            if contains(p, doc) {
-                level = *l;
-            }
-        }
-        let mut shared_genres = 0;
-        for p in self.genres.iter_mut().flatten() {
-            if contains(p, doc) {
-                shared_genres += 1;
-            }
-        }
-        let facts = Facts {
-            level,
+        let mut facts = Facts {
+            level: job.slot.min_level,
             fee: i64::try_from(fee).unwrap_or(i64::MAX),
             bayesian: bayes,
             location: GeoPoint { lat, lon },
             travel_radius_km: radius,
-            shared_genres,
+            shared_genres: 0,
         };
+        // Eligibility does not depend on a level above the minimum (the query term already
+        // holds the minimum) nor on genres, so the numeric rules are tried first and the
+        // postings are only read for eligible documents.
+        if score_facts(&job.gig, &job.slot, &facts, &job.weights).is_none() {
+            return;
+        }
+        for (l, p) in &mut self.levels {
+            if contains(p, doc) {
+                facts.level = *l;
+            }
+        }
+        for p in self.genres.iter_mut().flatten() {
+            if contains(p, doc) {
+                facts.shared_genres += 1;
+            }
+        }
         if let Some((score, components, distance_km)) =
             score_facts(&job.gig, &job.slot, &facts, &job.weights)
         {
