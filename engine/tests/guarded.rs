@@ -354,7 +354,8 @@ fn keys_are_forgotten_by_the_time_carried_in_later_commands() {
             .rating
             .unwrap()
             .count,
-        3
+        23 + 3,
+        "three ratings applied on top of the profile's 23"
     );
 }
 

@@ -318,7 +318,7 @@ impl From<Conflict> for ApiError {
         match c {
             Conflict::VersionMismatch { current, .. } => ApiError::PreconditionFailed { current },
             Conflict::NotOwner { gig_id } => ApiError::Forbidden(format!(
-                "gig {gig_id} is owned by someone else; an organizer manages only their own gigs"
+                "gig {gig_id} is not owned by the caller; an organizer manages only their own gigs"
             )),
             Conflict::NotBooked { gig_id, musician_id } => ApiError::Forbidden(format!(
                 "musician {musician_id} is not booked on gig {gig_id}; only the gig's owner and the musicians booked on it take part in its chat"
