@@ -238,7 +238,8 @@ impl Engine {
                     });
                 }
             }
-            Outcome::AlreadyApplied { .. } => {}
+            // The command carries no idempotency key, so it is never replayed.
+            Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } => {}
         }
         Ok(())
     }

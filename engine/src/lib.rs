@@ -46,7 +46,10 @@ pub mod snapshot;
 mod store;
 pub mod validate;
 
-pub use command::{Command, Conflict, Effect, Outcome, Refusal};
+pub use command::{
+    Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS,
+};
 pub use engine::{
     Config, Durability, Engine, EngineError, Executed, MatchRequest, MatchResult, MatchTarget,
     SlotMatches, Status, DEFAULT_K, MAX_K,

@@ -13,6 +13,11 @@
 //!   uniqueness of client message ids within a gig). Ids never contain `0x00`, so no key of one
 //!   gig is a prefix of another gig's keys.
 //!
+//! - `idempotency`: `k key` → [`IdemEntry`] (the fingerprint, time and first outcome of a keyed
+//!   command), and `o n` (8 bytes big-endian) → key, the keys in recording order, so the
+//!   oldest can be forgotten with point reads only; `meta` holds the queue's head and tail.
+//!   Written in the same transaction as the command it records.
+//!
 //! Messages are only ever removed with their gig, so a gig's messages are numbered exactly
 //! `1..=last` ([`Store::check_messages`] verifies it, and the id index).
 //!
@@ -28,7 +33,10 @@
 //! Callers serialize `apply` (the engine holds one writer lock); reads may run concurrently.
 
 use crate::codec::{self, CodecError, RecordKind};
-use crate::command::{Command, Conflict, Effect, Outcome, Refusal, MAX_BULK};
+use crate::command::{
+    Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BULK, MAX_IDEMPOTENCY_KEY,
+};
 use crate::model::{BookedDate, Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::{
     self, check_id, validate_booking, validate_gig, validate_musician, validate_post, Checker,
@@ -127,6 +135,32 @@ const APPLIED: &[u8] = b"applied";
 const FORMAT: &[u8] = b"format";
 const MUSICIAN_COUNT: &[u8] = b"count.musicians";
 const GIG_COUNT: &[u8] = b"count.gigs";
+const IDEM_HEAD: &[u8] = b"idempotency.head";
+const IDEM_TAIL: &[u8] = b"idempotency.tail";
+
+/// A recorded idempotency key.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub(crate) struct IdemEntry {
+    fingerprint: u64,
+    at_ms: i64,
+    /// Its number in the recording order.
+    n: u64,
+    outcome: Outcome,
+}
+
+fn idem_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(b'k');
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn idem_order_key(n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'o');
+    k.extend_from_slice(&codec::u64_key(n));
+    k
+}
 
 /// Storage tuning.
 #[derive(Clone, Debug)]
@@ -143,6 +177,7 @@ pub(crate) struct Store {
     changes: sled::Tree,
     messages: sled::Tree,
     message_index: sled::Tree,
+    idempotency: sled::Tree,
 }
 
 /// `gig id 0x00`: the prefix of every key of the gig's messages, and its counter key in
@@ -209,6 +244,7 @@ struct Tx<'a> {
     changes: &'a TransactionalTree,
     messages: &'a TransactionalTree,
     message_index: &'a TransactionalTree,
+    idempotency: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -258,11 +294,134 @@ impl Tx<'_> {
         Ok(last)
     }
 
+    fn idem(&self, key: &str) -> TxResult<Option<IdemEntry>> {
+        let k = idem_key(key);
+        match self.idempotency.get(&k)? {
+            None => Ok(None),
+            Some(v) => codec::decode(RecordKind::Idempotency, &v)
+                .map(Some)
+                .map_err(|e| corrupt(&k, e))
+                .or_else(abort),
+        }
+    }
+
+    /// Records `outcome` under `key`, then forgets at most two of the oldest keys: those beyond
+    /// [`IDEMPOTENCY_KEYS_KEPT`] or older than [`IDEMPOTENCY_TTL_MS`] before `key.at_ms`.
+    fn record_idem(&self, key: &IdempotencyKey, outcome: &Outcome) -> TxResult<()> {
+        let mut head = read_u64(self.meta.get(IDEM_HEAD)?);
+        let tail = read_u64(self.meta.get(IDEM_TAIL)?) + 1;
+        let entry = IdemEntry {
+            fingerprint: key.fingerprint,
+            at_ms: key.at_ms,
+            n: tail,
+            outcome: outcome.clone(),
+        };
+        let k = idem_key(&key.key);
+        let v = encode(RecordKind::Idempotency, &entry, &k).or_else(abort)?;
+        self.idempotency.insert(k, v)?;
+        self.idempotency
+            .insert(idem_order_key(tail), key.key.as_bytes())?;
+        self.meta.insert(IDEM_TAIL, &codec::u64_key(tail))?;
+        let cutoff = key.at_ms.saturating_sub(IDEMPOTENCY_TTL_MS);
+        for _ in 0..2 {
+            let oldest = head + 1;
+            let Some(old_key) = self.idempotency.get(idem_order_key(oldest))? else {
+                break;
+            };
+            let old_key = String::from_utf8_lossy(&old_key).into_owned();
+            let old = self.idem(&old_key)?;
+            let over = tail - head > IDEMPOTENCY_KEYS_KEPT;
+            let expired = old.as_ref().is_some_and(|e| e.at_ms < cutoff);
+            if !over && !expired {
+                break;
+            }
+            if old.is_some_and(|e| e.n == oldest) {
+                self.idempotency.remove(idem_key(&old_key))?;
+            }
+            self.idempotency.remove(idem_order_key(oldest))?;
+            head = oldest;
+        }
+        self.meta.insert(IDEM_HEAD, &codec::u64_key(head))?;
+        Ok(())
+    }
+
+    /// `Some(refusal)` when `guard`'s owner or version condition does not hold for the record
+    /// `cmd` names.
+    fn check_guard(&self, guard: &Guard, cmd: &Command) -> TxResult<Option<Refusal>> {
+        if guard.owner.is_none() && guard.booked.is_none() && guard.version.is_none() {
+            return Ok(None);
+        }
+        let (kind, id, current, gig) = match target(cmd) {
+            Some(Target::Musician(id)) => {
+                let v = self.musician(id)?.map(|r| r.version);
+                ("musician", id, v, None)
+            }
+            Some(Target::Gig(id)) => {
+                let gig = self.gig(id)?;
+                ("gig", id, gig.as_ref().map(|r| r.version), gig)
+            }
+            // `prepare` refuses conditions on commands that name no record.
+            None => return Ok(None),
+        };
+        if let (Some(want), Some(g)) = (&guard.owner, &gig) {
+            if g.gig.owner.as_deref() != Some(want.as_str()) {
+                return Ok(Some(Refusal::Conflict(Conflict::NotOwner {
+                    gig_id: id.to_string(),
+                })));
+            }
+        }
+        if let (Some(m), Some(g)) = (&guard.booked, &gig) {
+            if !g.bookings.iter().any(|(_, b)| b == m) {
+                return Ok(Some(Refusal::Conflict(Conflict::NotBooked {
+                    gig_id: id.to_string(),
+                    musician_id: m.clone(),
+                })));
+            }
+        }
+        let holds = match (&guard.version, current) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(Expected::Exists), Some(_)) => true,
+            (Some(Expected::Versions(vs)), Some(v)) => vs.contains(&v),
+        };
+        if holds {
+            return Ok(None);
+        }
+        Ok(Some(Refusal::Conflict(Conflict::VersionMismatch {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            current,
+        })))
+    }
+
+    /// `cmd` with the fields `guard` keeps taken from the stored record.
+    fn keep_stored(&self, guard: &Guard, cmd: &Command) -> TxResult<Command> {
+        Ok(match cmd {
+            Command::UpsertMusician { musician } if guard.keep_rating => {
+                let mut musician = musician.clone();
+                musician.rating = self.musician(&musician.id)?.and_then(|r| r.musician.rating);
+                Command::UpsertMusician { musician }
+            }
+            Command::UpsertGig { gig } if guard.keep_owner && gig.owner.is_none() => {
+                let mut gig = gig.clone();
+                gig.owner = self.gig(&gig.id)?.and_then(|r| r.gig.owner);
+                Command::UpsertGig { gig }
+            }
+            other => other.clone(),
+        })
+    }
+
     fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {
         let n = read_u64(self.meta.get(key)?) as i64 + delta;
         self.meta.insert(key, &codec::u64_key(n.max(0) as u64))?;
         Ok(())
     }
+}
+
+/// What a transaction decided: a keyed command seen before, or the command's own result.
+enum Done {
+    Seen(Outcome),
+    Ran(Result<(Effect, Vec<Changed>), Refusal>),
 }
 
 type ExecResult = TxResult<Result<(Effect, Vec<Changed>), Refusal>>;
@@ -274,10 +433,98 @@ fn not_found(kind: &str, id: &str) -> Refusal {
     }
 }
 
+/// The record a command names, for [`Guard`] conditions.
+enum Target<'a> {
+    Musician(&'a str),
+    Gig(&'a str),
+}
+
+fn target(cmd: &Command) -> Option<Target<'_>> {
+    Some(match cmd {
+        Command::UpsertMusician { musician } => Target::Musician(&musician.id),
+        Command::DeleteMusician { id } => Target::Musician(id),
+        Command::RateMusician { musician_id, .. } => Target::Musician(musician_id),
+        Command::UpsertGig { gig } => Target::Gig(&gig.id),
+        Command::DeleteGig { id } => Target::Gig(id),
+        Command::Book(b) => Target::Gig(&b.gig_id),
+        Command::CancelBooking { gig_id, .. } | Command::PostMessage { gig_id, .. } => {
+            Target::Gig(gig_id)
+        }
+        Command::BulkUpsert { .. } | Command::Guarded { .. } => return None,
+    })
+}
+
+/// The idempotency key of a guarded command, when it is well formed (a malformed one makes the
+/// whole command invalid in [`prepare`], and nothing is recorded).
+fn idempotency_of(cmd: &Command) -> Option<&IdempotencyKey> {
+    match cmd {
+        Command::Guarded {
+            guard: Guard {
+                idempotency: Some(k),
+                ..
+            },
+            ..
+        } if !k.key.is_empty() && k.key.len() <= MAX_IDEMPOTENCY_KEY => Some(k),
+        _ => None,
+    }
+}
+
+/// Validates a guard for the command it wraps.
+fn check_guard_fields(c: &mut Checker, guard: &Guard, cmd: &Command) {
+    if matches!(cmd, Command::Guarded { .. }) {
+        c.fail("command", "a guarded command cannot be guarded again");
+    }
+    let target = target(cmd);
+    if target.is_none() && guard.version.is_some() {
+        c.fail(
+            "guard.version",
+            "applies only to commands that name one record",
+        );
+    }
+    for (field, value) in [
+        ("guard.owner", &guard.owner),
+        ("guard.booked", &guard.booked),
+    ] {
+        if let Some(v) = value {
+            check_id(c, field, v);
+            if !matches!(target, Some(Target::Gig(_))) {
+                c.fail(field, "applies only to commands that name a gig");
+            }
+        }
+    }
+    if guard.keep_rating && !matches!(cmd, Command::UpsertMusician { .. }) {
+        c.fail("guard.keep_rating", "applies only to upsert_musician");
+    }
+    if guard.keep_owner && !matches!(cmd, Command::UpsertGig { .. }) {
+        c.fail("guard.keep_owner", "applies only to upsert_gig");
+    }
+    if let Some(k) = &guard.idempotency {
+        c.check(
+            !k.key.is_empty() && k.key.len() <= MAX_IDEMPOTENCY_KEY,
+            "guard.idempotency.key",
+            &format!("must be 1-{MAX_IDEMPOTENCY_KEY} bytes"),
+        );
+    }
+}
+
 /// Validates and normalizes a command before any store access. Pure.
 fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
     let mut c = Checker::default();
     let out = match cmd {
+        Command::Guarded { guard, command } => {
+            check_guard_fields(&mut c, guard, command);
+            let inner = match prepare(command) {
+                Ok(inner) => inner,
+                Err(e) => {
+                    e.errors.into_iter().for_each(|f| c.fail(f.field, f.rule));
+                    command.as_ref().clone()
+                }
+            };
+            Command::Guarded {
+                guard: guard.clone(),
+                command: Box::new(inner),
+            }
+        }
         Command::UpsertMusician { musician } => Command::UpsertMusician {
             musician: validate_musician(musician.clone())?,
         },
@@ -395,6 +642,13 @@ fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
 /// Every refusal is decided before the first write.
 fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
     match cmd {
+        Command::Guarded { guard, command } => {
+            if let Some(refusal) = tx.check_guard(guard, command)? {
+                return Ok(Err(refusal));
+            }
+            let command = tx.keep_stored(guard, command)?;
+            exec(tx, seq, &command)
+        }
         Command::UpsertMusician { musician } => {
             let old = tx.musician(&musician.id)?;
             let created = old.is_none();
@@ -738,6 +992,7 @@ impl Store {
             changes: db.open_tree("changes")?,
             messages: db.open_tree("messages")?,
             message_index: db.open_tree("message_index")?,
+            idempotency: db.open_tree("idempotency")?,
             meta,
             db,
         })
@@ -766,6 +1021,7 @@ impl Store {
             });
         }
         let prepared = prepare(cmd);
+        let idem = idempotency_of(cmd);
         let result = (
             &self.musicians,
             &self.gigs,
@@ -773,9 +1029,10 @@ impl Store {
             &self.changes,
             &self.messages,
             &self.message_index,
+            &self.idempotency,
         )
             .transaction(
-                |(musicians, gigs, meta, changes, messages, message_index)| {
+                |(musicians, gigs, meta, changes, messages, message_index, idempotency)| {
                     let tx = Tx {
                         musicians,
                         gigs,
@@ -783,7 +1040,22 @@ impl Store {
                         changes,
                         messages,
                         message_index,
+                        idempotency,
                     };
+                    if let Some(k) = idem {
+                        if let Some(first) = tx.idem(&k.key)? {
+                            tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
+                            return Ok(Done::Seen(if first.fingerprint == k.fingerprint {
+                                Outcome::Replayed {
+                                    first: Box::new(first.outcome),
+                                }
+                            } else {
+                                Outcome::Refused(Refusal::Conflict(
+                                    Conflict::IdempotencyKeyReused { key: k.key.clone() },
+                                ))
+                            }));
+                        }
+                    }
                     let done = match &prepared {
                         Err(e) => Err(Refusal::Invalid(e.clone())),
                         Ok(cmd) => exec(&tx, seq, cmd)?,
@@ -795,16 +1067,27 @@ impl Store {
                             tx.changes.insert(&codec::u64_key(seq), v)?;
                         }
                     }
+                    if let Some(k) = idem {
+                        let outcome = match &done {
+                            Ok((effect, _)) => Outcome::Done(effect.clone()),
+                            Err(r) => Outcome::Refused(r.clone()),
+                        };
+                        tx.record_idem(k, &outcome)?;
+                    }
                     tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
-                    Ok(done)
+                    Ok(Done::Ran(done))
                 },
             );
         match result {
-            Ok(Ok((effect, changed))) => Ok(Applied {
+            Ok(Done::Seen(outcome)) => Ok(Applied {
+                outcome,
+                changed: Vec::new(),
+            }),
+            Ok(Done::Ran(Ok((effect, changed)))) => Ok(Applied {
                 outcome: Outcome::Done(effect),
                 changed,
             }),
-            Ok(Err(refusal)) => Ok(Applied {
+            Ok(Done::Ran(Err(refusal))) => Ok(Applied {
                 outcome: Outcome::Refused(refusal),
                 changed: Vec::new(),
             }),
@@ -931,6 +1214,9 @@ impl Store {
         self.changes.clear()?;
         self.messages.clear()?;
         self.message_index.clear()?;
+        self.idempotency.clear()?;
+        self.meta.remove(IDEM_HEAD)?;
+        self.meta.remove(IDEM_TAIL)?;
         self.meta.remove(APPLIED)?;
         self.meta.remove(MUSICIAN_COUNT)?;
         self.meta.remove(GIG_COUNT)?;

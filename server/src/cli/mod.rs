@@ -46,8 +46,8 @@ pub enum Command {
     /// Load musicians and gigs from a JSON Lines file into a data directory.
     #[command(long_about = import::IMPORT_HELP)]
     Import(import::ImportArgs),
-    /// Write a snapshot of a data directory to a file.
-    #[command(long_about = snapshot::EXPORT_HELP)]
+    /// Write a snapshot of a data directory to a file (also spelled `backup`).
+    #[command(long_about = snapshot::EXPORT_HELP, visible_alias = "backup")]
     Export(snapshot::ExportArgs),
     /// Replace the contents of a data directory with a snapshot.
     #[command(long_about = snapshot::RESTORE_HELP)]

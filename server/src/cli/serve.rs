@@ -72,11 +72,6 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_bulk_bytes: Option<usize>,
 
-    /// Idempotency keys remembered in memory (default 10000; least recently used forgotten
-    /// first; lost on restart).
-    #[arg(long, value_name = "N")]
-    pub idempotency_keys: Option<usize>,
-
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
@@ -110,10 +105,6 @@ impl ServeArgs {
         push(
             "http.max_bulk_bytes",
             self.max_bulk_bytes.map(|n| n.to_string()),
-        );
-        push(
-            "http.idempotency_keys",
-            self.idempotency_keys.map(|n| n.to_string()),
         );
         push(
             "shutdown_grace_s",

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bookings;
+mod chat_auth;
 mod common;
 mod cors;
 mod depth;
