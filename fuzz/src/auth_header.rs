@@ -46,7 +46,12 @@ fn verifier() -> &'static Verifier {
 /// Runs the header checks on `data`.
 pub fn check(data: &[u8]) {
     let mut fields = data.split(|b| *b == 0);
-    let names = ["authorization", "if-match", "x-forwarded-for", "idempotency-key"];
+    let names = [
+        "authorization",
+        "if-match",
+        "x-forwarded-for",
+        "idempotency-key",
+    ];
     let mut headers = HeaderMap::new();
     for name in names {
         if let Some(v) = fields.next().and_then(|f| HeaderValue::from_bytes(f).ok()) {
@@ -54,16 +59,25 @@ pub fn check(data: &[u8]) {
         }
     }
     if let Ok(Some(token)) = bearer(&headers) {
-        assert!(!token.is_empty() && token.trim() == token, "bearer token {token:?}");
+        assert!(
+            !token.is_empty() && token.trim() == token,
+            "bearer token {token:?}"
+        );
         check_token(token);
     }
     if let Some(Ok(raw)) = data.split(|b| *b == 0).next().map(std::str::from_utf8) {
         check_token(raw); // the verifier also sees text no header would carry
     }
     if let Ok(Some(IfMatch::Versions(vs))) = IfMatch::from_headers(&headers) {
-        let text = headers.get("if-match").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let text = headers
+            .get("if-match")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         for v in vs {
-            assert!(text.contains(&format!("\"{v}")), "version {v} not in {text:?}");
+            assert!(
+                text.contains(&format!("\"{v}")),
+                "version {v} not in {text:?}"
+            );
         }
     }
     let _ = client_ip(None, &headers, true);
@@ -86,7 +100,10 @@ pub fn check(data: &[u8]) {
 fn check_token(token: &str) {
     if let Ok(p) = verifier().verify(token) {
         let signed = token.rsplit_once('.').map(|(s, _)| s).unwrap_or("");
-        assert!(KNOWN.contains(&signed), "a token we never signed was accepted: {token:?}");
+        assert!(
+            KNOWN.contains(&signed),
+            "a token we never signed was accepted: {token:?}"
+        );
         assert!(
             (1..=MAX_SUBJECT_BYTES).contains(&p.subject.len()),
             "subject of {} bytes",

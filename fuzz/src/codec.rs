@@ -94,6 +94,9 @@ fn check_error(kind: RecordKind, bytes: &[u8], e: &CodecError) {
         ),
     }
     if let CodecError::Trailing(n) = e {
-        assert!(*n > 0 && *n <= bytes.len() - 2, "{kind:?}: trailing count {n} out of range");
+        assert!(
+            *n > 0 && *n <= bytes.len() - 2,
+            "{kind:?}: trailing count {n} out of range"
+        );
     }
 }

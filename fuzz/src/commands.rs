@@ -411,10 +411,14 @@ pub fn check(ops: &[Op]) {
     {
         let engine = state.engine.as_ref().expect("engine");
         for g in 0..GIGS {
-            engine.execute(&Command::DeleteGig { id: gid(g) }).expect("wipe");
+            engine
+                .execute(&Command::DeleteGig { id: gid(g) })
+                .expect("wipe");
         }
         for m in 0..MUSICIANS {
-            engine.execute(&Command::DeleteMusician { id: mid(m) }).expect("wipe");
+            engine
+                .execute(&Command::DeleteMusician { id: mid(m) })
+                .expect("wipe");
         }
     }
     compare(state.engine.as_ref().expect("engine"), &model);
@@ -454,10 +458,17 @@ fn compare(engine: &Engine, model: &Model) {
     for m in 0..MUSICIANS {
         let id = mid(m);
         let view = engine.musician(&id).expect("read");
-        assert_eq!(view.is_some(), model.musicians.contains_key(&id), "musician {id} presence");
+        assert_eq!(
+            view.is_some(),
+            model.musicians.contains_key(&id),
+            "musician {id} presence"
+        );
         if let Some(v) = view {
-            let mut got: Vec<(String, i64)> =
-                v.booked.iter().map(|b| (b.gig_id.clone(), b.slot)).collect();
+            let mut got: Vec<(String, i64)> = v
+                .booked
+                .iter()
+                .map(|b| (b.gig_id.clone(), b.slot))
+                .collect();
             got.sort();
             let want: Vec<(String, i64)> = model
                 .bookings
@@ -475,14 +486,22 @@ fn compare(engine: &Engine, model: &Model) {
     for g in 0..GIGS {
         let id = gid(g);
         let view = engine.gig(&id).expect("read");
-        assert_eq!(view.is_some(), model.gigs.contains_key(&id), "gig {id} presence");
+        assert_eq!(
+            view.is_some(),
+            model.gigs.contains_key(&id),
+            "gig {id} presence"
+        );
         if let Some(v) = view {
             let got: BTreeSet<(i64, String)> = v
                 .bookings
                 .iter()
                 .map(|b| (b.slot, b.musician_id.clone()))
                 .collect();
-            assert_eq!(got.len(), v.bookings.len(), "gig {id} holds a booking twice");
+            assert_eq!(
+                got.len(),
+                v.bookings.len(),
+                "gig {id} holds a booking twice"
+            );
             let want: BTreeSet<(i64, String)> = model
                 .bookings
                 .iter()
@@ -492,7 +511,11 @@ fn compare(engine: &Engine, model: &Model) {
             assert_eq!(got, want, "bookings of gig {id}");
             for (s, slot) in v.gig.slots.iter().enumerate() {
                 let n = v.bookings.iter().filter(|b| b.slot == s as i64).count() as i64;
-                assert!(n <= slot.count, "gig {id} slot {s}: {n} bookings for {} seats", slot.count);
+                assert!(
+                    n <= slot.count,
+                    "gig {id} slot {s}: {n} bookings for {} seats",
+                    slot.count
+                );
             }
         }
     }

@@ -80,13 +80,19 @@ fn decoded<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     match decode_json::<T>(body) {
         Ok(v) => Some(v),
         Err(ApiError::MalformedJson { line, column, .. }) => {
-            assert!(line >= 1, "malformed JSON reported at line 0 (column {column})");
+            assert!(
+                line >= 1,
+                "malformed JSON reported at line 0 (column {column})"
+            );
             None
         }
         Err(ApiError::Invalid(errors)) => {
             assert!(!errors.is_empty(), "422 without a field error");
             for e in &errors {
-                assert!(!e.field.is_empty() && !e.rule.is_empty(), "empty field error {e:?}");
+                assert!(
+                    !e.field.is_empty() && !e.rule.is_empty(),
+                    "empty field error {e:?}"
+                );
             }
             None
         }
@@ -111,9 +117,15 @@ where
 }
 
 fn check_validation_error(e: &ValidationError) {
-    assert!(!e.errors.is_empty(), "a validation error without a broken rule");
+    assert!(
+        !e.errors.is_empty(),
+        "a validation error without a broken rule"
+    );
     for f in &e.errors {
-        assert!(!f.field.is_empty() && !f.rule.is_empty(), "empty field error {f:?}");
+        assert!(
+            !f.field.is_empty() && !f.rule.is_empty(),
+            "empty field error {f:?}"
+        );
     }
 }
 

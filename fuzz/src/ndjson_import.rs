@@ -72,7 +72,10 @@ fn oracle_line(line: &[u8], opts: &ImportOptions) -> Expected {
             _ => Expected::Bad,
         }
     } else {
-        match serde_json::from_str::<Musician>(text).ok().map(validate_musician) {
+        match serde_json::from_str::<Musician>(text)
+            .ok()
+            .map(validate_musician)
+        {
             Some(Ok(m)) => Expected::Musician(m),
             _ => Expected::Bad,
         }
@@ -128,17 +131,32 @@ pub fn check(data: &[u8]) {
     assert_eq!(reported, want, "line numbers of the reported errors");
     if opts.on_error == OnError::Reject && !bad_lines.is_empty() {
         assert!(report.aborted, "Reject with bad lines must abort");
-        assert_eq!((report.musicians, report.gigs), (0, 0), "Reject wrote records");
-        assert_eq!(engine.applied_seq().expect("applied"), before, "Reject wrote a command");
+        assert_eq!(
+            (report.musicians, report.gigs),
+            (0, 0),
+            "Reject wrote records"
+        );
+        assert_eq!(
+            engine.applied_seq().expect("applied"),
+            before,
+            "Reject wrote a command"
+        );
         return;
     }
     assert!(!report.aborted);
-    assert_eq!((report.musicians, report.gigs), (musicians, gigs), "records written");
+    assert_eq!(
+        (report.musicians, report.gigs),
+        (musicians, gigs),
+        "records written"
+    );
     // The last record of each id wins; every id the file ends with must read back as validated.
     for e in expected.iter().rev() {
         match e {
             Expected::Musician(m) => {
-                let stored = engine.musician(&m.id).expect("read").expect("imported musician");
+                let stored = engine
+                    .musician(&m.id)
+                    .expect("read")
+                    .expect("imported musician");
                 if expected_last_musician(&expected, &m.id) == Some(m) {
                     assert_eq!(&stored.musician, m, "stored musician differs from the line");
                 }

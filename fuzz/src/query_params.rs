@@ -25,7 +25,10 @@ pub fn check(data: &[u8]) {
                 .unwrap_or_else(|e| panic!("re-encoded query {again:?} refused: {e:?}"));
             assert_eq!(back, q, "search query changed through {again:?}");
             if let Err(e) = q.validated() {
-                assert!(e.errors.iter().all(|f| !f.field.is_empty() && !f.rule.is_empty()));
+                assert!(e
+                    .errors
+                    .iter()
+                    .all(|f| !f.field.is_empty() && !f.rule.is_empty()));
             }
         }
         Err(e) => check_invalid(&e),
@@ -42,9 +45,16 @@ pub fn check(data: &[u8]) {
     }
     match Page::from_query(raw) {
         Ok(p) => {
-            assert!((1..=1000).contains(&p.limit), "limit {} out of range", p.limit);
+            assert!(
+                (1..=1000).contains(&p.limit),
+                "limit {} out of range",
+                p.limit
+            );
             if let Some(a) = &p.after {
-                assert!(mussikon_engine::is_valid_id(a), "invalid after {a:?} accepted");
+                assert!(
+                    mussikon_engine::is_valid_id(a),
+                    "invalid after {a:?} accepted"
+                );
             }
         }
         Err(e) => check_invalid(&e),
@@ -56,7 +66,10 @@ fn check_invalid(e: &ApiError) {
         ApiError::Invalid(errors) => {
             assert!(!errors.is_empty(), "422 without a field");
             for f in errors {
-                assert!(!f.field.is_empty() && !f.rule.is_empty(), "empty field error {f:?}");
+                assert!(
+                    !f.field.is_empty() && !f.rule.is_empty(),
+                    "empty field error {f:?}"
+                );
             }
         }
         other => panic!("a query string gave {other:?}, not a 422"),

@@ -22,7 +22,10 @@ pub fn check(data: &[u8]) {
             Ok(_) => frames += 1,
             Err(_) => break false,
         }
-        assert!(frames <= data.len() / 4, "more frames than the input can hold");
+        assert!(
+            frames <= data.len() / 4,
+            "more frames than the input can hold"
+        );
     };
     if ended {
         restore(data);
@@ -45,7 +48,10 @@ fn restore(data: &[u8]) {
     };
     let engine = Engine::open(dir.path(), config).expect("a restored directory opens");
     let status = engine.status().expect("status");
-    assert_eq!(status.applied_seq, summary.applied_seq, "applied sequence after restore");
+    assert_eq!(
+        status.applied_seq, summary.applied_seq,
+        "applied sequence after restore"
+    );
     let listed = engine.list_musicians(None, usize::MAX).expect("list").len() as u64;
     assert_eq!(status.musicians, listed, "musician count after restore");
     let listed = engine.list_gigs(None, usize::MAX).expect("list").len() as u64;
