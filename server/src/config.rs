@@ -213,6 +213,26 @@ pub struct HttpConfig {
     pub rate_limit: RateLimitConfig,
     /// CORS.
     pub cors: CorsConfig,
+    /// Connection limits (see [`crate::http::listener`]).
+    pub connections: ConnectionLimits,
+}
+
+/// Limits on the connections themselves, before any request is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a request's whole header; a slower one is disconnected.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -230,6 +250,7 @@ impl Default for HttpConfig {
             rate_limit: RateLimitConfig::default(),
             cors: CorsConfig::default(),
             events: EventsConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -255,6 +276,8 @@ pub struct EventsConfig {
     pub ping_interval: Duration,
     /// Candidates per slot asked of the matcher when a gig is created (`gig.matching`).
     pub match_k: usize,
+    /// WebSocket connections open at once; an upgrade over the cap is answered 503.
+    pub max_connections: usize,
     /// Created gigs waiting for their `gig.matching` computation; when full, further gigs are
     /// skipped (counted in `mussikon_ws_matching_skipped_total`).
     pub match_queue: usize,
@@ -269,6 +292,7 @@ impl Default for EventsConfig {
             ping_interval: Duration::from_secs(20),
             match_k: 20,
             match_queue: 256,
+            max_connections: 10_000,
         }
     }
 }

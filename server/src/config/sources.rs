@@ -598,6 +598,7 @@ impl Settings {
                     max_age_s: self.cors.max_age_s,
                 },
                 events: crate::config::EventsConfig::default(),
+                connections: crate::config::ConnectionLimits::default(),
             },
         })
     }

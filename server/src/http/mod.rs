@@ -8,7 +8,8 @@
 //! client that hangs up does not cancel a write half-way, and a panic becomes a 500 problem for
 //! that request only); then set the CORS and security headers and `X-Request-Id`, count and
 //! time the request under its route template, and log one line in the request's span (with the
-//! caller's subject, never their token). warp provides the server and the connection handling; routing is our
+//! caller's subject, never their token). warp provides the request filters and [`listener`] the
+//! connection handling (header-read timeout, connection cap); routing is our
 //! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
 //!
 //! The one exception is the WebSocket upgrade of `GET /v1/events` ([`events`]): warp's upgrade
@@ -36,6 +37,7 @@ pub mod cors;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -212,11 +214,22 @@ fn events_filter(
             let started = Instant::now();
             let hub = app.events().hub().clone();
             let limit = hub.config().max_frame_bytes;
-            let resp = ws
-                .max_frame_size(limit)
-                .max_message_size(limit)
-                .on_upgrade(move |socket| events::socket::serve(hub, socket));
-            let resp = warp::Reply::into_response(resp);
+            let resp = match hub.try_admit() {
+                Some(admission) => warp::Reply::into_response(
+                    ws.max_frame_size(limit).max_message_size(limit).on_upgrade(
+                        move |socket| async move {
+                            events::socket::serve(hub, socket).await;
+                            drop(admission);
+                        },
+                    ),
+                ),
+                None => ApiError::Unavailable(format!(
+                    "{} event stream connections are open (events.max_connections); retry later",
+                    hub.config().max_connections
+                ))
+                .into_response("-")
+                .into_warp(),
+            };
             metrics::record_request(
                 router::EVENTS,
                 "GET",
@@ -238,7 +251,9 @@ pub fn filter(
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(
+            warp::ext::optional::<listener::Peer>().map(|p: Option<listener::Peer>| p.map(|p| p.0)),
+        )
         .and(warp::body::stream().map(boxed_body))
         .then(
             move |method: Method,
@@ -310,14 +325,15 @@ where
     let matcher = app.events().start_matcher(app.engine().clone());
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(filter(app))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = begin_rx.await;
-            })
-            .run(),
-    );
+    let limits = app.config().connections;
+    let server = tokio::spawn(listener::serve_connections(
+        listener,
+        filter(app),
+        limits,
+        async move {
+            let _ = begin_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!(
         grace_s = grace.as_secs_f64(),

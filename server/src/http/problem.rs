@@ -145,6 +145,9 @@ pub enum ApiError {
         "this route is a WebSocket: send a GET with Connection: Upgrade and Upgrade: websocket"
     )]
     UpgradeRequired,
+    /// The server is at a capacity limit (503), e.g. open WebSocket connections.
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault of the server (500). The text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -188,6 +191,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -212,6 +216,7 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::UpgradeRequired => ("upgrade-required", "Upgrade required"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
     }
