@@ -209,6 +209,26 @@ pub struct HttpConfig {
     pub rate_limit: RateLimitConfig,
     /// CORS.
     pub cors: CorsConfig,
+    /// Connection limits (see [`crate::http::listener`]).
+    pub connections: ConnectionLimits,
+}
+
+/// Limits on the connections themselves, before any request is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a request's whole header; a slower one is disconnected.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -225,6 +245,7 @@ impl Default for HttpConfig {
             rate_limit: RateLimitConfig::default(),
             cors: CorsConfig::default(),
             events: EventsConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -242,8 +263,8 @@ pub struct EventsConfig {
     pub queue: usize,
     /// Most topics one connection may subscribe to.
     pub max_topics: usize,
-    /// Most connections at once; an upgrade beyond it is answered 503 (checked at the upgrade,
-    /// so upgrades racing for the last place may overshoot by a few).
+    /// Most connections at once; an upgrade beyond it is answered 503. A place is taken
+    /// atomically before the upgrade is answered and freed when the connection ends.
     pub max_subscribers: usize,
     /// Largest frame (and message) a client may send, bytes; a larger one closes the
     /// connection (close code 1009).

@@ -4,6 +4,7 @@
 //! that says what went wrong and what to do, and exits non-zero; nothing here panics on bad
 //! input. Command output goes to stdout, logs and progress bars to stderr.
 
+pub mod check;
 pub mod gen;
 pub mod healthcheck;
 pub mod import;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Mint an HS256 bearer token for the API and print it.
     #[command(long_about = token::TOKEN_HELP)]
     Token(token::TokenArgs),
+    /// Check a stopped data directory's invariants (bookings, messages, index).
+    #[command(long_about = check::CHECK_HELP)]
+    Check(check::CheckArgs),
     /// Print the version and the storage format.
     Version,
 }
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gen(args) => gen::run(args),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Token(args) => token::run(args),
+        Command::Check(args) => check::run(args),
         Command::Version => {
             println!(
                 "mussikon {} (storage and snapshot format {})",

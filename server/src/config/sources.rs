@@ -646,6 +646,7 @@ impl Settings {
                     match_k: self.events.match_k.clamp(1, mussikon_engine::MAX_K),
                     match_queue: self.events.match_queue.max(1),
                 },
+                connections: crate::config::ConnectionLimits::default(),
             },
         })
     }

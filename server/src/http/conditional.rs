@@ -48,7 +48,9 @@ impl IfMatch {
                 } else if let Some(v) = tag
                     .strip_prefix('"')
                     .and_then(|t| t.strip_suffix('"'))
-                    .and_then(|t| t.parse::<u64>().ok())
+                    // Strong comparison is octet equality: only the canonical digits of a
+                    // version match it (`"08"` and `"+8"` are other tags).
+                    .and_then(|t| t.parse::<u64>().ok().filter(|v| v.to_string() == t))
                 {
                     versions.push(v);
                 }

@@ -10,7 +10,8 @@
 //! time the request under its route template, compress the body when `Accept-Encoding` allows
 //! ([`compress`]), echo `traceparent` ([`trace`]: the request's span carries the W3C trace id,
 //! taken from the caller's `traceparent` or new), and log one line in the request's span (with
-//! the caller's subject, never their token). warp provides the server and the connection handling; routing is our
+//! the caller's subject, never their token). warp provides the request filters and [`listener`]
+//! the connection handling (header-read timeout, connection cap); routing is our
 //! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
 //!
 //! The one exception is the WebSocket upgrade of `GET /v1/events` ([`events`]): warp's upgrade
@@ -39,6 +40,7 @@ pub mod cors;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -251,29 +253,29 @@ fn events_filter(
                 cors::security_headers(&mut resp.headers, false);
                 resp.into_warp()
             };
+            let hub = app.events().hub().clone();
             let resp = match events_caller(&app, headers, &query, peer) {
                 Err(e) => problem(e),
-                Ok(_) if app.events().hub().stats().connections
-                    >= app.events().hub().config().max_subscribers =>
-                {
-                    problem(ApiError::Unavailable(format!(
+                Ok(caller) => match hub.try_admit() {
+                    None => problem(ApiError::Unavailable(format!(
                         "the event stream is full ({} connections, events.max_subscribers); retry later",
-                        app.events().hub().config().max_subscribers
-                    )))
-                }
-                Ok(caller) => {
-                    let hub = app.events().hub().clone();
-                    let limit = hub.config().max_frame_bytes;
-                    let access = events::socket::TopicAccess {
-                        caller,
-                        engine: app.engine().clone(),
-                    };
-                    let resp = ws
-                        .max_frame_size(limit)
-                        .max_message_size(limit)
-                        .on_upgrade(move |socket| events::socket::serve(hub, access, socket));
-                    warp::Reply::into_response(resp)
-                }
+                        hub.config().max_subscribers
+                    ))),
+                    Some(admission) => {
+                        let limit = hub.config().max_frame_bytes;
+                        let access = events::socket::TopicAccess {
+                            caller,
+                            engine: app.engine().clone(),
+                        };
+                        let resp = ws.max_frame_size(limit).max_message_size(limit).on_upgrade(
+                            move |socket| async move {
+                                events::socket::serve(hub, access, socket).await;
+                                drop(admission);
+                            },
+                        );
+                        warp::Reply::into_response(resp)
+                    }
+                },
             };
             metrics::record_request(
                 router::EVENTS,
@@ -296,7 +298,9 @@ pub fn filter(
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(
+            warp::ext::optional::<listener::Peer>().map(|p: Option<listener::Peer>| p.map(|p| p.0)),
+        )
         .and(warp::body::stream().map(boxed_body))
         .then(
             move |method: Method,
@@ -368,14 +372,15 @@ where
     let matcher = app.events().start_matcher(app.engine().clone());
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(filter(app))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = begin_rx.await;
-            })
-            .run(),
-    );
+    let limits = app.config().connections;
+    let server = tokio::spawn(listener::serve_connections(
+        listener,
+        filter(app),
+        limits,
+        async move {
+            let _ = begin_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
