@@ -169,7 +169,7 @@ async fn connections_over_the_cap_are_closed_on_accept() {
 async fn a_websocket_flood_is_capped_with_503() {
     let config = HttpConfig {
         events: EventsConfig {
-            max_connections: 20,
+            max_subscribers: 20,
             ..EventsConfig::default()
         },
         ..HttpConfig::default()

@@ -10,6 +10,7 @@ mod depth;
 mod errors;
 mod events;
 mod gigs;
+mod limits;
 mod messages;
 mod musicians;
 mod openapi;
