@@ -796,17 +796,18 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             )))
         }
         Command::BulkUpsert { musicians, gigs } => {
-            let mut olds = Vec::with_capacity(gigs.len());
+            // Refusals first, against the state before the command.
             for g in gigs {
-                let old = tx.gig(&g.id)?;
-                if let Some(o) = &old {
-                    if let Err(c) = check_gig_update(o, g) {
+                if let Some(o) = tx.gig(&g.id)? {
+                    if let Err(c) = check_gig_update(&o, g) {
                         return Ok(Err(Refusal::Conflict(c)));
                     }
                 }
-                olds.push(old);
             }
-            for (g, old) in gigs.iter().zip(olds) {
+            // Then the writes, each reading the record as the earlier writes of this command
+            // left it: a gig id given twice is created once and counted once.
+            for g in gigs {
+                let old = tx.gig(&g.id)?;
                 if old.is_none() {
                     tx.add_count(GIG_COUNT, 1)?;
                 }

@@ -615,3 +615,21 @@ fn compacting_the_index_merges_segments_and_keeps_answers() {
     engine.refresh().unwrap();
     assert_eq!(engine.search(&q).unwrap().hits.len(), 16);
 }
+
+/// A bulk command that names the same new record twice creates it once: the counts say so
+/// (found by the `commands` fuzz target).
+#[test]
+fn a_bulk_naming_a_new_id_twice_counts_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    let done = engine
+        .execute(&Command::BulkUpsert {
+            musicians: vec![musician_json("m-1"), musician_json("m-1")],
+            gigs: vec![gig_json("g-1"), gig_json("g-1")],
+        })
+        .unwrap();
+    assert!(done.outcome.is_done(), "{:?}", done.outcome);
+    let st = engine.status().unwrap();
+    assert_eq!((st.musicians, st.gigs), (1, 1));
+    assert_eq!(engine.list_gigs(None, 10).unwrap().len(), 1);
+}

@@ -58,8 +58,11 @@ pub fn key_of(req: &Request) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers.get(HEADER) else {
         return Ok(None);
     };
+    // `to_str` admits spaces and tabs; a key is visible ASCII only (0x21-0x7E), so that two
+    // keys that print alike are the same key.
     let key = value.to_str().ok().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    let visible = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible {
         return Err(ApiError::BadRequest(format!(
             "Idempotency-Key must be 1-{MAX_KEY_LEN} visible ASCII characters"
         )));
