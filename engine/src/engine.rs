@@ -685,13 +685,7 @@ impl Engine {
                 page.push((search::sort_key(q.sort, 0.0, dist, m), m.id.clone(), dist));
             }
         }
-        page.retain(|(k, id, _)| {
-            after.as_ref().is_none_or(|c| {
-                k.total_cmp(&c.key)
-                    .then_with(|| id.as_str().cmp(&c.id))
-                    .is_gt()
-            })
-        });
+        page.retain(|(k, id, _)| after.as_ref().is_none_or(|c| c.precedes(*k, id)));
         page.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         page.truncate(limit + 1);
         let mut hits = Vec::with_capacity(page.len());
@@ -978,11 +972,7 @@ fn search_page(q: &SearchQuery, mut hits: Vec<(f64, SearchHit)>) -> SearchPage {
             .then_with(|| a.1.musician.id.cmp(&b.1.musician.id))
     });
     if let Some(cur) = q.cursor.as_deref().and_then(Cursor::decode) {
-        let start = hits.partition_point(|(k, h)| {
-            k.total_cmp(&cur.key)
-                .then_with(|| h.musician.id.as_str().cmp(&cur.id))
-                .is_le()
-        });
+        let start = hits.partition_point(|(k, h)| !cur.precedes(*k, &h.musician.id));
         hits.drain(..start);
     }
     let limit = q.limit.unwrap_or(search::DEFAULT_LIMIT);

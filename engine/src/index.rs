@@ -602,11 +602,12 @@ impl Indexer {
                     pending_since = None;
                 }
                 if let Some(r) = compact {
+                    // A failed commit is reported as it is, not merged over.
                     let merged = match &result {
-                        Ok(()) => self.merge_all(),
-                        Err(e) => Err(IndexError::Corrupt(e.to_string())),
+                        Ok(()) => self.merge_all().map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
                     };
-                    let _ = r.send(merged.map_err(|e| e.to_string()));
+                    let _ = r.send(merged);
                 }
                 if let Some(r) = reply {
                     let _ = r.send(result.map(|_| last_seq).map_err(|e| e.to_string()));

@@ -146,6 +146,14 @@ impl Cursor {
         format!("c1.{:016x}.{}", self.key.to_bits(), self.id)
     }
 
+    /// True when a hit with sort key `key` and id `id` comes strictly after this cursor, i.e.
+    /// belongs on a later page.
+    pub(crate) fn precedes(&self, key: f64, id: &str) -> bool {
+        key.total_cmp(&self.key)
+            .then_with(|| id.cmp(&self.id))
+            .is_gt()
+    }
+
     pub(crate) fn decode(s: &str) -> Option<Cursor> {
         let rest = s.strip_prefix("c1.")?;
         let (bits, id) = rest.split_once('.')?;

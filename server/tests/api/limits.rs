@@ -26,6 +26,22 @@ fn rss() -> u64 {
 
 const MIB: u64 = 1024 * 1024;
 
+/// Sends `body` as JSON (whatever it holds) with `method` to `path`.
+async fn send_json(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    s.client
+        .request(method, s.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn oversized_and_deep_bodies_are_refused_without_memory_growth() {
     let s = TestServer::start().await;
@@ -33,35 +49,20 @@ async fn oversized_and_deep_bodies_are_refused_without_memory_growth() {
     let deep = "[".repeat(512 * 1024);
     // Warm up allocators and connection pools first, then measure.
     for _ in 0..2 {
-        let r = s
-            .client
-            .put(s.url("/v1/musicians/m-1"))
-            .header("content-type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = send_json(&s, reqwest::Method::PUT, "/v1/musicians/m-1", big.clone()).await;
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
     let before = rss();
     for _ in 0..40 {
-        let r = s
-            .client
-            .put(s.url("/v1/musicians/m-1"))
-            .header("content-type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = send_json(&s, reqwest::Method::PUT, "/v1/musicians/m-1", big.clone()).await;
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let r = s
-            .client
-            .post(s.url("/v1/musicians/search"))
-            .header("content-type", "application/json")
-            .body(deep.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = send_json(
+            &s,
+            reqwest::Method::POST,
+            "/v1/musicians/search",
+            deep.clone(),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["type"], "urn:mussikon:problem:json-too-deep");
