@@ -445,7 +445,10 @@ impl Node {
         )
         .await;
         match answer {
-            Ok(Ok(Reply(Some(done)))) => Ok(done),
+            Ok(Ok(Reply(Some(done)))) => {
+                self.await_local_apply(&done).await;
+                Ok(done)
+            }
             Ok(Ok(Reply(None))) => Err(WriteError::Fatal("the leader applied no command".into())),
             Ok(Err(e)) => Err(e),
             Err(TransportError::Unreachable(..)) => Err(WriteError::NoLeader),
@@ -453,6 +456,25 @@ impl Node {
                 leader: addr,
                 reason: e.to_string(),
             }),
+        }
+    }
+
+    /// Read-your-writes on a follower: waits (up to [`READ_WAIT`]) until this node has applied
+    /// the entry the leader applied `done` from, so the handler's reads after the write see it.
+    /// The write is committed either way; a node that stays behind only logs it.
+    async fn await_local_apply(&self, done: &Executed) {
+        let index = crate::state_machine::log_index_of(done.seq);
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(READ_WAIT))
+            .applied_index_at_least(Some(index), "forwarded write")
+            .await;
+        if waited.is_err() {
+            tracing::warn!(
+                index,
+                "a forwarded write is committed but not yet applied here"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Raft state machine: the engine itself, applied through its one apply path.
 //!
-//! Each log entry is applied as engine sequence = log index: a command entry through
+//! Each log entry is applied as engine sequence = log index + 1 (openraft's first entry has
+//! index 0, and the engine's sequence 0 means "nothing applied"): a command entry through
 //! [`Engine::apply_annexed`], a blank or membership entry through [`Engine::advance`]. Either
 //! way the engine stores, in the same sled transaction as the data, an *annex*: the last applied
 //! log id and the last membership. So after a crash the data and what openraft is told was
@@ -79,6 +80,17 @@ fn data_path(dir: &Path, id: &str) -> PathBuf {
 
 fn meta_name(id: &str) -> String {
     format!("{id}.meta")
+}
+
+/// The engine sequence of the entry at `log_id`: index + 1, since the engine's 0 is "nothing".
+fn engine_seq(log_id: LogId<NodeId>) -> u64 {
+    log_id.index + 1
+}
+
+/// The log index of the entry applied as engine sequence `seq` (the inverse of
+/// [`engine_seq`]).
+pub(crate) fn log_index_of(seq: u64) -> u64 {
+    seq.saturating_sub(1)
 }
 
 /// Snapshot ids sort by time of creation: `{last index:020}-{unix millis:015}`.
@@ -169,15 +181,16 @@ impl StateMachine {
                 membership = StoredMembership::new(Some(log_id), m.clone());
             }
             let annex = encode(&(Some(log_id), membership.clone())).map_err(sm_write)?;
+            let seq = engine_seq(log_id);
             let engine = &self.shared.engine;
             let reply = match &entry.payload {
                 EntryPayload::Normal(req) => Reply(Some(
                     engine
-                        .apply_annexed(log_id.index, &req.0, &annex)
+                        .apply_annexed(seq, &req.0, &annex)
                         .map_err(sm_write)?,
                 )),
                 EntryPayload::Blank | EntryPayload::Membership(_) => {
-                    engine.advance(log_id.index, &annex).map_err(sm_write)?;
+                    engine.advance(seq, &annex).map_err(sm_write)?;
                     Reply(None)
                 }
             };

@@ -47,6 +47,8 @@ pub enum RecordKind {
     Outcome = 7,
     /// A chat message of a gig.
     Message = 8,
+    /// A recorded idempotency key (fingerprint, time, first outcome).
+    Idempotency = 9,
 }
 
 /// Why bytes could not be decoded.

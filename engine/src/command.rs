@@ -4,6 +4,15 @@
 //! yields the same state and the same [`Outcome`]s. Nothing node-local (clock, randomness, thread
 //! count) may influence what a command does; a timestamp, where one is needed, travels inside it.
 //! Commands are what the Raft log carries, so their serde and bincode forms are wire formats.
+//! New variants and fields are only ever appended (bincode is positional), so a command encoded
+//! by an older build still decodes: [`Command::Guarded`], [`Outcome::Replayed`] and the last
+//! [`Conflict`]s came after the first format.
+//!
+//! [`Command::Guarded`] wraps a command with a [`Guard`]: conditions on the record the command
+//! names (its version, a gig's owner), fields to keep from the stored record, and an
+//! idempotency key. The guard is evaluated inside the same apply as the command, under the
+//! writer lock and in the same store transaction, so nothing can change between the check and
+//! the write (an HTTP `If-Match` is atomic with its PUT or DELETE).
 
 use crate::model::{Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::ValidationError;
@@ -85,9 +94,127 @@ pub enum Command {
         /// When it was posted.
         at: Timestamp,
     },
+    /// `command`, applied only when `guard` holds; see [`Guard`]. A guard may not wrap another
+    /// guarded command.
+    Guarded {
+        /// The conditions, kept fields and idempotency key.
+        guard: Guard,
+        /// The command to apply.
+        command: Box<Command>,
+    },
+}
+
+/// Conditions and options evaluated in the same apply as the command they guard.
+///
+/// Checked in this order, each refusal deciding before any write:
+/// 1. `idempotency`: a key already recorded answers [`Outcome::Replayed`] with the first
+///    outcome (same fingerprint) or refuses with [`Conflict::IdempotencyKeyReused`]; nothing
+///    else is evaluated;
+/// 2. `owner`: when the gig the command names exists, its owner must be this subject, else
+///    [`Conflict::NotOwner`]; `booked`: when it exists, this musician must be booked on it,
+///    else [`Conflict::NotBooked`];
+/// 3. `version`: the version of the record the command names, else
+///    [`Conflict::VersionMismatch`];
+/// 4. `keep_rating` / `keep_owner` change the upserted record, then the command runs.
+///
+/// The record a command names: the musician of `upsert_musician`, `delete_musician` and
+/// `rate_musician`; the gig of `upsert_gig`, `delete_gig`, `book`, `cancel_booking` and
+/// `post_message`. `bulk_upsert` names none and takes only an idempotency key.
+///
+/// ```
+/// use mussikon_engine::{Command, Guard, Expected};
+/// let c = Command::Guarded {
+///     guard: Guard { version: Some(Expected::Versions(vec![7])), ..Guard::default() },
+///     command: Box::new(Command::DeleteGig { id: "g-1".into() }),
+/// };
+/// let json = serde_json::to_string(&c).unwrap();
+/// assert_eq!(json, r#"{"op":"guarded","guard":{"version":{"versions":[7]}},"command":{"op":"delete_gig","id":"g-1"}}"#);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The version the named record must be at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Expected>,
+    /// When the named gig exists, its `owner` must be this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When the named gig exists, this musician must be booked on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booked: Option<String>,
+    /// `upsert_musician`: keep the stored rating (none for a new musician), whatever the
+    /// command's musician says.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_rating: bool,
+    /// `upsert_gig`: when the command's gig has no owner, keep the stored gig's owner.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_owner: bool,
+    /// Apply at most once per key; see [`IdempotencyKey`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The version a guarded command expects of the record it names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// The record must exist, at any version.
+    Exists,
+    /// The record must exist at one of these versions (none: never holds).
+    Versions(Vec<u64>),
+}
+
+/// Most idempotency keys the store keeps; the oldest are forgotten first.
+pub const IDEMPOTENCY_KEYS_KEPT: u64 = 100_000;
+/// How long a key is kept, measured on the `at_ms` of later keyed commands (never a clock).
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest idempotency key, bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 512;
+
+/// A key under which a command's outcome is recorded, in the same transaction as its effects,
+/// so that a retry carrying the same key gets the first outcome back instead of applying twice
+/// — across restarts, and on every replica applying the same commands.
+///
+/// Retention is deterministic: at most [`IDEMPOTENCY_KEYS_KEPT`] keys, and a key is forgotten
+/// once a later keyed command's `at_ms` is more than [`IDEMPOTENCY_TTL_MS`] past its own (each
+/// keyed command forgets at most two old keys, so the work per command stays bounded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyKey {
+    /// The key, 1–512 bytes; callers scope it (e.g. by client) as they need.
+    pub key: String,
+    /// A digest of the request the key was first used for; the same key with another
+    /// fingerprint is refused.
+    pub fingerprint: u64,
+    /// When the request was made, milliseconds since the Unix epoch, stamped by the caller.
+    pub at_ms: i64,
 }
 
 impl Command {
+    /// This command under `guard`; itself when the guard is empty.
+    pub fn guarded_by(self, guard: Guard) -> Command {
+        if guard == Guard::default() {
+            self
+        } else {
+            Command::Guarded {
+                guard,
+                command: Box::new(self),
+            }
+        }
+    }
+
+    /// The command without its guard.
+    pub fn unguarded(&self) -> &Command {
+        match self {
+            Command::Guarded { command, .. } => command,
+            other => other,
+        }
+    }
+
     /// Short name of the command, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -100,6 +227,7 @@ impl Command {
             Command::RateMusician { .. } => "rate_musician",
             Command::BulkUpsert { .. } => "bulk_upsert",
             Command::PostMessage { .. } => "post_message",
+            Command::Guarded { command, .. } => command.name(),
         }
     }
 }
@@ -121,8 +249,15 @@ pub enum Outcome {
         /// The engine's applied sequence.
         applied: u64,
     },
-    /// The command was refused; nothing changed except the applied sequence.
+    /// The command was refused; nothing changed except the applied sequence (and, for a keyed
+    /// command, the record of its key).
     Refused(Refusal),
+    /// The command's idempotency key was already recorded for the same request: nothing
+    /// changed (except the applied sequence); `first` is the outcome of the first time.
+    Replayed {
+        /// What the command did the first time (`done` or `refused`).
+        first: Box<Outcome>,
+    },
 }
 
 impl Outcome {
@@ -275,5 +410,35 @@ pub enum Conflict {
         gig_id: String,
         /// The message id.
         message_id: String,
+    },
+    /// A guarded command expected another version of the record it names.
+    #[error("{kind} {id} is at version {current:?}, not the one expected")]
+    VersionMismatch {
+        /// "musician" or "gig".
+        kind: String,
+        /// The record's id.
+        id: String,
+        /// Its current version; `None` when it does not exist.
+        current: Option<u64>,
+    },
+    /// A guarded command required another owner of the gig it names.
+    #[error("gig {gig_id} is owned by someone else")]
+    NotOwner {
+        /// Gig id.
+        gig_id: String,
+    },
+    /// A guarded command required a musician booked on the gig it names.
+    #[error("musician {musician_id} is not booked on gig {gig_id}")]
+    NotBooked {
+        /// Gig id.
+        gig_id: String,
+        /// Musician id.
+        musician_id: String,
+    },
+    /// The idempotency key was recorded for a different request.
+    #[error("idempotency key {key} was used for a different request")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
     },
 }

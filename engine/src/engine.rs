@@ -24,9 +24,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocSet, Term};
 
@@ -208,6 +206,7 @@ pub struct MatchResult {
 struct Inner {
     store: Arc<Store>,
     index: IndexHandle,
+    columns: Arc<crate::columns::ColumnCache>,
     writer: Mutex<()>,
     config: Config,
     path: PathBuf,
@@ -310,6 +309,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 index,
+                columns: Arc::default(),
                 writer: Mutex::new(()),
                 config,
                 path,
@@ -372,6 +372,23 @@ impl Engine {
     pub fn refresh(&self) -> Result<(), EngineError> {
         self.inner.index.refresh()?;
         Ok(())
+    }
+
+    /// Makes every change applied so far searchable, then merges the index into one segment;
+    /// returns how many segments there were. Meant for after a bulk import: every read pays a
+    /// fixed cost per segment (term lookups, scorer setup), so one segment serves fastest. The
+    /// indexer does nothing else while it merges (seconds per million musicians); writes are
+    /// still accepted and become searchable afterwards.
+    ///
+    /// ```
+    /// # use mussikon_engine::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let engine = Engine::open(dir.path(), Config::default()).unwrap();
+    /// let segments_before = engine.compact_index().unwrap();
+    /// assert!(segments_before <= 1, "an empty index has at most one segment");
+    /// ```
+    pub fn compact_index(&self) -> Result<usize, EngineError> {
+        Ok(self.inner.index.compact()?)
     }
 
     /// Waits, without forcing a commit, until the changes of sequence `seq` are searchable;
@@ -555,12 +572,28 @@ impl Engine {
     }
 
     /// Searches musicians. See [`crate::search`] for the exact semantics.
+    ///
+    /// Without free text the index answers alone ([`crate::search_scan`]): filters and sort keys
+    /// come from fast fields, and only the page's musicians are read from the store. With text,
+    /// every candidate is fetched and re-checked, because the text rule is defined on the stored
+    /// name and bio, not on the index's tokens.
     pub fn search(&self, query: &SearchQuery) -> Result<SearchPage, EngineError> {
         let q = query.validated()?;
+        let text_tokens = q.text.as_deref().map(search::tokens).unwrap_or_default();
+        let query = self.search_query(&q, &text_tokens);
+        let hits = if text_tokens.is_empty() {
+            self.search_by_index(&q, &query)?
+        } else {
+            self.search_by_records(&q, &text_tokens, &query)?
+        };
+        Ok(search_page(&q, hits))
+    }
+
+    /// The term part of a search: what the index can decide by itself.
+    fn search_query(&self, q: &SearchQuery, text_tokens: &[String]) -> BooleanQuery {
         let f = self.inner.index.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let text_tokens = q.text.as_deref().map(search::tokens).unwrap_or_default();
-        for t in &text_tokens {
+        for t in text_tokens {
             clauses.push((
                 Occur::Must,
                 Box::new(TermQuery::new(
@@ -596,26 +629,98 @@ impl Engine {
         if let Some(d) = &q.available_on {
             clauses.push((Occur::MustNot, term(f.unavail, d)));
         }
-        if let Some(fee) = &q.max_fee {
-            clauses.push(filter(term(f.currency, &fee.currency)));
-            clauses.push(filter(Box::new(RangeQuery::new(
-                std::ops::Bound::Included(Term::from_field_u64(f.fee, 0)),
-                std::ops::Bound::Included(Term::from_field_u64(f.fee, fee.amount.max(0) as u64)),
-            ))));
-        }
-        if !q.include_inactive {
-            clauses.push(filter(term(f.active, "1")));
-        }
         if !clauses.iter().any(|(o, _)| *o == Occur::Must) {
             clauses.push((Occur::Must, Box::new(AllQuery)));
         }
-        let found = self.candidates(&BooleanQuery::new(clauses), !text_tokens.is_empty())?;
+        BooleanQuery::new(clauses)
+    }
+
+    /// Hits of a search without text, at most `limit + 1` past the cursor, from the index plus
+    /// the musicians changed since the searcher's sequence (see [`Engine::fresh_view`]).
+    fn search_by_index(
+        &self,
+        q: &SearchQuery,
+        query: &BooleanQuery,
+    ) -> Result<Vec<(f64, SearchHit)>, EngineError> {
+        let limit = q.limit.unwrap_or(search::DEFAULT_LIMIT);
+        let after = q.cursor.as_deref().and_then(Cursor::decode);
+        let view = self.fresh_view()?;
+        let job = Arc::new(crate::search_scan::SearchJob {
+            sort: q.sort,
+            near: q.near.map(|n| (n.point(), n.radius_km)),
+            include_inactive: q.include_inactive,
+            max_fee: q
+                .max_fee
+                .as_ref()
+                .map(|m| (crate::index::currency_code(&m.currency), m.amount)),
+            min_rating: q.min_rating,
+            after: after.clone(),
+            keep: limit + 1,
+            exclude: Arc::clone(&view.exclude),
+        });
+        let fruit = view
+            .searcher
+            .search(
+                query,
+                &crate::search_scan::SearchCollector {
+                    job,
+                    columns: Arc::clone(&self.inner.columns),
+                },
+            )
+            .map_err(IndexError::from)?;
+        if let Some(why) = fruit.corrupt {
+            return Err(IndexError::Corrupt(why).into());
+        }
+        let mut page: Vec<(f64, String, Option<f64>)> = fruit
+            .docs
+            .into_iter()
+            .map(|d| (d.key, d.id, d.distance_km))
+            .collect();
+        for rec in &view.changed {
+            if matches_query(q, &[], rec) {
+                let m = &rec.musician;
+                let dist = q
+                    .near
+                    .map(|n| crate::geo::haversine_km(n.point(), m.location));
+                page.push((search::sort_key(q.sort, 0.0, dist, m), m.id.clone(), dist));
+            }
+        }
+        page.retain(|(k, id, _)| after.as_ref().is_none_or(|c| c.precedes(*k, id)));
+        page.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        page.truncate(limit + 1);
+        let mut hits = Vec::with_capacity(page.len());
+        for (key, id, distance_km) in page {
+            // A musician written after the scan is dropped rather than shown out of its rules.
+            if let Some(rec) = self.inner.store.musician(&id)? {
+                if matches_query(q, &[], &rec) {
+                    hits.push((
+                        key,
+                        SearchHit {
+                            musician: rec.musician,
+                            distance_km,
+                            relevance: 0.0,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Hits of a text search: every candidate fetched and re-checked against its record.
+    fn search_by_records(
+        &self,
+        q: &SearchQuery,
+        text_tokens: &[String],
+        query: &BooleanQuery,
+    ) -> Result<Vec<(f64, SearchHit)>, EngineError> {
+        let found = self.candidates(query, true)?;
         let relevance: std::collections::HashMap<String, f32> = found.iter().cloned().collect();
         let ids: Vec<String> = relevance.keys().cloned().collect();
         let recs = self.fetch(ids)?;
-        let mut hits: Vec<(f64, SearchHit)> = recs
+        Ok(recs
             .into_par_iter()
-            .filter(|r| matches_query(&q, &text_tokens, r))
+            .filter(|r| matches_query(q, text_tokens, r))
             .map(|r| {
                 let rel = relevance.get(&r.musician.id).copied().unwrap_or(0.0) as f64;
                 let dist = q
@@ -631,37 +736,7 @@ impl Engine {
                     },
                 )
             })
-            .collect();
-        hits.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then_with(|| a.1.musician.id.cmp(&b.1.musician.id))
-        });
-        if let Some(cur) = q.cursor.as_deref().and_then(Cursor::decode) {
-            let start = hits.partition_point(|(k, h)| {
-                k.total_cmp(&cur.key)
-                    .then_with(|| h.musician.id.as_str().cmp(&cur.id))
-                    .is_le()
-            });
-            hits.drain(..start);
-        }
-        let limit = q.limit.unwrap_or(search::DEFAULT_LIMIT);
-        let more = hits.len() > limit;
-        hits.truncate(limit);
-        let next_cursor = if more {
-            hits.last().map(|(k, h)| {
-                Cursor {
-                    key: *k,
-                    id: h.musician.id.clone(),
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
-        Ok(SearchPage {
-            hits: hits.into_iter().map(|(_, h)| h).collect(),
-            next_cursor,
-        })
+            .collect())
     }
 
     /// Ranks candidates for every slot of a gig and assigns its open seats optimally.
@@ -711,8 +786,14 @@ impl Engine {
         let mut slots = Vec::with_capacity(gig.slots.len());
         let mut lists = Vec::with_capacity(gig.slots.len());
         let view = self.fresh_view()?;
-        for (i, slot) in gig.slots.iter().enumerate() {
-            let (mut cands, eligible) = self.slot_candidates(&view, &gig, slot, &weights, keep)?;
+        // Slots are scanned in parallel (rayon); each scan is exact on its own.
+        let scanned: Vec<Result<(Vec<Candidate>, usize), EngineError>> = gig
+            .slots
+            .par_iter()
+            .map(|slot| self.slot_candidates(&view, &gig, slot, &weights, keep))
+            .collect();
+        for ((i, slot), found) in gig.slots.iter().enumerate().zip(scanned) {
+            let (mut cands, eligible) = found?;
             cands.truncate(keep);
             slots.push(SlotMatches {
                 slot: i,
@@ -742,6 +823,7 @@ impl Engine {
         let seq = self.inner.index.visibility().seq;
         let changed_ids = self.inner.store.changed_since(seq)?;
         let searcher = self.inner.index.reader.searcher();
+        self.inner.columns.retain(&searcher);
         let f = self.inner.index.fields;
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
@@ -786,15 +868,28 @@ impl Engine {
             slot: slot.clone(),
             weights: *weights,
             keep,
+            currency: crate::index::currency_code(&gig.budget.currency),
             exclude: Arc::clone(&view.exclude),
         });
         let fruit = view
             .searcher
-            .search(&query, &crate::slot_scan::SlotCollector { fields: f, job })
+            .search(
+                &query,
+                &crate::slot_scan::SlotCollector {
+                    fields: f,
+                    job,
+                    columns: Arc::clone(&self.inner.columns),
+                },
+            )
             .map_err(IndexError::from)?;
         let mut cands = Vec::with_capacity(fruit.best.len() + view.changed.len());
         for h in fruit.best {
-            let id = crate::index::stored_id(view.searcher.segment_reader(h.segment), h.doc)?;
+            let cols = self
+                .inner
+                .columns
+                .get(view.searcher.segment_reader(h.segment))
+                .map_err(IndexError::from)?;
+            let id = crate::index::stored_id(&cols, h.doc)?;
             cands.push(Candidate {
                 musician_id: id,
                 score: h.score,
@@ -820,20 +915,10 @@ impl Engine {
                 f.inst,
                 &crate::index::inst_term(&slot.instrument, slot.min_level),
             )),
-            filter(any_term(f.reach, crate::geo::point_cells(gig.location))),
             filter(any_term(
                 f.home,
                 crate::geo::cover_cells(gig.location, gig.radius_km, 32),
             )),
-            filter(term(f.active, "1")),
-            filter(term(f.currency, &gig.budget.currency)),
-            filter(Box::new(RangeQuery::new(
-                std::ops::Bound::Included(Term::from_field_u64(f.fee, 0)),
-                std::ops::Bound::Included(Term::from_field_u64(
-                    f.fee,
-                    gig.budget.max_fee.max(0) as u64,
-                )),
-            ))),
             (Occur::MustNot, term(f.unavail, &gig.date)),
         ])
     }
@@ -884,6 +969,36 @@ fn gig_view(r: GigRecord) -> GigView {
 }
 
 /// The exact search predicate on a stored record.
+/// Orders hits by `(key, id)`, drops those at or before the cursor, and cuts the page.
+fn search_page(q: &SearchQuery, mut hits: Vec<(f64, SearchHit)>) -> SearchPage {
+    hits.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| a.1.musician.id.cmp(&b.1.musician.id))
+    });
+    if let Some(cur) = q.cursor.as_deref().and_then(Cursor::decode) {
+        let start = hits.partition_point(|(k, h)| !cur.precedes(*k, &h.musician.id));
+        hits.drain(..start);
+    }
+    let limit = q.limit.unwrap_or(search::DEFAULT_LIMIT);
+    let more = hits.len() > limit;
+    hits.truncate(limit);
+    let next_cursor = if more {
+        hits.last().map(|(k, h)| {
+            Cursor {
+                key: *k,
+                id: h.musician.id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    SearchPage {
+        hits: hits.into_iter().map(|(_, h)| h).collect(),
+        next_cursor,
+    }
+}
+
 fn matches_query(q: &SearchQuery, text_tokens: &[String], r: &MusicianRecord) -> bool {
     let m = &r.musician;
     if !q.include_inactive && !m.active {

@@ -50,7 +50,7 @@ pub struct ImportOptions {
     pub batch: usize,
     /// Most line errors kept in the report.
     pub max_errors: usize,
-    /// Longest line accepted, bytes.
+    /// Longest line accepted, bytes (not counting its `\n`).
     pub max_line_bytes: usize,
 }
 
@@ -151,7 +151,6 @@ impl Engine {
         let mut prog = ImportProgress::default();
         let mut musicians: Vec<Musician> = Vec::new();
         let mut gigs: Vec<Gig> = Vec::new();
-        let mut line = String::new();
         let mut raw = Vec::new();
         let hold_all = opts.on_error == OnError::Reject;
         loop {
@@ -162,9 +161,15 @@ impl Engine {
             }
             prog.lines += 1;
             prog.bytes += n as u64;
-            line.clear();
+            // The line's length without its `\n`; `raw` holds at most `max_line_bytes + 1`
+            // bytes of it, so only an untruncated line can end with the terminator.
+            let content_len = if raw.last() == Some(&b'\n') {
+                raw.len() - 1
+            } else {
+                n
+            };
             let result = match std::str::from_utf8(&raw) {
-                _ if raw.len() > opts.max_line_bytes => {
+                _ if content_len > opts.max_line_bytes => {
                     Err(format!("line longer than {} bytes", opts.max_line_bytes))
                 }
                 Ok(s) if s.trim().is_empty() => continue,
@@ -238,7 +243,8 @@ impl Engine {
                     });
                 }
             }
-            Outcome::AlreadyApplied { .. } => {}
+            // The command carries no idempotency key, so it is never replayed.
+            Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } => {}
         }
         Ok(())
     }

@@ -3,9 +3,13 @@
 //! One document per musician. Terms carry what the matcher filters on: `inst` holds
 //! `"{instrument}@{l}"` for every level `l` up to the musician's (so "plays guitar at level ≥ 3"
 //! is one term, `guitar@3`), `genre`, `unavail` (busy and booked dates), `home` (the location's
-//! cell at every grid level), `reach` (cells covering the travel circle, see [`crate::geo`]),
-//! `currency`, `active`; `fee` is a fast, indexed u64 for range filters; `text` holds name and
-//! bio for free-text search. `id` is an indexed and fast string, the way back to the store.
+//! cell at every grid level, see [`crate::geo`]) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
+//! test or score per document: `lat`, `lon`, `radius` (travel radius), `bayes` (Bayesian
+//! rating), `fee`, `currency` (the code packed by [`currency_code`]) and `active` (0 or 1).
+//! `id` is an indexed and fast string, the way back to the store; ids of up to 16 bytes are
+//! also packed into the fast u64 fields `id0`, `id1` (see [`pack_id`]), because reading an id
+//! back from the string column's dictionary costs about 100k instructions (it decodes a
+//! dictionary block from its start) and two column reads cost about 20.
 //!
 //! Promises:
 //! - The index is derived: the store alone is the truth, and every read path re-checks the
@@ -13,12 +17,16 @@
 //!   visibility bound, never a wrong answer.
 //! - Writes become visible within `commit_interval` (default 250 ms): the indexer thread batches
 //!   changes, commits, and reloads the reader explicitly. [`IndexHandle::refresh`] forces it.
+//!   Under a backlog (changes queued faster than they are indexed, as in a bulk import) a
+//!   commit waits for the queue to drain, at most [`BACKLOG_COMMIT_FACTOR`] intervals, so that
+//!   bulk loads make large segments instead of many small ones to merge. Readers stay exact
+//!   meanwhile: the engine evaluates changes the searcher lacks from the store.
 //! - Each commit's payload records the applied sequence it covers. On open, an index behind the
 //!   store is brought up to date from the store's change log; a missing, unreadable or
 //!   older-schema index is rebuilt from the store, with progress logged.
 
-use crate::geo::{cover_cells, point_cells};
-use crate::store::{MusicianRecord, Store, StoreError};
+use crate::geo::point_cells;
+use crate::store::{Changed, MusicianRecord, Store, StoreError};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,7 +35,7 @@ use std::time::{Duration, Instant};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::StrColumn;
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::{
     DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
@@ -35,10 +43,7 @@ use tantivy::{
 };
 
 /// Bumped whenever the document layout changes; an index with another version is rebuilt.
-const SCHEMA_VERSION: u32 = 3;
-
-/// Most cells in a musician's travel-circle cover (see docs/perf.md for the measurement).
-pub const REACH_MAX_CELLS: usize = 16;
+const SCHEMA_VERSION: u32 = 5;
 
 /// Errors from the index.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +73,6 @@ pub(crate) struct Fields {
     pub genre: Field,
     pub unavail: Field,
     pub home: Field,
-    pub reach: Field,
     pub currency: Field,
     pub active: Field,
     pub fee: Field,
@@ -76,6 +80,7 @@ pub(crate) struct Fields {
     pub lon: Field,
     pub radius: Field,
     pub bayes: Field,
+    pub id_words: [Field; 2],
 }
 
 fn schema() -> (Schema, Fields) {
@@ -92,16 +97,25 @@ fn schema() -> (Schema, Fields) {
         genre: b.add_text_field("genre", STRING),
         unavail: b.add_text_field("unavail", STRING),
         home: b.add_text_field("home", STRING),
-        reach: b.add_text_field("reach", STRING),
-        currency: b.add_text_field("currency", STRING),
-        active: b.add_text_field("active", STRING),
-        fee: b.add_u64_field("fee", INDEXED | FAST),
+        currency: b.add_u64_field("currency", FAST),
+        active: b.add_u64_field("active", FAST),
+        fee: b.add_u64_field("fee", FAST),
         lat: b.add_f64_field("lat", FAST),
         lon: b.add_f64_field("lon", FAST),
         radius: b.add_f64_field("radius", FAST),
         bayes: b.add_f64_field("bayes", FAST),
+        id_words: [b.add_u64_field("id0", FAST), b.add_u64_field("id1", FAST)],
     };
     (b.build(), fields)
+}
+
+/// A currency code as one `u64` for the `currency` fast field: its bytes, big-endian, in the
+/// low bytes. Injective for the codes validation admits (three upper-case ASCII letters) and
+/// for any string up to eight bytes; longer strings never reach the index.
+pub(crate) fn currency_code(code: &str) -> u64 {
+    code.bytes()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(b))
 }
 
 pub(crate) fn inst_term(instrument: &str, min_level: i64) -> String {
@@ -133,25 +147,60 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     for c in point_cells(m.location) {
         d.add_text(f.home, c);
     }
-    for c in cover_cells(m.location, m.travel_radius_km, REACH_MAX_CELLS) {
-        d.add_text(f.reach, c);
-    }
-    d.add_text(f.currency, &m.fee.currency);
-    d.add_text(f.active, if m.active { "1" } else { "0" });
+    d.add_u64(f.currency, currency_code(&m.fee.currency));
+    d.add_u64(f.active, u64::from(m.active));
     d.add_u64(f.fee, m.fee.amount.max(0) as u64);
     d.add_f64(f.lat, m.location.lat);
     d.add_f64(f.lon, m.location.lon);
     d.add_f64(f.radius, m.travel_radius_km);
     d.add_f64(f.bayes, m.bayesian_rating());
+    let words = pack_id(&m.id);
+    for (field, word) in f.id_words.iter().zip(words) {
+        d.add_u64(*field, word);
+    }
     d
 }
 
-/// The musician id of document `doc` of `segment`, read from the `id` column.
-pub(crate) fn stored_id(segment: &SegmentReader, doc: DocId) -> Result<String, IndexError> {
-    let col = segment
-        .fast_fields()
-        .str("id")?
-        .ok_or_else(|| IndexError::Corrupt("index has no id column".into()))?;
+/// An id of 1 to 16 bytes as two big-endian words, zero-padded; `[0, 0]` for a longer id
+/// (readers then fall back to the `id` string column). Valid ids have no zero byte, so the
+/// padding is unambiguous.
+pub(crate) fn pack_id(id: &str) -> [u64; 2] {
+    let bytes = id.as_bytes();
+    if bytes.is_empty() || bytes.len() > 16 {
+        return [0, 0];
+    }
+    let mut buf = [0u8; 16];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let (hi, lo) = buf.split_at(8);
+    let word = |b: &[u8]| b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+    [word(hi), word(lo)]
+}
+
+/// The id [`pack_id`] packed, or `None` for `[0, 0]` (not packed) or bytes that are not UTF-8.
+pub(crate) fn unpack_id(words: [u64; 2]) -> Option<String> {
+    if words[0] == 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(16);
+    bytes.extend_from_slice(&words[0].to_be_bytes());
+    bytes.extend_from_slice(&words[1].to_be_bytes());
+    let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    bytes.truncate(len);
+    String::from_utf8(bytes).ok()
+}
+
+/// The musician id of document `doc`, read from its segment's packed id words, or from the
+/// `id` column when the id is too long to be packed.
+pub(crate) fn stored_id(
+    cols: &crate::columns::SegmentColumns,
+    doc: DocId,
+) -> Result<String, IndexError> {
+    if let (Some(w0), Some(w1)) = (cols.id0.first(doc), cols.id1.first(doc)) {
+        if let Some(id) = unpack_id([w0, w1]) {
+            return Ok(id);
+        }
+    }
+    let col = &cols.id;
     let ord = col
         .term_ords(doc)
         .next()
@@ -246,9 +295,11 @@ impl SegmentCollector for IdSegmentCollector {
 enum IndexMsg {
     Change {
         seq: u64,
-        docs: Vec<(String, Option<MusicianRecord>)>,
+        docs: Vec<Changed>,
     },
     Commit(Sender<Result<u64, String>>),
+    /// Commit, then merge every searchable segment into one; answers the segments merged.
+    Compact(Sender<Result<usize, String>>),
     Stop,
 }
 
@@ -400,7 +451,7 @@ impl IndexHandle {
     }
 
     /// Hands the changes of `seq` to the indexer. Called in sequence order by the writer.
-    pub(crate) fn send(&self, seq: u64, docs: Vec<(String, Option<MusicianRecord>)>) {
+    pub(crate) fn send(&self, seq: u64, docs: Vec<Changed>) {
         {
             let mut v = lock(&self.visible.0);
             v.sent = seq;
@@ -420,6 +471,19 @@ impl IndexHandle {
             .map_err(|_| IndexError::Stopped)?;
         match wait.recv() {
             Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(IndexError::Tantivy(tantivy::TantivyError::InternalError(e))),
+            Err(_) => Err(IndexError::Stopped),
+        }
+    }
+
+    /// Commits everything sent so far, then merges the index into one segment.
+    pub(crate) fn compact(&self) -> Result<usize, IndexError> {
+        let (reply, wait) = mpsc::channel();
+        lock(&self.tx)
+            .send(IndexMsg::Compact(reply))
+            .map_err(|_| IndexError::Stopped)?;
+        match wait.recv() {
+            Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(IndexError::Tantivy(tantivy::TantivyError::InternalError(e))),
             Err(_) => Err(IndexError::Stopped),
         }
@@ -463,6 +527,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// While changes keep arriving faster than the indexer drains them, a commit waits for the
+/// queue to empty, but never longer than this many commit intervals (5 s at the default 250 ms).
+const BACKLOG_COMMIT_FACTOR: u32 = 20;
+
 struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
@@ -476,20 +544,28 @@ impl Indexer {
     fn run(mut self, rx: Receiver<IndexMsg>) {
         let mut pending_since: Option<Instant> = None;
         let mut last_seq = lock(&self.visible.0).seq;
+        // A message taken off the queue to see whether a backlog is waiting.
+        let mut next: Option<IndexMsg> = None;
         loop {
             let timeout = match pending_since {
                 Some(t) => self.interval.saturating_sub(t.elapsed()),
                 None => Duration::from_secs(3600),
             };
-            let msg = rx.recv_timeout(timeout);
+            let msg = match next.take() {
+                Some(m) => Ok(m),
+                None => rx.recv_timeout(timeout),
+            };
             let mut reply = None;
+            let mut compact = None;
             let mut stop = false;
             match msg {
                 Ok(IndexMsg::Change { seq, docs }) => {
-                    for (id, rec) in docs {
-                        self.writer
-                            .delete_term(Term::from_field_text(self.fields.id, &id));
-                        if let Some(rec) = rec {
+                    for c in docs {
+                        if !c.created {
+                            self.writer
+                                .delete_term(Term::from_field_text(self.fields.id, &c.id));
+                        }
+                        if let Some(rec) = c.record {
                             if let Err(e) = self.writer.add_document(document(&self.fields, &rec)) {
                                 tracing::error!(error = %e, "indexing failed; the next open rebuilds");
                             }
@@ -499,14 +575,39 @@ impl Indexer {
                     pending_since.get_or_insert_with(Instant::now);
                 }
                 Ok(IndexMsg::Commit(r)) => reply = Some(r),
+                Ok(IndexMsg::Compact(r)) => compact = Some(r),
                 Ok(IndexMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let due = pending_since.is_some_and(|t| t.elapsed() >= self.interval);
-            if due || reply.is_some() || stop {
+            let asked = reply.is_some() || compact.is_some() || stop;
+            let mut commit_now = due || asked;
+            if due && !asked {
+                // More changes are already queued (a bulk import, say): committing now would
+                // cut a small segment that merges soon redo, and would not make the queued
+                // changes visible any sooner. Drain first, up to BACKLOG_COMMIT_FACTOR
+                // intervals.
+                let overdue = pending_since
+                    .is_some_and(|t| t.elapsed() >= self.interval * BACKLOG_COMMIT_FACTOR);
+                if !overdue {
+                    if let Ok(m) = rx.try_recv() {
+                        next = Some(m);
+                        commit_now = false;
+                    }
+                }
+            }
+            if commit_now {
                 let result = self.commit_and_reload(last_seq);
                 if result.is_ok() {
                     pending_since = None;
+                }
+                if let Some(r) = compact {
+                    // A failed commit is reported as it is, not merged over.
+                    let merged = match &result {
+                        Ok(()) => self.merge_all().map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = r.send(merged);
                 }
                 if let Some(r) = reply {
                     let _ = r.send(result.map(|_| last_seq).map_err(|e| e.to_string()));
@@ -516,6 +617,17 @@ impl Indexer {
                 break;
             }
         }
+    }
+
+    /// Merges every searchable segment into one and reloads the reader; the number merged.
+    /// Runs on the indexer thread, so indexing waits meanwhile.
+    fn merge_all(&mut self) -> Result<usize, IndexError> {
+        let ids = self.writer.index().searchable_segment_ids()?;
+        if ids.len() > 1 {
+            self.writer.merge(&ids).wait()?;
+            self.reader.reload()?;
+        }
+        Ok(ids.len())
     }
 
     fn commit_and_reload(&mut self, seq: u64) -> Result<(), IndexError> {
@@ -536,5 +648,29 @@ impl Indexer {
             tracing::warn!(error = %e, "could not prune the index change log");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn packed_ids_round_trip(id in "[A-Za-z0-9._-]{1,16}") {
+            prop_assert_eq!(unpack_id(pack_id(&id)), Some(id));
+        }
+
+        #[test]
+        fn long_ids_are_not_packed(id in "[A-Za-z0-9._-]{17,64}") {
+            prop_assert_eq!(pack_id(&id), [0, 0]);
+            prop_assert_eq!(unpack_id(pack_id(&id)), None);
+        }
+
+        #[test]
+        fn currency_codes_are_distinct(a in "[A-Z]{3}", b in "[A-Z]{3}") {
+            prop_assert_eq!(currency_code(&a) == currency_code(&b), a == b);
+        }
     }
 }

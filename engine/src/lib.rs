@@ -30,6 +30,7 @@
 //! HTTP layer can publish OpenAPI schemas generated from the very structs serde uses.
 
 pub mod codec;
+mod columns;
 pub mod command;
 mod engine;
 pub mod generate;
@@ -40,12 +41,16 @@ pub mod matching;
 pub mod model;
 mod replica;
 pub mod search;
+mod search_scan;
 mod slot_scan;
 pub mod snapshot;
 mod store;
 pub mod validate;
 
-pub use command::{Command, Conflict, Effect, Outcome, Refusal};
+pub use command::{
+    Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS,
+};
 pub use engine::{
     Config, Durability, Engine, EngineError, Executed, MatchRequest, MatchResult, MatchTarget,
     SlotMatches, Status, DEFAULT_K, MAX_K,

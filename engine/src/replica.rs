@@ -20,6 +20,7 @@
 use crate::command::Command;
 use crate::engine::{Config, Engine, EngineError, Executed};
 use crate::snapshot::{load_frames, read_header, FrameReader, SnapshotSummary};
+use crate::store::Changed;
 use std::io::Read;
 use std::path::Path;
 
@@ -94,7 +95,7 @@ impl Engine {
             let store = self.store();
             let mut old = Vec::with_capacity(RETRACT_BATCH);
             for r in store.musicians_after(None) {
-                old.push((r?.musician.id, None));
+                old.push(Changed::deleted(r?.musician.id));
                 if old.len() == RETRACT_BATCH {
                     self.index().send(applied_seq, std::mem::take(&mut old));
                 }
@@ -102,9 +103,10 @@ impl Engine {
             self.index().send(applied_seq, old);
             store.clear()?;
             let (musicians, gigs, messages) = load_frames(store, &mut reader, |batch| {
+                // Every old document was retracted above, so the new ones are added as created.
                 let docs = batch
                     .iter()
-                    .map(|m| (m.musician.id.clone(), Some(m.clone())))
+                    .map(|m| Changed::upserted(m.musician.id.clone(), m.clone(), true))
                     .collect();
                 self.index().send(applied_seq, docs);
             })?;

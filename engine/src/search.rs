@@ -146,6 +146,14 @@ impl Cursor {
         format!("c1.{:016x}.{}", self.key.to_bits(), self.id)
     }
 
+    /// True when a hit with sort key `key` and id `id` comes strictly after this cursor, i.e.
+    /// belongs on a later page.
+    pub(crate) fn precedes(&self, key: f64, id: &str) -> bool {
+        key.total_cmp(&self.key)
+            .then_with(|| id.cmp(&self.id))
+            .is_gt()
+    }
+
     pub(crate) fn decode(s: &str) -> Option<Cursor> {
         let rest = s.strip_prefix("c1.")?;
         let (bits, id) = rest.split_once('.')?;
@@ -179,12 +187,12 @@ impl SearchQuery {
             let n = f.name.chars().count();
             c.check(
                 (1..=40).contains(&n),
-                format!("instruments[{i}].name"),
+                format_args!("instruments[{i}].name"),
                 "must be 1-40 characters after trimming",
             );
             c.check(
                 (1..=5).contains(&f.min_level),
-                format!("instruments[{i}].min_level"),
+                format_args!("instruments[{i}].min_level"),
                 "must be an integer from 1 to 5",
             );
         }
@@ -196,7 +204,7 @@ impl SearchQuery {
             let n = g.chars().count();
             c.check(
                 (1..=40).contains(&n),
-                format!("genres[{i}]"),
+                format_args!("genres[{i}]"),
                 "must be 1-40 characters after trimming",
             );
         }
@@ -297,10 +305,28 @@ pub(crate) fn sort_key(
     distance: Option<f64>,
     m: &crate::model::Musician,
 ) -> f64 {
+    sort_key_of(
+        sort,
+        relevance,
+        distance,
+        m.bayesian_rating(),
+        m.fee.amount as f64,
+    )
+}
+
+/// [`sort_key`] from the values it depends on; the index path (which reads them from fast
+/// fields) and the record path share it, so both give bit-identical keys.
+pub(crate) fn sort_key_of(
+    sort: SortBy,
+    relevance: f64,
+    distance: Option<f64>,
+    bayesian: f64,
+    fee: f64,
+) -> f64 {
     match sort {
         SortBy::Relevance => -relevance,
         SortBy::Distance => distance.unwrap_or(f64::INFINITY),
-        SortBy::Rating => -m.bayesian_rating(),
-        SortBy::Fee => m.fee.amount as f64,
+        SortBy::Rating => -bayesian,
+        SortBy::Fee => fee,
     }
 }

@@ -1,11 +1,12 @@
 //! The index side of matching: scores one slot's candidates straight from the index.
 //!
-//! The slot query (built by the engine) admits documents that pass the categorical rules:
-//! plays the instrument at ≥ min level, active, same currency, fee in budget, not busy or
-//! booked on the date, and a coarse location test. [`SlotCollector`] then reads, per admitted
-//! document, the fast fields (`lat`, `lon`, `radius`, `fee`, `bayes`) and the postings of the
-//! higher level terms and of the gig's genre terms, fills [`Facts`] and scores through
-//! [`score_facts`], the function the record path uses too. Nothing is fetched from the store and
+//! The slot query (built by the engine) admits documents by their terms: plays the instrument
+//! at ≥ min level, not busy or booked on the date, and a coarse location test. [`SlotCollector`]
+//! then reads, per admitted document, the fast fields: `active` and `currency` must hold
+//! (the categorical rules the terms leave out, because a term matching nearly every document
+//! costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`, `bayes`
+//! plus the postings of the higher level terms and of the gig's genre terms fill [`Facts`],
+//! scored through [`score_facts`], the function the record path uses too. Nothing is fetched from the store and
 //! ids are resolved only for the documents that can still make the top `keep`.
 //!
 //! Promises:
@@ -17,13 +18,13 @@
 //! - Each segment returns its best `keep` documents plus every document tied with the last of
 //!   them, so the global cut, which breaks ties by musician id, loses nothing.
 
+use crate::columns::{ColumnCache, SegmentColumns};
 use crate::index::{inst_term, Fields};
 use crate::matching::{score_facts, Components, Facts, Weights};
 use crate::model::{GeoPoint, Gig, Slot};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
 use tantivy::postings::SegmentPostings;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Score, SegmentOrdinal, SegmentReader, Term};
@@ -44,6 +45,8 @@ pub(crate) struct SlotJob {
     pub slot: Slot,
     pub weights: Weights,
     pub keep: usize,
+    /// The gig's currency as [`crate::index::currency_code`] packs it.
+    pub currency: u64,
     /// `(segment, doc)` pairs to skip.
     pub exclude: Arc<HashSet<(SegmentOrdinal, DocId)>>,
 }
@@ -52,6 +55,7 @@ pub(crate) struct SlotJob {
 pub(crate) struct SlotCollector {
     pub fields: Fields,
     pub job: Arc<SlotJob>,
+    pub columns: Arc<ColumnCache>,
 }
 
 /// The best documents of a scan and how many were eligible in all.
@@ -64,21 +68,13 @@ pub(crate) struct SlotFruit {
 pub(crate) struct SlotSegmentCollector {
     job: Arc<SlotJob>,
     segment: SegmentOrdinal,
-    cols: Option<FactColumns>,
+    cols: Arc<SegmentColumns>,
     /// Postings of `instrument@l` for l above the slot's min level, ascending.
     levels: Vec<(i64, SegmentPostings)>,
     /// Postings of each gig genre (absent when no musician of the segment plays it).
     genres: Vec<Option<SegmentPostings>>,
     hits: Vec<ScoredDoc>,
     eligible: usize,
-}
-
-struct FactColumns {
-    lat: Column<f64>,
-    lon: Column<f64>,
-    radius: Column<f64>,
-    bayes: Column<f64>,
-    fee: Column<u64>,
 }
 
 fn contains(p: &mut SegmentPostings, doc: DocId) -> bool {
@@ -112,14 +108,7 @@ impl Collector for SlotCollector {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SlotSegmentCollector> {
-        let ff = reader.fast_fields();
-        let cols = FactColumns {
-            lat: ff.f64("lat")?,
-            lon: ff.f64("lon")?,
-            radius: ff.f64("radius")?,
-            bayes: ff.f64("bayes")?,
-            fee: ff.u64("fee")?,
-        };
+        let cols = self.columns.get(reader)?;
         let job = &self.job;
         let inst = reader.inverted_index(self.fields.inst)?;
         let mut levels = Vec::new();
@@ -138,7 +127,7 @@ impl Collector for SlotCollector {
         Ok(SlotSegmentCollector {
             job: job.clone(),
             segment,
-            cols: Some(cols),
+            cols,
             levels,
             genres,
             hits: Vec::new(),
@@ -169,7 +158,10 @@ impl SegmentCollector for SlotSegmentCollector {
         if !job.exclude.is_empty() && job.exclude.contains(&(self.segment, doc)) {
             return;
         }
-        let Some(c) = &self.cols else { return };
+        let c = &*self.cols;
+        if c.active.first(doc) != Some(1) || c.currency.first(doc) != Some(job.currency) {
+            return;
+        }
         let (Some(lat), Some(lon), Some(radius), Some(bayes), Some(fee)) = (
             c.lat.first(doc),
             c.lon.first(doc),
@@ -180,26 +172,30 @@ impl SegmentCollector for SlotSegmentCollector {
             tracing::error!(doc, "index document without match fields; skipped");
             return;
         };
-        let mut level = job.slot.min_level;
-        for (l, p) in &mut self.levels {
-            if contains(p, doc) {
-                level = *l;
-            }
-        }
-        let mut shared_genres = 0;
-        for p in self.genres.iter_mut().flatten() {
-            if contains(p, doc) {
-                shared_genres += 1;
-            }
-        }
-        let facts = Facts {
-            level,
+        let mut facts = Facts {
+            level: job.slot.min_level,
             fee: i64::try_from(fee).unwrap_or(i64::MAX),
             bayesian: bayes,
             location: GeoPoint { lat, lon },
             travel_radius_km: radius,
-            shared_genres,
+            shared_genres: 0,
         };
+        // Eligibility does not depend on a level above the minimum (the query term already
+        // holds the minimum) nor on genres, so the numeric rules are tried first and the
+        // postings are only read for eligible documents.
+        if score_facts(&job.gig, &job.slot, &facts, &job.weights).is_none() {
+            return;
+        }
+        for (l, p) in &mut self.levels {
+            if contains(p, doc) {
+                facts.level = *l;
+            }
+        }
+        for p in self.genres.iter_mut().flatten() {
+            if contains(p, doc) {
+                facts.shared_genres += 1;
+            }
+        }
         if let Some((score, components, distance_km)) =
             score_facts(&job.gig, &job.slot, &facts, &job.weights)
         {

@@ -5,7 +5,8 @@
 //! is a [`Frame`] (storage codec, kind `SnapshotFrame`): one `Header` (format, applied
 //! sequence), any number of `Musicians`, `Gigs` and `Messages` batches, and one end frame with
 //! the record counts and an FNV-1a checksum of every frame before it. A reader therefore
-//! detects truncation, reordering and bit flips, and never allocates more than one frame.
+//! detects truncation, reordering and bit flips, and never allocates more than one frame (nor
+//! more than the bytes that actually arrived).
 //!
 //! Versions, told apart by the magic:
 //! - `MUSSNAP1` (version 1): no `Messages` frames; ends with `End`.
@@ -172,10 +173,16 @@ impl<R: Read> FrameReader<R> {
         if len > MAX_FRAME {
             return Err(bad(format!("frame of {len} bytes exceeds the limit")));
         }
-        self.buf.resize(len, 0);
-        self.input
-            .read_exact(&mut self.buf)
-            .map_err(|_| bad("truncated: frame shorter than its length"))?;
+        // Grow the buffer as bytes arrive rather than to the claimed length, so a short,
+        // hostile stream claiming a huge frame costs only the bytes it actually sent.
+        self.buf.clear();
+        let read = (&mut self.input)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| bad(format!("reading a frame: {e}")))?;
+        if read < len {
+            return Err(bad("truncated: frame shorter than its length"));
+        }
         let frame: Frame =
             codec::decode(RecordKind::SnapshotFrame, &self.buf).map_err(|e| bad(e.to_string()))?;
         let checksum = match (&frame, self.version) {

@@ -13,6 +13,11 @@
 //!   uniqueness of client message ids within a gig). Ids never contain `0x00`, so no key of one
 //!   gig is a prefix of another gig's keys.
 //!
+//! - `idempotency`: `k key` → [`IdemEntry`] (the fingerprint, time and first outcome of a keyed
+//!   command), and `o n` (8 bytes big-endian) → key, the keys in recording order, so the
+//!   oldest can be forgotten with point reads only; `meta` holds the queue's head and tail.
+//!   Written in the same transaction as the command it records.
+//!
 //! Messages are only ever removed with their gig, so a gig's messages are numbered exactly
 //! `1..=last` ([`Store::check_messages`] verifies it, and the id index).
 //!
@@ -28,7 +33,10 @@
 //! Callers serialize `apply` (the engine holds one writer lock); reads may run concurrently.
 
 use crate::codec::{self, CodecError, RecordKind};
-use crate::command::{Command, Conflict, Effect, Outcome, Refusal, MAX_BULK};
+use crate::command::{
+    Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BULK, MAX_IDEMPOTENCY_KEY,
+};
 use crate::model::{BookedDate, Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::{
     self, check_id, validate_booking, validate_gig, validate_musician, validate_post, Checker,
@@ -88,8 +96,39 @@ pub enum StoreError {
 /// What one apply did: the outcome and the musicians whose indexed state changed.
 pub(crate) struct Applied {
     pub outcome: Outcome,
-    /// `(id, new record or None when deleted)`.
-    pub changed: Vec<(String, Option<MusicianRecord>)>,
+    pub changed: Vec<Changed>,
+}
+
+/// A musician whose indexed state one command changed.
+pub(crate) struct Changed {
+    pub id: String,
+    /// The new record; `None` when deleted.
+    pub record: Option<MusicianRecord>,
+    /// True when the command created the musician: no earlier version can be in the index,
+    /// so the indexer adds the document without first deleting the id.
+    pub created: bool,
+}
+
+impl Changed {
+    pub(crate) fn upserted(id: String, record: MusicianRecord, created: bool) -> Changed {
+        Changed {
+            id,
+            record: Some(record),
+            created,
+        }
+    }
+
+    fn updated(id: String, record: MusicianRecord) -> Changed {
+        Changed::upserted(id, record, false)
+    }
+
+    pub(crate) fn deleted(id: String) -> Changed {
+        Changed {
+            id,
+            record: None,
+            created: false,
+        }
+    }
 }
 
 const APPLIED: &[u8] = b"applied";
@@ -98,6 +137,32 @@ const ANNEX: &[u8] = b"annex";
 const FORMAT: &[u8] = b"format";
 const MUSICIAN_COUNT: &[u8] = b"count.musicians";
 const GIG_COUNT: &[u8] = b"count.gigs";
+const IDEM_HEAD: &[u8] = b"idempotency.head";
+const IDEM_TAIL: &[u8] = b"idempotency.tail";
+
+/// A recorded idempotency key.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub(crate) struct IdemEntry {
+    fingerprint: u64,
+    at_ms: i64,
+    /// Its number in the recording order.
+    n: u64,
+    outcome: Outcome,
+}
+
+fn idem_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(b'k');
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn idem_order_key(n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'o');
+    k.extend_from_slice(&codec::u64_key(n));
+    k
+}
 
 /// Storage tuning.
 #[derive(Clone, Debug)]
@@ -114,6 +179,7 @@ pub(crate) struct Store {
     changes: sled::Tree,
     messages: sled::Tree,
     message_index: sled::Tree,
+    idempotency: sled::Tree,
 }
 
 /// `gig id 0x00`: the prefix of every key of the gig's messages, and its counter key in
@@ -180,6 +246,7 @@ struct Tx<'a> {
     changes: &'a TransactionalTree,
     messages: &'a TransactionalTree,
     message_index: &'a TransactionalTree,
+    idempotency: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -229,6 +296,123 @@ impl Tx<'_> {
         Ok(last)
     }
 
+    fn idem(&self, key: &str) -> TxResult<Option<IdemEntry>> {
+        let k = idem_key(key);
+        match self.idempotency.get(&k)? {
+            None => Ok(None),
+            Some(v) => codec::decode(RecordKind::Idempotency, &v)
+                .map(Some)
+                .map_err(|e| corrupt(&k, e))
+                .or_else(abort),
+        }
+    }
+
+    /// Records `outcome` under `key`, then forgets at most two of the oldest keys: those beyond
+    /// [`IDEMPOTENCY_KEYS_KEPT`] or older than [`IDEMPOTENCY_TTL_MS`] before `key.at_ms`.
+    fn record_idem(&self, key: &IdempotencyKey, outcome: &Outcome) -> TxResult<()> {
+        let mut head = read_u64(self.meta.get(IDEM_HEAD)?);
+        let tail = read_u64(self.meta.get(IDEM_TAIL)?) + 1;
+        let entry = IdemEntry {
+            fingerprint: key.fingerprint,
+            at_ms: key.at_ms,
+            n: tail,
+            outcome: outcome.clone(),
+        };
+        let k = idem_key(&key.key);
+        let v = encode(RecordKind::Idempotency, &entry, &k).or_else(abort)?;
+        self.idempotency.insert(k, v)?;
+        self.idempotency
+            .insert(idem_order_key(tail), key.key.as_bytes())?;
+        self.meta.insert(IDEM_TAIL, &codec::u64_key(tail))?;
+        let cutoff = key.at_ms.saturating_sub(IDEMPOTENCY_TTL_MS);
+        for _ in 0..2 {
+            let oldest = head + 1;
+            let Some(old_key) = self.idempotency.get(idem_order_key(oldest))? else {
+                break;
+            };
+            let old_key = String::from_utf8_lossy(&old_key).into_owned();
+            let old = self.idem(&old_key)?;
+            let over = tail - head > IDEMPOTENCY_KEYS_KEPT;
+            let expired = old.as_ref().is_some_and(|e| e.at_ms < cutoff);
+            if !over && !expired {
+                break;
+            }
+            if old.is_some_and(|e| e.n == oldest) {
+                self.idempotency.remove(idem_key(&old_key))?;
+            }
+            self.idempotency.remove(idem_order_key(oldest))?;
+            head = oldest;
+        }
+        self.meta.insert(IDEM_HEAD, &codec::u64_key(head))?;
+        Ok(())
+    }
+
+    /// `Some(refusal)` when `guard`'s owner or version condition does not hold for the record
+    /// `cmd` names.
+    fn check_guard(&self, guard: &Guard, cmd: &Command) -> TxResult<Option<Refusal>> {
+        if guard.owner.is_none() && guard.booked.is_none() && guard.version.is_none() {
+            return Ok(None);
+        }
+        let (kind, id, current, gig) = match target(cmd) {
+            Some(Target::Musician(id)) => {
+                let v = self.musician(id)?.map(|r| r.version);
+                ("musician", id, v, None)
+            }
+            Some(Target::Gig(id)) => {
+                let gig = self.gig(id)?;
+                ("gig", id, gig.as_ref().map(|r| r.version), gig)
+            }
+            // `prepare` refuses conditions on commands that name no record.
+            None => return Ok(None),
+        };
+        if let (Some(want), Some(g)) = (&guard.owner, &gig) {
+            if g.gig.owner.as_deref() != Some(want.as_str()) {
+                return Ok(Some(Refusal::Conflict(Conflict::NotOwner {
+                    gig_id: id.to_string(),
+                })));
+            }
+        }
+        if let (Some(m), Some(g)) = (&guard.booked, &gig) {
+            if !g.bookings.iter().any(|(_, b)| b == m) {
+                return Ok(Some(Refusal::Conflict(Conflict::NotBooked {
+                    gig_id: id.to_string(),
+                    musician_id: m.clone(),
+                })));
+            }
+        }
+        let holds = match (&guard.version, current) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(Expected::Exists), Some(_)) => true,
+            (Some(Expected::Versions(vs)), Some(v)) => vs.contains(&v),
+        };
+        if holds {
+            return Ok(None);
+        }
+        Ok(Some(Refusal::Conflict(Conflict::VersionMismatch {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            current,
+        })))
+    }
+
+    /// `cmd` with the fields `guard` keeps taken from the stored record.
+    fn keep_stored(&self, guard: &Guard, cmd: &Command) -> TxResult<Command> {
+        Ok(match cmd {
+            Command::UpsertMusician { musician } if guard.keep_rating => {
+                let mut musician = musician.clone();
+                musician.rating = self.musician(&musician.id)?.and_then(|r| r.musician.rating);
+                Command::UpsertMusician { musician }
+            }
+            Command::UpsertGig { gig } if guard.keep_owner && gig.owner.is_none() => {
+                let mut gig = gig.clone();
+                gig.owner = self.gig(&gig.id)?.and_then(|r| r.gig.owner);
+                Command::UpsertGig { gig }
+            }
+            other => other.clone(),
+        })
+    }
+
     fn add_count(&self, key: &[u8], delta: i64) -> TxResult<()> {
         let n = read_u64(self.meta.get(key)?) as i64 + delta;
         self.meta.insert(key, &codec::u64_key(n.max(0) as u64))?;
@@ -236,7 +420,13 @@ impl Tx<'_> {
     }
 }
 
-type ExecResult = TxResult<Result<(Effect, Vec<(String, Option<MusicianRecord>)>), Refusal>>;
+/// What a transaction decided: a keyed command seen before, or the command's own result.
+enum Done {
+    Seen(Outcome),
+    Ran(Result<(Effect, Vec<Changed>), Refusal>),
+}
+
+type ExecResult = TxResult<Result<(Effect, Vec<Changed>), Refusal>>;
 
 fn not_found(kind: &str, id: &str) -> Refusal {
     Refusal::NotFound {
@@ -245,10 +435,98 @@ fn not_found(kind: &str, id: &str) -> Refusal {
     }
 }
 
+/// The record a command names, for [`Guard`] conditions.
+enum Target<'a> {
+    Musician(&'a str),
+    Gig(&'a str),
+}
+
+fn target(cmd: &Command) -> Option<Target<'_>> {
+    Some(match cmd {
+        Command::UpsertMusician { musician } => Target::Musician(&musician.id),
+        Command::DeleteMusician { id } => Target::Musician(id),
+        Command::RateMusician { musician_id, .. } => Target::Musician(musician_id),
+        Command::UpsertGig { gig } => Target::Gig(&gig.id),
+        Command::DeleteGig { id } => Target::Gig(id),
+        Command::Book(b) => Target::Gig(&b.gig_id),
+        Command::CancelBooking { gig_id, .. } | Command::PostMessage { gig_id, .. } => {
+            Target::Gig(gig_id)
+        }
+        Command::BulkUpsert { .. } | Command::Guarded { .. } => return None,
+    })
+}
+
+/// The idempotency key of a guarded command, when it is well formed (a malformed one makes the
+/// whole command invalid in [`prepare`], and nothing is recorded).
+fn idempotency_of(cmd: &Command) -> Option<&IdempotencyKey> {
+    match cmd {
+        Command::Guarded {
+            guard: Guard {
+                idempotency: Some(k),
+                ..
+            },
+            ..
+        } if !k.key.is_empty() && k.key.len() <= MAX_IDEMPOTENCY_KEY => Some(k),
+        _ => None,
+    }
+}
+
+/// Validates a guard for the command it wraps.
+fn check_guard_fields(c: &mut Checker, guard: &Guard, cmd: &Command) {
+    if matches!(cmd, Command::Guarded { .. }) {
+        c.fail("command", "a guarded command cannot be guarded again");
+    }
+    let target = target(cmd);
+    if target.is_none() && guard.version.is_some() {
+        c.fail(
+            "guard.version",
+            "applies only to commands that name one record",
+        );
+    }
+    for (field, value) in [
+        ("guard.owner", &guard.owner),
+        ("guard.booked", &guard.booked),
+    ] {
+        if let Some(v) = value {
+            check_id(c, field, v);
+            if !matches!(target, Some(Target::Gig(_))) {
+                c.fail(field, "applies only to commands that name a gig");
+            }
+        }
+    }
+    if guard.keep_rating && !matches!(cmd, Command::UpsertMusician { .. }) {
+        c.fail("guard.keep_rating", "applies only to upsert_musician");
+    }
+    if guard.keep_owner && !matches!(cmd, Command::UpsertGig { .. }) {
+        c.fail("guard.keep_owner", "applies only to upsert_gig");
+    }
+    if let Some(k) = &guard.idempotency {
+        c.check(
+            !k.key.is_empty() && k.key.len() <= MAX_IDEMPOTENCY_KEY,
+            "guard.idempotency.key",
+            &format!("must be 1-{MAX_IDEMPOTENCY_KEY} bytes"),
+        );
+    }
+}
+
 /// Validates and normalizes a command before any store access. Pure.
 fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
     let mut c = Checker::default();
     let out = match cmd {
+        Command::Guarded { guard, command } => {
+            check_guard_fields(&mut c, guard, command);
+            let inner = match prepare(command) {
+                Ok(inner) => inner,
+                Err(e) => {
+                    e.errors.into_iter().for_each(|f| c.fail(f.field, f.rule));
+                    command.as_ref().clone()
+                }
+            };
+            Command::Guarded {
+                guard: guard.clone(),
+                command: Box::new(inner),
+            }
+        }
         Command::UpsertMusician { musician } => Command::UpsertMusician {
             musician: validate_musician(musician.clone())?,
         },
@@ -366,6 +644,13 @@ fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
 /// Every refusal is decided before the first write.
 fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
     match cmd {
+        Command::Guarded { guard, command } => {
+            if let Some(refusal) = tx.check_guard(guard, command)? {
+                return Ok(Err(refusal));
+            }
+            let command = tx.keep_stored(guard, command)?;
+            exec(tx, seq, &command)
+        }
         Command::UpsertMusician { musician } => {
             let old = tx.musician(&musician.id)?;
             let created = old.is_none();
@@ -384,7 +669,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     id: id.clone(),
                     created,
                 },
-                vec![(id, Some(rec))],
+                vec![Changed::upserted(id, rec, created)],
             )))
         }
         Command::DeleteMusician { id } => {
@@ -405,7 +690,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     id: id.clone(),
                     released: old.booked.len() as u32,
                 },
-                vec![(id.clone(), None)],
+                vec![Changed::deleted(id.clone())],
             )))
         }
         Command::UpsertGig { gig } => {
@@ -443,7 +728,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     m.booked.retain(|b| &b.gig_id != id);
                     m.version = seq;
                     tx.put_musician(&m)?;
-                    changed.push((mid.clone(), Some(m)));
+                    changed.push(Changed::updated(mid.clone(), m));
                 }
             }
             tx.delete_thread(id)?;
@@ -479,7 +764,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                 m.booked.retain(|b| &b.gig_id != gig_id);
                 m.version = seq;
                 tx.put_musician(&m)?;
-                changed.push((musician_id.clone(), Some(m)));
+                changed.push(Changed::updated(musician_id.clone(), m));
             }
             Ok(Ok((
                 Effect::Cancelled(Booking {
@@ -509,21 +794,22 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     average,
                     count,
                 },
-                vec![(musician_id.clone(), Some(m))],
+                vec![Changed::updated(musician_id.clone(), m)],
             )))
         }
         Command::BulkUpsert { musicians, gigs } => {
-            let mut olds = Vec::with_capacity(gigs.len());
+            // Refusals first, against the state before the command.
             for g in gigs {
-                let old = tx.gig(&g.id)?;
-                if let Some(o) = &old {
-                    if let Err(c) = check_gig_update(o, g) {
+                if let Some(o) = tx.gig(&g.id)? {
+                    if let Err(c) = check_gig_update(&o, g) {
                         return Ok(Err(Refusal::Conflict(c)));
                     }
                 }
-                olds.push(old);
             }
-            for (g, old) in gigs.iter().zip(olds) {
+            // Then the writes, each reading the record as the earlier writes of this command
+            // left it: a gig id given twice is created once and counted once.
+            for g in gigs {
+                let old = tx.gig(&g.id)?;
                 if old.is_none() {
                     tx.add_count(GIG_COUNT, 1)?;
                 }
@@ -537,14 +823,15 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let mut created = 0i64;
             for m in musicians {
                 let old = tx.musician(&m.id)?;
-                created += i64::from(old.is_none());
+                let is_new = old.is_none();
+                created += i64::from(is_new);
                 let rec = MusicianRecord {
                     musician: m.clone(),
                     version: seq,
                     booked: old.map(|o| o.booked).unwrap_or_default(),
                 };
                 tx.put_musician(&rec)?;
-                changed.push((m.id.clone(), Some(rec)));
+                changed.push(Changed::upserted(m.id.clone(), rec, is_new));
             }
             if created > 0 {
                 tx.add_count(MUSICIAN_COUNT, created)?;
@@ -677,7 +964,7 @@ fn book(tx: &Tx<'_>, seq: u64, b: &Booking) -> ExecResult {
     tx.put_musician(&m)?;
     Ok(Ok((
         Effect::Booked(b.clone()),
-        vec![(b.musician_id.clone(), Some(m))],
+        vec![Changed::updated(b.musician_id.clone(), m)],
     )))
 }
 
@@ -708,6 +995,7 @@ impl Store {
             changes: db.open_tree("changes")?,
             messages: db.open_tree("messages")?,
             message_index: db.open_tree("message_index")?,
+            idempotency: db.open_tree("idempotency")?,
             meta,
             db,
         })
@@ -767,6 +1055,7 @@ impl Store {
             });
         }
         let prepared = prepare(cmd);
+        let idem = idempotency_of(cmd);
         let result = (
             &self.musicians,
             &self.gigs,
@@ -774,9 +1063,10 @@ impl Store {
             &self.changes,
             &self.messages,
             &self.message_index,
+            &self.idempotency,
         )
             .transaction(
-                |(musicians, gigs, meta, changes, messages, message_index)| {
+                |(musicians, gigs, meta, changes, messages, message_index, idempotency)| {
                     let tx = Tx {
                         musicians,
                         gigs,
@@ -784,7 +1074,22 @@ impl Store {
                         changes,
                         messages,
                         message_index,
+                        idempotency,
                     };
+                    if let Some(k) = idem {
+                        if let Some(first) = tx.idem(&k.key)? {
+                            tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
+                            return Ok(Done::Seen(if first.fingerprint == k.fingerprint {
+                                Outcome::Replayed {
+                                    first: Box::new(first.outcome),
+                                }
+                            } else {
+                                Outcome::Refused(Refusal::Conflict(
+                                    Conflict::IdempotencyKeyReused { key: k.key.clone() },
+                                ))
+                            }));
+                        }
+                    }
                     let done = match &prepared {
                         Err(e) => Err(Refusal::Invalid(e.clone())),
                         Ok(cmd) => exec(&tx, seq, cmd)?,
@@ -794,22 +1099,32 @@ impl Store {
                     }
                     if let Ok((_, changed)) = &done {
                         if !changed.is_empty() {
-                            let ids: Vec<&str> =
-                                changed.iter().map(|(id, _)| id.as_str()).collect();
+                            let ids: Vec<&str> = changed.iter().map(|c| c.id.as_str()).collect();
                             let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
                             tx.changes.insert(&codec::u64_key(seq), v)?;
                         }
                     }
+                    if let Some(k) = idem {
+                        let outcome = match &done {
+                            Ok((effect, _)) => Outcome::Done(effect.clone()),
+                            Err(r) => Outcome::Refused(r.clone()),
+                        };
+                        tx.record_idem(k, &outcome)?;
+                    }
                     tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
-                    Ok(done)
+                    Ok(Done::Ran(done))
                 },
             );
         match result {
-            Ok(Ok((effect, changed))) => Ok(Applied {
+            Ok(Done::Seen(outcome)) => Ok(Applied {
+                outcome,
+                changed: Vec::new(),
+            }),
+            Ok(Done::Ran(Ok((effect, changed)))) => Ok(Applied {
                 outcome: Outcome::Done(effect),
                 changed,
             }),
-            Ok(Err(refusal)) => Ok(Applied {
+            Ok(Done::Ran(Err(refusal))) => Ok(Applied {
                 outcome: Outcome::Refused(refusal),
                 changed: Vec::new(),
             }),
@@ -936,6 +1251,9 @@ impl Store {
         self.changes.clear()?;
         self.messages.clear()?;
         self.message_index.clear()?;
+        self.idempotency.clear()?;
+        self.meta.remove(IDEM_HEAD)?;
+        self.meta.remove(IDEM_TAIL)?;
         self.meta.remove(APPLIED)?;
         self.meta.remove(ANNEX)?;
         self.meta.remove(MUSICIAN_COUNT)?;

@@ -55,14 +55,16 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    pub(crate) fn fail(&mut self, field: impl Into<String>, rule: impl Into<String>) {
+    /// Records a failed rule. `field` is only rendered here, on failure: validation of a valid
+    /// record (the bulk-import path) formats nothing.
+    pub(crate) fn fail(&mut self, field: impl std::fmt::Display, rule: impl Into<String>) {
         self.errors.push(FieldError {
-            field: field.into(),
+            field: field.to_string(),
             rule: rule.into(),
         });
     }
 
-    pub(crate) fn check(&mut self, ok: bool, field: impl Into<String>, rule: &str) {
+    pub(crate) fn check(&mut self, ok: bool, field: impl std::fmt::Display, rule: &str) {
         if !ok {
             self.fail(field, rule);
         }
@@ -93,11 +95,11 @@ pub fn is_valid_id(id: &str) -> bool {
 
 const ID_RULE: &str = "must be 1-64 characters of [A-Za-z0-9._-]";
 
-pub(crate) fn check_id(c: &mut Checker, field: &str, id: &str) {
+pub(crate) fn check_id(c: &mut Checker, field: impl std::fmt::Display + Copy, id: &str) {
     c.check(is_valid_id(id), field, ID_RULE);
 }
 
-fn check_text(c: &mut Checker, field: &str, s: &str, max: usize) {
+fn check_text(c: &mut Checker, field: impl std::fmt::Display + Copy, s: &str, max: usize) {
     let n = s.chars().count();
     if s.trim().is_empty() || n > max {
         c.fail(field, format!("must be 1-{max} characters, not blank"));
@@ -109,7 +111,7 @@ pub fn normalize_name(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-fn check_name(c: &mut Checker, field: &str, s: &str) {
+fn check_name(c: &mut Checker, field: impl std::fmt::Display + Copy, s: &str) {
     let n = s.chars().count();
     c.check(
         (1..=40).contains(&n),
@@ -118,20 +120,20 @@ fn check_name(c: &mut Checker, field: &str, s: &str) {
     );
 }
 
-fn check_point(c: &mut Checker, field: &str, lat: f64, lon: f64) {
+fn check_point(c: &mut Checker, field: impl std::fmt::Display + Copy, lat: f64, lon: f64) {
     c.check(
         lat.is_finite() && (-90.0..=90.0).contains(&lat),
-        format!("{field}.lat"),
+        format_args!("{field}.lat"),
         "must be a finite number in [-90, 90]",
     );
     c.check(
         lon.is_finite() && (-180.0..=180.0).contains(&lon),
-        format!("{field}.lon"),
+        format_args!("{field}.lon"),
         "must be a finite number in [-180, 180]",
     );
 }
 
-fn check_radius(c: &mut Checker, field: &str, r: f64) {
+fn check_radius(c: &mut Checker, field: impl std::fmt::Display + Copy, r: f64) {
     c.check(
         r.is_finite() && r > 0.0 && r <= MAX_RADIUS_KM,
         field,
@@ -144,7 +146,7 @@ pub fn is_valid_currency(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-pub(crate) fn check_currency(c: &mut Checker, field: &str, code: &str) {
+pub(crate) fn check_currency(c: &mut Checker, field: impl std::fmt::Display + Copy, code: &str) {
     c.check(
         is_valid_currency(code),
         field,
@@ -152,7 +154,7 @@ pub(crate) fn check_currency(c: &mut Checker, field: &str, code: &str) {
     );
 }
 
-fn check_level(c: &mut Checker, field: &str, level: i64) {
+fn check_level(c: &mut Checker, field: impl std::fmt::Display + Copy, level: i64) {
     c.check(
         (1..=5).contains(&level),
         field,
@@ -203,18 +205,23 @@ pub fn is_valid_date(s: &str) -> bool {
 
 const DATE_RULE: &str = "must be a calendar date written YYYY-MM-DD";
 
-pub(crate) fn check_date(c: &mut Checker, field: &str, s: &str) {
+pub(crate) fn check_date(c: &mut Checker, field: impl std::fmt::Display + Copy, s: &str) {
     c.check(is_valid_date(s), field, DATE_RULE);
 }
 
-fn normalize_names(c: &mut Checker, field: &str, names: &[String], max: usize) -> Vec<String> {
+fn normalize_names(
+    c: &mut Checker,
+    field: impl std::fmt::Display + Copy,
+    names: &[String],
+    max: usize,
+) -> Vec<String> {
     if names.len() > max {
         c.fail(field, format!("must have at most {max} entries"));
     }
     let mut out: Vec<String> = Vec::with_capacity(names.len());
     for (i, g) in names.iter().enumerate() {
         let n = normalize_name(g);
-        check_name(c, &format!("{field}[{i}]"), &n);
+        check_name(c, format_args!("{field}[{i}]"), &n);
         out.push(n);
     }
     out.sort();
@@ -240,8 +247,8 @@ pub fn validate_musician(mut m: Musician) -> Result<Musician, ValidationError> {
     }
     for (i, s) in m.instruments.iter_mut().enumerate() {
         s.name = normalize_name(&s.name);
-        check_name(&mut c, &format!("instruments[{i}].name"), &s.name);
-        check_level(&mut c, &format!("instruments[{i}].level"), s.level);
+        check_name(&mut c, format_args!("instruments[{i}].name"), &s.name);
+        check_level(&mut c, format_args!("instruments[{i}].level"), s.level);
     }
     m.genres = normalize_names(&mut c, "genres", &m.genres, 16);
     check_point(&mut c, "location", m.location.lat, m.location.lon);
@@ -268,7 +275,7 @@ pub fn validate_musician(mut m: Musician) -> Result<Musician, ValidationError> {
         c.fail("busy", "must have at most 366 dates");
     }
     for (i, d) in m.busy.iter().enumerate() {
-        check_date(&mut c, &format!("busy[{i}]"), d);
+        check_date(&mut c, format_args!("busy[{i}]"), d);
     }
     m.busy.sort();
     m.busy.dedup();
@@ -303,13 +310,13 @@ pub fn validate_gig(mut g: Gig) -> Result<Gig, ValidationError> {
     }
     for (i, s) in g.slots.iter_mut().enumerate() {
         s.instrument = normalize_name(&s.instrument);
-        check_name(&mut c, &format!("slots[{i}].instrument"), &s.instrument);
+        check_name(&mut c, format_args!("slots[{i}].instrument"), &s.instrument);
         c.check(
             (1..=20).contains(&s.count),
-            format!("slots[{i}].count"),
+            format_args!("slots[{i}].count"),
             "must be an integer from 1 to 20",
         );
-        check_level(&mut c, &format!("slots[{i}].min_level"), s.min_level);
+        check_level(&mut c, format_args!("slots[{i}].min_level"), s.min_level);
     }
     g.genres = normalize_names(&mut c, "genres", &g.genres, 16);
     c.check(

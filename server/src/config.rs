@@ -22,8 +22,6 @@ use std::time::Duration;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest NDJSON body accepted by `POST /v1/musicians/bulk` by default: 64 MiB.
 pub const DEFAULT_MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
-/// Idempotency keys remembered by default (least recently used are forgotten first).
-pub const DEFAULT_IDEMPOTENCY_KEYS: usize = 10_000;
 /// How long in-flight requests may run after a shutdown signal before the server stops anyway.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Deepest nesting of arrays and objects accepted in a JSON body by default.
@@ -199,8 +197,6 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest NDJSON body of the bulk route, bytes.
     pub max_bulk_bytes: usize,
-    /// Idempotency keys remembered (an in-memory LRU: keys do not survive a restart).
-    pub idempotency_keys: usize,
     /// The WebSocket event stream (`GET /v1/events`).
     pub events: EventsConfig,
     /// Deepest nesting of arrays/objects in a JSON body; deeper bodies get 400.
@@ -213,6 +209,26 @@ pub struct HttpConfig {
     pub rate_limit: RateLimitConfig,
     /// CORS.
     pub cors: CorsConfig,
+    /// Connection limits (see [`crate::http::listener`]).
+    pub connections: ConnectionLimits,
+}
+
+/// Limits on the connections themselves, before any request is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a request's whole header; a slower one is disconnected.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -220,7 +236,6 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
-            idempotency_keys: DEFAULT_IDEMPOTENCY_KEYS,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             trust_forwarded: false,
             auth: AuthConfig {
@@ -230,6 +245,7 @@ impl Default for HttpConfig {
             rate_limit: RateLimitConfig::default(),
             cors: CorsConfig::default(),
             events: EventsConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -247,6 +263,9 @@ pub struct EventsConfig {
     pub queue: usize,
     /// Most topics one connection may subscribe to.
     pub max_topics: usize,
+    /// Most connections at once; an upgrade beyond it is answered 503. A place is taken
+    /// atomically before the upgrade is answered and freed when the connection ends.
+    pub max_subscribers: usize,
     /// Largest frame (and message) a client may send, bytes; a larger one closes the
     /// connection (close code 1009).
     pub max_frame_bytes: usize,
@@ -265,6 +284,7 @@ impl Default for EventsConfig {
         EventsConfig {
             queue: 256,
             max_topics: 1000,
+            max_subscribers: 10_000,
             max_frame_bytes: 64 * 1024,
             ping_interval: Duration::from_secs(20),
             match_k: 20,

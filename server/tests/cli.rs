@@ -238,6 +238,11 @@ async fn gen_import_export_restore_round_trip() {
     let out = run(&["export", "--data-dir", &p(&data), "--out", &p(&snap)]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("exported 300 musicians and 12 gigs"));
+    // `backup` is the same command.
+    let backup = work.path().join("second.snap");
+    let out = run(&["backup", "--data-dir", &p(&data), "--out", &p(&backup)]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("exported 300 musicians and 12 gigs"));
 
     let out = run(&["restore", "--data-dir", &p(&copy), "--in", &p(&snap)]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -351,4 +356,67 @@ async fn help_and_version() {
     }
     let out = run(&["version"]).await;
     assert!(text(&out.stdout).starts_with("mussikon "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_replays_the_first_answer_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let gig = json!({
+        "id": "g-1", "title": "Wedding", "date": "2026-12-05",
+        "location": {"lat": 40.42, "lon": -3.70}, "radius_km": 30,
+        "slots": [{"instrument": "guitar", "count": 1}],
+        "budget": {"max_fee": 20000, "currency": "EUR"}
+    });
+    let book = |base: &str| {
+        client
+            .post(format!("{base}/v1/gigs/g-1/bookings"))
+            .header("idempotency-key", "retry-me")
+            .json(&json!({"slot": 0, "musician_id": "m-1"}))
+            .send()
+    };
+
+    let server = serve(dir.path(), &[]).await;
+    for (path, body) in [
+        ("/v1/musicians/m-1", musician("m-1")),
+        ("/v1/gigs/g-1", gig),
+    ] {
+        let resp = client
+            .put(format!("{}{path}", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let first = book(&server.base).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first_body = first.text().await.unwrap();
+    server.sigterm();
+    assert_eq!(server.exit_code().await, 0);
+
+    // A new process over the same data: the retry gets the first answer, and the booking that
+    // was cancelled meanwhile is not made again.
+    let server = serve(dir.path(), &[]).await;
+    let cancel = client
+        .delete(format!("{}/v1/gigs/g-1/bookings/m-1", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 204);
+    let again = book(&server.base).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first_body);
+    let g: Value = client
+        .get(format!("{}/v1/gigs/g-1", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(g["bookings"], json!([]));
+    server.sigterm();
+    assert_eq!(server.exit_code().await, 0);
 }

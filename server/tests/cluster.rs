@@ -301,7 +301,13 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
         let r = c
             .put(via, &format!("/v1/musicians/{id}"), &musician(&id))
             .await;
-        assert_eq!(r.status(), StatusCode::CREATED);
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "write {i} via node {via}: {body}"
+        );
         acked.push(id);
     }
     c.sigkill(leader);

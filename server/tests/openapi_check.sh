@@ -14,32 +14,12 @@ cd "$(dirname "$0")/../.."
 python3 -c 'import openapi_spec_validator' 2>/dev/null ||
   python3 -m pip install --quiet 'openapi-spec-validator>=0.7,<0.9'
 
+source server/tests/lib/serve.sh
 url="${1:-}"
-server_pid=""
-workdir="$(mktemp -d)"
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
 if [ -z "$url" ]; then
   bin="${CARGO_TARGET_DIR:-target}/debug/mussikon"
   [ -x "$bin" ] || cargo build -p mussikon-server --bin mussikon
-  # The first stdout line is `listening on IP:PORT`.
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$workdir/data" >"$workdir/out" 2>"$workdir/err" &
-  server_pid=$!
-  for _ in $(seq 1 100); do
-    if grep -q '^listening on ' "$workdir/out" 2>/dev/null; then break; fi
-    if ! kill -0 "$server_pid" 2>/dev/null; then cat "$workdir/err" >&2; exit 1; fi
-    sleep 0.1
-  done
-  addr="$(sed -n 's/^listening on //p' "$workdir/out" | head -n 1)"
-  [ -n "$addr" ] || { echo "the server did not say where it listens" >&2; exit 1; }
-  url="http://$addr"
+  start_server "$bin"
 fi
 
 python3 - "$url/openapi.json" <<'EOF'

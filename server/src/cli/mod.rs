@@ -4,6 +4,7 @@
 //! that says what went wrong and what to do, and exits non-zero; nothing here panics on bad
 //! input. Command output goes to stdout, logs and progress bars to stderr.
 
+pub mod check;
 pub mod cluster;
 pub mod gen;
 pub mod healthcheck;
@@ -47,8 +48,8 @@ pub enum Command {
     /// Load musicians and gigs from a JSON Lines file into a data directory.
     #[command(long_about = import::IMPORT_HELP)]
     Import(import::ImportArgs),
-    /// Write a snapshot of a data directory to a file.
-    #[command(long_about = snapshot::EXPORT_HELP)]
+    /// Write a snapshot of a data directory to a file (also spelled `backup`).
+    #[command(long_about = snapshot::EXPORT_HELP, visible_alias = "backup")]
     Export(snapshot::ExportArgs),
     /// Replace the contents of a data directory with a snapshot.
     #[command(long_about = snapshot::RESTORE_HELP)]
@@ -65,6 +66,9 @@ pub enum Command {
     /// Look at and change a running cluster (status, join, remove).
     #[command(long_about = cluster::CLUSTER_HELP)]
     Cluster(cluster::ClusterArgs),
+    /// Check a stopped data directory's invariants (bookings, messages, index).
+    #[command(long_about = check::CHECK_HELP)]
+    Check(check::CheckArgs),
     /// Print the version and the storage format.
     Version,
 }
@@ -87,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Token(args) => token::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Check(args) => check::run(args),
         Command::Version => {
             println!(
                 "mussikon {} (storage and snapshot format {})",

@@ -72,11 +72,6 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     pub max_bulk_bytes: Option<usize>,
 
-    /// Idempotency keys remembered in memory (default 10000; least recently used forgotten
-    /// first; lost on restart).
-    #[arg(long, value_name = "N")]
-    pub idempotency_keys: Option<usize>,
-
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
@@ -124,10 +119,6 @@ impl ServeArgs {
         push(
             "http.max_bulk_bytes",
             self.max_bulk_bytes.map(|n| n.to_string()),
-        );
-        push(
-            "http.idempotency_keys",
-            self.idempotency_keys.map(|n| n.to_string()),
         );
         push(
             "shutdown_grace_s",
@@ -307,8 +298,9 @@ fn fill_demo(engine: &Engine, musicians: usize) -> anyhow::Result<()> {
             anyhow::bail!("the engine refused the demo data: {:?}", done.outcome);
         }
     }
+    // One index segment serves fastest; a bulk fill leaves several.
     engine
-        .refresh()
+        .compact_index()
         .context("could not make the demo data searchable")?;
     tracing::info!(musicians, gigs, "demo data ready");
     Ok(())

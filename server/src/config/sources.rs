@@ -16,8 +16,8 @@
 
 use crate::config::{
     AuthConfig, AuthKey, CorsConfig, HttpConfig, Mode, Rate, RateLimitConfig, Secret, ServeConfig,
-    DEFAULT_IDEMPOTENCY_KEYS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BULK_BYTES,
-    DEFAULT_MAX_JSON_DEPTH, DEV_CORS_ORIGINS, MIN_SECRET_BYTES,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BULK_BYTES, DEFAULT_MAX_JSON_DEPTH, DEV_CORS_ORIGINS,
+    MIN_SECRET_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -96,7 +96,6 @@ pub const KEYS: &[Key] = &[
     k("shutdown_grace_s", Kind::Integer),
     k("http.max_body_bytes", Kind::Integer),
     k("http.max_bulk_bytes", Kind::Integer),
-    k("http.idempotency_keys", Kind::Integer),
     k("http.max_json_depth", Kind::Integer),
     k("http.trust_forwarded", Kind::Bool),
     Key {
@@ -131,6 +130,13 @@ pub const KEYS: &[Key] = &[
     k("cluster.keep_logs", Kind::Integer),
     k("cluster.ready_max_lag", Kind::Integer),
     k("cluster.heartbeat_ms", Kind::Integer),
+    k("events.queue", Kind::Integer),
+    k("events.max_subscribers", Kind::Integer),
+    k("events.max_topics", Kind::Integer),
+    k("events.max_frame_bytes", Kind::Integer),
+    k("events.ping_interval_s", Kind::Integer),
+    k("events.match_k", Kind::Integer),
+    k("events.match_queue", Kind::Integer),
 ];
 
 /// The setting called `name`, if there is one.
@@ -214,6 +220,8 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// `[cluster]`.
     pub cluster: ClusterSettings,
+    /// `[events]`.
+    pub events: EventsSettings,
 }
 
 impl Default for Settings {
@@ -229,6 +237,42 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             cors: CorsSettings::default(),
             cluster: ClusterSettings::default(),
+            events: EventsSettings::default(),
+        }
+    }
+}
+
+/// `[events]`: the WebSocket event stream (see `crate::config::EventsConfig`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSettings {
+    /// Events queued per subscriber before it is dropped.
+    pub queue: usize,
+    /// Most connections at once.
+    pub max_subscribers: usize,
+    /// Most topics per connection.
+    pub max_topics: usize,
+    /// Largest client frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Ping interval, seconds.
+    pub ping_interval_s: u64,
+    /// Candidates per slot for `gig.matching`.
+    pub match_k: usize,
+    /// Created gigs waiting for `gig.matching`.
+    pub match_queue: usize,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        let d = crate::config::EventsConfig::default();
+        EventsSettings {
+            queue: d.queue,
+            max_subscribers: d.max_subscribers,
+            max_topics: d.max_topics,
+            max_frame_bytes: d.max_frame_bytes,
+            ping_interval_s: d.ping_interval.as_secs(),
+            match_k: d.match_k,
+            match_queue: d.match_queue,
         }
     }
 }
@@ -350,8 +394,6 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Largest bulk NDJSON body, bytes.
     pub max_bulk_bytes: usize,
-    /// Idempotency keys remembered.
-    pub idempotency_keys: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
     /// Believe `X-Forwarded-For`/`X-Forwarded-Proto`.
@@ -363,7 +405,6 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
-            idempotency_keys: DEFAULT_IDEMPOTENCY_KEYS,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             trust_forwarded: false,
         }
@@ -716,7 +757,6 @@ impl Settings {
             http: HttpConfig {
                 max_body_bytes: self.http.max_body_bytes,
                 max_bulk_bytes: self.http.max_bulk_bytes,
-                idempotency_keys: self.http.idempotency_keys,
                 max_json_depth: self.http.max_json_depth,
                 trust_forwarded: self.http.trust_forwarded,
                 auth,
@@ -731,7 +771,16 @@ impl Settings {
                     allowed_origins: origins,
                     max_age_s: self.cors.max_age_s,
                 },
-                events: crate::config::EventsConfig::default(),
+                events: crate::config::EventsConfig {
+                    queue: self.events.queue.max(1),
+                    max_subscribers: self.events.max_subscribers,
+                    max_topics: self.events.max_topics.max(1),
+                    max_frame_bytes: self.events.max_frame_bytes.max(1024),
+                    ping_interval: Duration::from_secs(self.events.ping_interval_s.max(1)),
+                    match_k: self.events.match_k.clamp(1, mussikon_engine::MAX_K),
+                    match_queue: self.events.match_queue.max(1),
+                },
+                connections: crate::config::ConnectionLimits::default(),
             },
         })
     }

@@ -1,5 +1,5 @@
 //! The state every handler shares: the engine, the HTTP settings, the token verifier, the rate
-//! limiters, the idempotency cache, the metrics handle and the event hub; and the ways handlers
+//! limiters, the metrics handle and the event hub; and the ways handlers
 //! call the engine.
 //!
 //! Engine calls block (sled, tantivy), so they never run on the async workers:
@@ -12,7 +12,6 @@
 use crate::config::HttpConfig;
 use crate::http::auth::{KeyError, Verifier};
 use crate::http::events::{Events, Hub};
-use crate::http::idempotency::IdempotencyCache;
 use crate::http::metrics;
 use crate::http::problem::ApiError;
 use crate::http::ratelimit::RateLimits;
@@ -26,7 +25,6 @@ struct Inner {
     config: HttpConfig,
     verifier: Option<Verifier>,
     rate_limits: Option<RateLimits>,
-    idempotency: IdempotencyCache,
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
     events: Events,
     cluster: Option<Node>,
@@ -75,7 +73,6 @@ impl App {
         }
         Ok(App {
             inner: Arc::new(Inner {
-                idempotency: IdempotencyCache::new(config.idempotency_keys),
                 events: Events::new(Hub::new(config.events.clone())),
                 verifier: Verifier::new(&config.auth)?,
                 rate_limits: RateLimits::new(&config.rate_limit),
@@ -130,11 +127,6 @@ impl App {
     /// The event hub and publisher.
     pub fn events(&self) -> &Events {
         &self.inner.events
-    }
-
-    /// The idempotency keys seen recently.
-    pub fn idempotency(&self) -> &IdempotencyCache {
-        &self.inner.idempotency
     }
 
     /// The metrics handle, or why there is none.

@@ -6,8 +6,10 @@
 //! its own), with claims `sub`, `role` (`admin` | `organizer` | `musician`) and `exp`
 //! (required); `iss` and `aud` are required and checked only when configured.
 //!
-//! Rules ([`authorize`] before the body is read; [`Caller::may_manage_gig`] and
-//! [`Caller::owner_for_new_gig`] in the gig handlers, against the stored owner):
+//! Rules ([`authorize`] before the body is read; then, against the stored gig, guards the
+//! engine checks in the same apply as the write ([`Caller::gig_owner_condition`],
+//! [`Caller::chat_guard`]) or checks on a read ([`Caller::may_manage_gig`],
+//! [`Caller::may_follow_gig`], [`Caller::may_follow_musician`])):
 //! - `/health`, `/health/ready`, `/metrics`: open to all.
 //! - reads (musicians, search, gigs): any valid token, or no token with `auth.public_reads`;
 //! - musicians: `admin`, or a `musician` whose subject is the musician's id (PUT, DELETE);
@@ -15,6 +17,10 @@
 //! - gigs: `admin`, or an `organizer` for gigs they own (create, replace, delete, book, cancel,
 //!   match); a gig an organizer creates is owned by their subject; `POST /v1/match` (a gig
 //!   that is not stored): `admin` or `organizer`.
+//! - a gig's chat (`POST`/`GET /v1/gigs/{id}/messages`) and its `gig:ID` events: `admin`, the
+//!   gig's owner and the musicians booked on it; `musician:ID` events: `admin` and that
+//!   musician. The WebSocket at `/v1/events` needs a token of any role (header, or
+//!   `access_token` query parameter for browsers) and each subscribed topic is checked.
 //!
 //! 401 (with `WWW-Authenticate: Bearer`) means "no valid token": missing, malformed, expired,
 //! badly signed. 403 means "valid token, but not allowed". With authentication off every caller
@@ -26,6 +32,7 @@ use crate::http::problem::ApiError;
 use crate::http::router::RouteId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use mussikon_engine::{GigView, Guard};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -148,6 +155,67 @@ impl Caller {
                 reason: "this route needs a bearer token".into(),
                 token_given: false,
             }),
+        }
+    }
+
+    /// The owner a stored gig must have for this caller to manage it, as a guard the engine
+    /// checks in the same apply as the change: the subject of a token holder other than an
+    /// admin; none for admins and unrestricted callers, who manage every gig.
+    pub fn gig_owner_condition(&self) -> Option<String> {
+        match self {
+            Caller::User(p) if p.role != Role::Admin => Some(p.subject.clone()),
+            _ => None,
+        }
+    }
+
+    /// The guard under which this caller may post in a gig's chat, checked by the engine in
+    /// the same apply as the message: an organizer must own the gig, a musician must be booked
+    /// on it; admins and unrestricted callers need none.
+    pub fn chat_guard(&self) -> Guard {
+        match self {
+            Caller::User(p) if p.role == Role::Organizer => Guard {
+                owner: Some(p.subject.clone()),
+                ..Guard::default()
+            },
+            Caller::User(p) if p.role == Role::Musician => Guard {
+                booked: Some(p.subject.clone()),
+                ..Guard::default()
+            },
+            _ => Guard::default(),
+        }
+    }
+
+    /// May this caller read gig `gig`'s chat and follow its events? The gig's owner (an
+    /// organizer), the musicians booked on it and admins may; everyone else gets a 403 that
+    /// says who may.
+    pub fn may_follow_gig(&self, gig: &GigView) -> Result<(), ApiError> {
+        let allowed = match self {
+            Caller::Unrestricted => true,
+            Caller::Anonymous => false,
+            Caller::User(p) => match p.role {
+                Role::Admin => true,
+                Role::Organizer => gig.gig.owner.as_deref() == Some(p.subject.as_str()),
+                Role::Musician => gig.bookings.iter().any(|b| b.musician_id == p.subject),
+            },
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "only the owner of gig {} and the musicians booked on it may follow its chat and events",
+            gig.gig.id
+        )))
+    }
+
+    /// May this caller follow the events of musician `id`? Only that musician and admins.
+    pub fn may_follow_musician(&self, id: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Unrestricted => Ok(()),
+            Caller::User(p) if p.role == Role::Admin => Ok(()),
+            Caller::User(p) if p.role == Role::Musician && p.subject == id => Ok(()),
+            _ => Err(ApiError::Forbidden(format!(
+                "only musician {id} and admins may follow musician {id}'s events"
+            ))),
         }
     }
 
@@ -314,11 +382,10 @@ pub fn access(route: RouteId, method: &Method) -> Access {
     match route {
         RouteId::Health | RouteId::Ready | RouteId::Metrics | RouteId::OpenApi => Access::Open,
         RouteId::Musicians | RouteId::Gigs | RouteId::MusicianSearch => Access::Read,
-        // Chat and events: any valid token for now. Narrowing to the gig's owner and the
-        // musicians booked on it is issue 3's remaining work (see docs/security.md).
-        RouteId::Events | RouteId::GigMessages if read => Access::Read,
-        RouteId::GigMessages => Access::Roles(ALL_ROLES),
-        RouteId::Events => Access::Read,
+        // Chat and events: a token of any role here; the gig's owner, the musicians booked on
+        // it and admins only, checked against the stored gig by the handler (reads, topics)
+        // or by the engine (posts, as a guard on the command).
+        RouteId::Events | RouteId::GigMessages => Access::Roles(ALL_ROLES),
         RouteId::Musician | RouteId::Gig if read => Access::Read,
         RouteId::Musician => Access::MusicianSelf,
         RouteId::MusicianBulk => Access::Roles(ADMIN),

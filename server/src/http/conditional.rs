@@ -3,10 +3,11 @@
 //! A record's ETag is its engine version (the applied sequence of its last change), quoted:
 //! `"42"`. It is a strong validator: it changes whenever the stored record or its bookings change.
 //!
-//! `If-Match` on PUT and DELETE is evaluated against the version read just before the command is
-//! executed, in the same blocking task. That is best-effort: a write from another request that
-//! lands between the read and the execute is not detected. Closing that window needs a
-//! conditional command in the engine (an expected version checked under the writer lock).
+//! `If-Match` on PUT and DELETE becomes the engine's [`mussikon_engine::Expected`] version in
+//! the command's guard and is checked inside the same apply as the write, under the engine's
+//! writer lock: no other write can land between the check and the change (see
+//! [`crate::http::routes::resource`]). A mismatch comes back as the engine's
+//! `version_mismatch` conflict, answered 412 with the current ETag.
 
 use crate::http::problem::ApiError;
 use warp::http::header::IF_MATCH;
@@ -47,7 +48,9 @@ impl IfMatch {
                 } else if let Some(v) = tag
                     .strip_prefix('"')
                     .and_then(|t| t.strip_suffix('"'))
-                    .and_then(|t| t.parse::<u64>().ok())
+                    // Strong comparison is octet equality: only the canonical digits of a
+                    // version match it (`"08"` and `"+8"` are other tags).
+                    .and_then(|t| t.parse::<u64>().ok().filter(|v| v.to_string() == t))
                 {
                     versions.push(v);
                 }

@@ -7,8 +7,11 @@
 //! ([`auth`]: 401/403 before any body is read), and run the handler in its own task (so a
 //! client that hangs up does not cancel a write half-way, and a panic becomes a 500 problem for
 //! that request only); then set the CORS and security headers and `X-Request-Id`, count and
-//! time the request under its route template, and log one line in the request's span (with the
-//! caller's subject, never their token). warp provides the server and the connection handling; routing is our
+//! time the request under its route template, compress the body when `Accept-Encoding` allows
+//! ([`compress`]), echo `traceparent` ([`trace`]: the request's span carries the W3C trace id,
+//! taken from the caller's `traceparent` or new), and log one line in the request's span (with
+//! the caller's subject, never their token). warp provides the request filters and [`listener`]
+//! the connection handling (header-read timeout, connection cap); routing is our
 //! table, so that 404, 405 with `Allow`, body limits and metrics labels all follow from one list.
 //!
 //! The one exception is the WebSocket upgrade of `GET /v1/events` ([`events`]): warp's upgrade
@@ -32,11 +35,13 @@
 pub mod app;
 pub mod auth;
 pub mod cluster;
+pub mod compress;
 pub mod conditional;
 pub mod cors;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -46,6 +51,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod routes;
+pub mod trace;
 
 use crate::http::app::App;
 use crate::http::auth::{Access, Caller};
@@ -103,12 +109,14 @@ pub async fn handle(
     let started = Instant::now();
     let _in_flight = metrics::InFlight::start();
     let id = request_id(&headers);
+    let trace = trace::TraceContext::from_headers(&headers);
     let resolved = router::resolve(&method, &path);
     let route = resolved.template();
     let method_label = metrics::method_label(&method);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        trace_id = %trace.trace_id,
         method = method_label,
         route,
         path = %path,
@@ -152,8 +160,13 @@ pub async fn handle(
     }
     cors::security_headers(&mut resp.headers, https);
     cluster::leader_header(&app, &mut resp.headers);
+    compress::negotiate(&headers, &mut resp);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers.insert(HeaderName::from_static(REQUEST_ID), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&trace.header_value()) {
+        resp.headers
+            .insert(HeaderName::from_static(trace::TRACEPARENT), v);
     }
     let took = started.elapsed();
     metrics::record_request(route, method_label, resp.status.as_u16(), took);
@@ -219,6 +232,27 @@ where
     }
 }
 
+/// The caller of a WebSocket upgrade, through the same identification, rate limit and access
+/// rule as every request. Browsers cannot set `Authorization` on a WebSocket, so the token may
+/// come as the `access_token` query parameter instead (never logged).
+fn events_caller(
+    app: &App,
+    mut headers: HeaderMap,
+    query: &str,
+    peer: Option<SocketAddr>,
+) -> Result<Caller, ApiError> {
+    if !headers.contains_key(warp::http::header::AUTHORIZATION) {
+        let token = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned());
+        if let Some(v) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+            headers.insert(warp::http::header::AUTHORIZATION, v);
+        }
+    }
+    let resolved = router::resolve(&Method::GET, router::EVENTS);
+    guard(app, &resolved, &Method::GET, &headers, peer)
+}
+
 /// The WebSocket upgrade of `GET /v1/events`; rejects every other request.
 fn events_filter(
     app: App,
@@ -226,15 +260,44 @@ fn events_filter(
     warp::get()
         .and(warp::path!("v1" / "events"))
         .and(warp::ws())
-        .map(move |ws: warp::ws::Ws| {
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::addr::remote())
+        .map(move |ws: warp::ws::Ws, headers: HeaderMap, query: String, peer| {
             let started = Instant::now();
+            let id = request_id(&headers);
+            let problem = |e: ApiError| {
+                let mut resp = e.into_response(&id);
+                cors::security_headers(&mut resp.headers, false);
+                resp.into_warp()
+            };
             let hub = app.events().hub().clone();
-            let limit = hub.config().max_frame_bytes;
-            let resp = ws
-                .max_frame_size(limit)
-                .max_message_size(limit)
-                .on_upgrade(move |socket| events::socket::serve(hub, socket));
-            let resp = warp::Reply::into_response(resp);
+            let resp = match events_caller(&app, headers, &query, peer) {
+                Err(e) => problem(e),
+                Ok(caller) => match hub.try_admit() {
+                    None => problem(ApiError::Unavailable {
+                        reason: format!(
+                            "the event stream is full ({} connections, events.max_subscribers); retry later",
+                            hub.config().max_subscribers
+                        ),
+                        retry_after_s: 1,
+                    }),
+                    Some(admission) => {
+                        let limit = hub.config().max_frame_bytes;
+                        let access = events::socket::TopicAccess {
+                            caller,
+                            engine: app.engine().clone(),
+                        };
+                        let resp = ws.max_frame_size(limit).max_message_size(limit).on_upgrade(
+                            move |socket| async move {
+                                events::socket::serve(hub, access, socket).await;
+                                drop(admission);
+                            },
+                        );
+                        warp::Reply::into_response(resp)
+                    }
+                },
+            };
             metrics::record_request(
                 router::EVENTS,
                 "GET",
@@ -258,7 +321,9 @@ pub fn filter(
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(
+            warp::ext::optional::<listener::Peer>().map(|p: Option<listener::Peer>| p.map(|p| p.0)),
+        )
         .and(warp::body::stream().map(boxed_body))
         .then(
             move |method: Method,
@@ -330,14 +395,15 @@ where
     let matcher = app.events().start_matcher(app.engine().clone());
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(filter(app))
-            .incoming(listener)
-            .graceful(async move {
-                let _ = begin_rx.await;
-            })
-            .run(),
-    );
+    let limits = app.config().connections;
+    let server = tokio::spawn(listener::serve_connections(
+        listener,
+        filter(app),
+        limits,
+        async move {
+            let _ = begin_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!(
         grace_s = grace.as_secs_f64(),

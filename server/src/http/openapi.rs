@@ -65,7 +65,7 @@ const ERRORS: &[(u16, &str, &str)] = &[
     (403, "Forbidden", "The token is valid but does not allow this operation."),
     (404, "NotFound", "The record, or the route, does not exist."),
     (405, "MethodNotAllowed", "The path exists but not with this method; `Allow` lists the methods it accepts. Answered for every method an operation of this document does not list."),
-    (409, "Conflict", "The change conflicts with the current state (`conflict` names what is in the way), or a request with the same `Idempotency-Key` is still running."),
+    (409, "Conflict", "The change conflicts with the current state (`conflict` names what is in the way)."),
     (412, "PreconditionFailed", "`If-Match` does not name the current version; `current_etag` holds it (null when the record does not exist)."),
     (413, "PayloadTooLarge", "The body is larger than the route accepts; `limit_bytes` holds the limit."),
     (415, "UnsupportedMediaType", "The body's `Content-Type` is not the one the route reads."),
@@ -314,7 +314,7 @@ pub mod paths {
     /// Send an `Idempotency-Key` so that a retry does not rate twice.
     #[utoipa::path(post, path = "/v1/musicians/{id}/ratings", tag = "musicians", operation_id = "rateMusician",
         params(("id" = String, Path, description = ID),
-            ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; a retry with the same key and request gets the first answer (marked `Idempotent-Replayed: true`).")),
+            ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; a retry with the same key and request gets the first answer (marked `Idempotent-Replayed: true`), also after a restart; keys are kept per caller for 24 h.")),
         request_body(content = RatingBody, example = json!({"stars": 5})),
         responses(
             (status = 200, description = "The `rated` effect: the new average and count.", body = Effect,
@@ -322,7 +322,6 @@ pub mod paths {
                 example = json!({"effect": "rated", "musician_id": "m-1", "average": 4.5, "count": 2})),
             (status = 400, description = "The body is not well-formed JSON, or the `Idempotency-Key` is malformed."),
             (status = 404, description = "No such musician."),
-            (status = 409, description = "A request with this `Idempotency-Key` is still running."),
             (status = 413, description = "The body is too large."),
             (status = 415, description = "The body is not `application/json`."),
             (status = 422, description = "`stars` is not 1–5, or the key was used for a different request."),
@@ -407,7 +406,7 @@ pub mod paths {
     /// date exactly one gets 201. Send an `Idempotency-Key` to retry safely.
     #[utoipa::path(post, path = "/v1/gigs/{id}/bookings", tag = "bookings", operation_id = "book",
         params(("id" = String, Path, description = "The gig's id."),
-            ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; a retry with the same key and request gets the first answer (marked `Idempotent-Replayed: true`).")),
+            ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; a retry with the same key and request gets the first answer (marked `Idempotent-Replayed: true`), also after a restart; keys are kept per caller for 24 h.")),
         request_body(content = BookingBody, example = json!({"slot": 0, "musician_id": "m-1"})),
         responses(
             (status = 201, description = "Booked.", body = Booking,
@@ -415,7 +414,7 @@ pub mod paths {
                     ("Idempotent-Replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same key."))),
             (status = 400, description = "The body is not well-formed JSON, or the `Idempotency-Key` is malformed."),
             (status = 404, description = "No such gig or musician."),
-            (status = 409, description = "The booking conflicts (`conflict`: `musician_busy`, `musician_already_booked`, `slot_full`, `no_such_slot`, `instrument_mismatch`, `musician_inactive`), or a request with this `Idempotency-Key` is still running."),
+            (status = 409, description = "The booking conflicts (`conflict`: `musician_busy`, `musician_already_booked`, `slot_full`, `no_such_slot`, `instrument_mismatch`, `musician_inactive`)."),
             (status = 413, description = "The body is too large."),
             (status = 415, description = "The body is not `application/json`."),
             (status = 422, description = "The body breaks rules, or the key was used for a different request."),

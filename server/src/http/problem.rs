@@ -117,9 +117,6 @@ pub enum ApiError {
     /// The engine refused a change because of the current state (409).
     #[error("{0}")]
     Conflict(Conflict),
-    /// A request with the same `Idempotency-Key` is still being processed (409).
-    #[error("a request with this Idempotency-Key is still being processed; retry later")]
-    IdempotencyInFlight,
     /// `If-Match` named a version that is not the current one (412).
     #[error("{}", precondition_detail(.current))]
     PreconditionFailed {
@@ -145,7 +142,7 @@ pub enum ApiError {
         "this route is a WebSocket: send a GET with Connection: Upgrade and Upgrade: websocket"
     )]
     UpgradeRequired,
-    /// The service cannot answer now, e.g. a cluster without a leader (503, with Retry-After).
+    /// The service cannot answer now: a cluster without a leader, a full event stream (503, with Retry-After).
     #[error("{reason}")]
     Unavailable {
         /// Why, and what to do.
@@ -191,7 +188,7 @@ impl ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -214,7 +211,6 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict(_) => ("conflict", "Conflict with the current state"),
-            ApiError::IdempotencyInFlight => ("idempotency-in-flight", "Request in progress"),
             ApiError::PreconditionFailed { .. } => ("precondition-failed", "Precondition failed"),
             ApiError::PayloadTooLarge { .. } => ("payload-too-large", "Body too large"),
             ApiError::UnsupportedMediaType { .. } => {
@@ -321,7 +317,30 @@ impl From<Refusal> for ApiError {
         match r {
             Refusal::Invalid(v) => ApiError::Invalid(v.errors),
             Refusal::NotFound { kind, id } => ApiError::not_found(&kind, &id),
-            Refusal::Conflict(c) => ApiError::Conflict(c),
+            Refusal::Conflict(c) => c.into(),
+        }
+    }
+}
+
+impl From<Conflict> for ApiError {
+    /// Guard refusals become the statuses of the checks they replace: a version mismatch is
+    /// If-Match's 412, another owner is 403, a reused idempotency key is 422; every other
+    /// conflict is a 409 carrying it.
+    fn from(c: Conflict) -> ApiError {
+        match c {
+            Conflict::VersionMismatch { current, .. } => ApiError::PreconditionFailed { current },
+            Conflict::NotOwner { gig_id } => ApiError::Forbidden(format!(
+                "gig {gig_id} is not owned by the caller; an organizer manages only their own gigs"
+            )),
+            Conflict::NotBooked { gig_id, musician_id } => ApiError::Forbidden(format!(
+                "musician {musician_id} is not booked on gig {gig_id}; only the gig's owner and the musicians booked on it take part in its chat"
+            )),
+            Conflict::IdempotencyKeyReused { .. } => ApiError::Invalid(vec![FieldError {
+                field: "Idempotency-Key".into(),
+                rule: "was already used for a different request (method, path or body); use a new key"
+                    .into(),
+            }]),
+            other => ApiError::Conflict(other),
         }
     }
 }
@@ -331,6 +350,7 @@ pub fn expect_done(outcome: mussikon_engine::Outcome) -> Result<mussikon_engine:
     match outcome {
         mussikon_engine::Outcome::Done(effect) => Ok(effect),
         mussikon_engine::Outcome::Refused(r) => Err(r.into()),
+        mussikon_engine::Outcome::Replayed { first } => expect_done(*first),
         other @ mussikon_engine::Outcome::AlreadyApplied { .. } => {
             Err(ApiError::Internal(format!("execute answered {other:?}")))
         }

@@ -117,7 +117,11 @@ impl Params {
         let known: Vec<&str> = self.known.iter().copied().collect();
         for name in unknown {
             self.errors.push(FieldError {
-                field: name,
+                field: if name.is_empty() {
+                    "(empty parameter name)".to_string()
+                } else {
+                    name
+                },
                 rule: format!(
                     "is not a parameter of this route (known: {})",
                     known.join(", ")

@@ -98,6 +98,15 @@ async fn an_idempotency_key_books_once_and_replays_the_answer() {
         .unwrap();
     let p = problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(fields(&p), ["Idempotency-Key"]);
+    // A key with a tab or a space inside is not visible ASCII: 400, and nothing is booked.
+    for bad in ["key\t2", "key 2"] {
+        let r = send(bad, json!({"slot": 0, "musician_id": "m-2"}))
+            .await
+            .unwrap();
+        problem(r, StatusCode::BAD_REQUEST).await;
+    }
+    let g = json_of(s.get("/v1/gigs/g-1").await, StatusCode::OK).await;
+    assert_eq!(g["bookings"].as_array().unwrap().len(), 1);
     s.stop().await;
 }
 

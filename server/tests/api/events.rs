@@ -119,8 +119,10 @@ async fn each_event_type_reaches_its_topics_and_no_others() {
     assert_eq!(matching["data"]["gig_id"], "g-1");
     assert_eq!(matching["data"]["date"], "2026-12-05");
     assert_eq!(matching["data"]["slots"][0]["instrument"], "guitar");
-    // Updating the gig is not a creation.
+    // Updating the gig is not a creation: gig.updated, and no gig.matching.
     s.put("/v1/gigs/g-1", &gig("g-1", "2026-12-05")).await;
+    let updated = a.expect("gig.updated", "gig:g-1").await;
+    assert_eq!(updated["data"], json!({"gig_id": "g-1"}));
 
     // A booking: once per topic, gig first.
     let booking = json!({"gig_id": "g-1", "slot": 0, "musician_id": "m-1"});
@@ -190,6 +192,25 @@ async fn each_event_type_reaches_its_topics_and_no_others() {
     .await;
     let ev = a.expect("message.posted", "gig:g-1").await;
     assert_eq!(ev["data"]["text"], "sentinel");
+
+    // A bulk import announces its counts on `imports`; deleting a gig announces gig.deleted.
+    let mut c = connect(&s).await;
+    c.subscribe(&["imports"]).await;
+    let ndjson = format!("{}\n{}\n", musician("m-3"), musician("m-4"));
+    let resp = s
+        .client
+        .post(s.url("/v1/musicians/bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
+    let imported = c.expect("import.applied", "imports").await;
+    assert_eq!(imported["data"], json!({"accepted": 2, "rejected": 0}));
+    s.delete("/v1/gigs/g-1").await;
+    let deleted = a.expect("gig.deleted", "gig:g-1").await;
+    assert_eq!(deleted["data"], json!({"gig_id": "g-1", "released": 0}));
     s.stop().await;
 }
 
@@ -454,4 +475,25 @@ async fn shutdown_closes_event_sockets_with_going_away() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_beyond_max_subscribers_get_503() {
+    let s = TestServer::start_with(HttpConfig {
+        events: EventsConfig {
+            max_subscribers: 1,
+            ..EventsConfig::default()
+        },
+        ..HttpConfig::default()
+    })
+    .await;
+    let mut first = connect(&s).await;
+    first.subscribe(&["gig:g-1"]).await;
+    match tokio_tungstenite::connect_async(s.ws_url("/v1/events")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    s.stop().await;
 }

@@ -3,12 +3,14 @@
 
 mod auth;
 mod bookings;
+mod chat_auth;
 mod common;
 mod cors;
 mod depth;
 mod errors;
 mod events;
 mod gigs;
+mod limits;
 mod messages;
 mod musicians;
 mod openapi;

@@ -157,6 +157,39 @@ async fn if_match_guards_put_and_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_puts_with_one_etag_update_once() {
+    // Every request carries the same ETag; the engine checks it in the same apply as the
+    // write, so exactly one replaces the record and the others get 412 — a check read before
+    // the write would let several through.
+    let s = TestServer::start().await;
+    let resp = s.put("/v1/musicians/m-1", &musician("m-1")).await;
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let mut body = musician("m-1");
+        body["name"] = json!(format!("Writer {i}"));
+        let req = s
+            .client
+            .put(s.url("/v1/musicians/m-1"))
+            .header("if-match", &etag)
+            .json(&body);
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::PRECONDITION_FAILED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_answers_like_get_without_a_body() {
     let s = TestServer::start().await;
     s.put("/v1/musicians/m-1", &musician("m-1")).await;

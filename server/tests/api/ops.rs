@@ -104,3 +104,79 @@ async fn stop_drains_and_reports_it() {
     assert_eq!(s.get("/health").await.status(), StatusCode::OK);
     assert_eq!(s.stop().await, Stopped::Drained);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_gzipped_only_when_accept_encoding_allows() {
+    use std::io::Read;
+    let s = TestServer::start().await;
+    for i in 0..20 {
+        s.put(
+            &format!("/v1/musicians/m-{i:02}"),
+            &musician(&format!("m-{i:02}")),
+        )
+        .await;
+    }
+    let get = |encoding: Option<&'static str>| {
+        let mut req = s.client.get(s.url("/v1/musicians?limit=20"));
+        if let Some(e) = encoding {
+            req = req.header("accept-encoding", e);
+        }
+        req.send()
+    };
+    let plain = get(None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain = plain.bytes().await.unwrap();
+    assert!(plain.len() > 1024, "the page is big enough to compress");
+
+    let gz = get(Some("br;q=1, gzip;q=0.5")).await.unwrap();
+    assert_eq!(gz.status(), StatusCode::OK);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let packed = gz.bytes().await.unwrap();
+    assert!(packed.len() < plain.len());
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, plain);
+
+    for refused in ["gzip;q=0", "identity", "br"] {
+        let r = get(Some(refused)).await.unwrap();
+        assert!(r.headers().get("content-encoding").is_none(), "{refused}");
+        assert_eq!(r.bytes().await.unwrap(), plain);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceparent_is_joined_and_echoed() {
+    let s = TestServer::start().await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = s
+        .client
+        .get(s.url("/health"))
+        .header("traceparent", incoming)
+        .send()
+        .await
+        .unwrap();
+    let echoed = r.headers()["traceparent"].to_str().unwrap().to_string();
+    let parts: Vec<&str> = echoed.split('-').collect();
+    assert_eq!(parts.len(), 4, "{echoed}");
+    assert_eq!(parts[0], "00");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "our own span id");
+    assert_eq!(parts[3], "01", "flags kept");
+
+    // A malformed one (or none) starts a new trace.
+    let r = s
+        .client
+        .get(s.url("/health"))
+        .header("traceparent", "00-xyz-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    let fresh = r.headers()["traceparent"].to_str().unwrap().to_string();
+    assert_eq!(fresh.len(), 55, "{fresh}");
+    assert!(!fresh.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+    s.stop().await;
+}

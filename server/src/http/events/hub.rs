@@ -20,7 +20,7 @@ use crate::config::EventsConfig;
 use crate::http::events::Event;
 use crate::http::metrics;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
@@ -114,6 +114,8 @@ struct Inner {
     next_id: AtomicU64,
     dropped: AtomicU64,
     delivered: AtomicU64,
+    /// Connections admitted and not yet closed (see [`Hub::try_admit`]).
+    admitted: AtomicUsize,
 }
 
 /// The event hub. Cheap to clone (shared).
@@ -133,6 +135,17 @@ pub struct Subscription {
     pub kicked: oneshot::Receiver<Kick>,
 }
 
+/// A place held by one WebSocket connection (see [`Hub::try_admit`]).
+pub struct Admission {
+    hub: Hub,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.inner.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.write().remove(self.id);
@@ -150,6 +163,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 dropped: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
+                admitted: AtomicUsize::new(0),
             }),
         }
     }
@@ -296,6 +310,21 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Reserves a place for one more WebSocket connection, or `None` when
+    /// `max_subscribers` are open. Taken before the upgrade is answered, so a flood of
+    /// upgrades is refused before any socket task exists; the place is freed when the
+    /// [`Admission`] is dropped.
+    pub fn try_admit(&self) -> Option<Admission> {
+        let max = self.inner.config.max_subscribers;
+        self.inner
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Admission { hub: self.clone() })
     }
 
     /// Ends every subscription (code 1001) and refuses new ones.

@@ -15,7 +15,10 @@
 //!
 //! and the server answers each with `{"type":"subscribed","topics":[…]}` or
 //! `{"type":"unsubscribed","topics":[…]}` (the frame's topics, without duplicates). A topic is
-//! `musician:ID` or `gig:ID`, the id following the API's id rule. A frame that is not JSON, not
+//! `musician:ID` or `gig:ID`, the id following the API's id rule, or `imports`. Who may
+//! subscribe: `gig:ID` the gig's owner, the musicians booked on it and admins; `musician:ID`
+//! that musician and admins; `imports` admins (see [`crate::http::auth`]); a frame naming a
+//! topic the caller may not follow is refused whole with an error frame. A frame that is not JSON, not
 //! one of these shapes, names a bad topic, or would take the connection past its topic limit
 //! (1000 by default) is answered `{"type":"error","message":"…"}` and changes nothing; the
 //! connection stays open. Binary frames get the same error. A frame over the size limit (64 KiB
@@ -35,6 +38,9 @@
 //! | `gig.matching` | `musician:M` for each musician ranked for the new gig | `{gig_id, date, slots:[{slot, instrument, score}]}` |
 //! | `rating.changed` | `musician:M` | `{musician_id, average, count}` |
 //! | `message.posted` | `gig:G` | the stored message |
+//! | `gig.updated` | `gig:G` | `{gig_id}` |
+//! | `gig.deleted` | `gig:G` | `{gig_id, released}` (bookings released) |
+//! | `import.applied` | `imports` | `{accepted, rejected}`: the counts of a bulk upload |
 //!
 //! `seq` is the engine's applied sequence of the command that caused the event. An event is
 //! sent once per topic: a client subscribed to both `gig:g-1` and `musician:m-1` gets a
@@ -82,7 +88,16 @@ pub mod kind {
     pub const RATING_CHANGED: &str = "rating.changed";
     /// A chat message was posted on a gig.
     pub const MESSAGE_POSTED: &str = "message.posted";
+    /// A stored gig was replaced.
+    pub const GIG_UPDATED: &str = "gig.updated";
+    /// A gig was deleted (its bookings released, its chat removed).
+    pub const GIG_DELETED: &str = "gig.deleted";
+    /// A bulk upload (`POST /v1/musicians/bulk`) was applied.
+    pub const IMPORT_APPLIED: &str = "import.applied";
 }
+
+/// The topic of bulk imports (admins only).
+pub const IMPORTS_TOPIC: &str = "imports";
 
 /// One event for one topic, before serialization.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -108,7 +123,7 @@ pub fn musician_topic(id: &str) -> String {
     format!("musician:{id}")
 }
 
-/// True when `topic` is `gig:ID` or `musician:ID` with a valid id.
+/// True when `topic` is `gig:ID` or `musician:ID` with a valid id, or `imports`.
 ///
 /// ```
 /// use mussikon_server::http::events::is_valid_topic;
@@ -117,6 +132,9 @@ pub fn musician_topic(id: &str) -> String {
 /// assert!(!is_valid_topic("band:b-1"));
 /// ```
 pub fn is_valid_topic(topic: &str) -> bool {
+    if topic == IMPORTS_TOPIC {
+        return true;
+    }
     match topic.split_once(':') {
         Some(("gig" | "musician", id)) => is_valid_id(id),
         _ => false,

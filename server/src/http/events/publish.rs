@@ -7,7 +7,7 @@
 //! nothing is serialized for a topic nobody listens to.
 
 use crate::http::events::hub::Hub;
-use crate::http::events::{gig_topic, kind, musician_topic, Event};
+use crate::http::events::{gig_topic, kind, musician_topic, Event, IMPORTS_TOPIC};
 use crate::http::metrics;
 use mussikon_engine::{Effect, Engine, Executed, MatchRequest, MatchTarget, Outcome};
 use serde_json::json;
@@ -85,6 +85,19 @@ impl Events {
         }))
     }
 
+    /// Announces a finished bulk upload on `imports`; `seq` is the applied sequence after it.
+    /// Never blocks.
+    pub fn imported(&self, seq: u64, accepted: u64, rejected: u64) {
+        if self.hub.has_subscribers(IMPORTS_TOPIC) {
+            self.hub.publish(&[Event {
+                kind: kind::IMPORT_APPLIED,
+                topic: IMPORTS_TOPIC.to_string(),
+                seq,
+                data: json!({ "accepted": accepted, "rejected": rejected }),
+            }]);
+        }
+    }
+
     /// Publishes what an executed command announces. Never blocks.
     pub fn executed(&self, done: &Executed) {
         let Outcome::Done(effect) = &done.outcome else {
@@ -139,7 +152,21 @@ impl Events {
             Effect::MessagePosted(m) => {
                 add(kind::MESSAGE_POSTED, gig_topic(&m.gig_id), &|| json!(m))
             }
-            _ => {}
+            Effect::GigUpserted { id, created: false } => add(
+                kind::GIG_UPDATED,
+                gig_topic(id),
+                &|| json!({ "gig_id": id }),
+            ),
+            Effect::GigDeleted { id, released } => add(
+                kind::GIG_DELETED,
+                gig_topic(id),
+                &|| json!({ "gig_id": id, "released": released }),
+            ),
+            // Bulk batches reach the server only through the bulk route, which announces the
+            // whole upload once ([`Events::imported`]).
+            Effect::BulkUpserted { .. }
+            | Effect::MusicianUpserted { .. }
+            | Effect::MusicianDeleted { .. } => {}
         }
         if !events.is_empty() {
             self.hub.publish(&events);

@@ -5,11 +5,14 @@
 //! a kick from the hub is acted on even while a send is stuck on a peer that does not read —
 //! the close frame is then given [`CLOSE_GRACE`] to go out before the connection is dropped;
 //! a peer silent for two ping intervals is dropped; the subscription ends when the loop ends,
-//! whatever the reason.
+//! whatever the reason; a topic is subscribed only when the connection's caller may follow it
+//! ([`TopicAccess`]).
 
+use crate::http::auth::Caller;
 use crate::http::events::hub::{Hub, Kick, SubscribeError, Subscription};
 use crate::http::events::{is_valid_topic, ClientFrame, Reply};
 use futures_util::{SinkExt, StreamExt};
+use mussikon_engine::Engine;
 use std::time::Duration;
 use tokio::time::Instant;
 use warp::ws::{Message, WebSocket};
@@ -27,8 +30,52 @@ enum Stop {
     Gone,
 }
 
+/// Who is connected, and the engine to check their topics against.
+pub struct TopicAccess {
+    /// The caller the upgrade request authenticated.
+    pub caller: Caller,
+    /// The engine (gig owners and bookings).
+    pub engine: Engine,
+}
+
+impl TopicAccess {
+    /// Ok when the caller may follow every topic (see [`crate::http::auth`]): `gig:ID` needs
+    /// the gig's owner, a musician booked on it or an admin, `musician:ID` that musician or an
+    /// admin. Otherwise the reason, naming the first topic refused.
+    async fn check(&self, topics: &[String]) -> Result<(), String> {
+        if self.caller.manages_all_gigs() {
+            return Ok(());
+        }
+        let caller = self.caller.clone();
+        let engine = self.engine.clone();
+        let topics = topics.to_vec();
+        let verdict = tokio::task::spawn_blocking(move || {
+            for topic in &topics {
+                let refused = match topic.split_once(':') {
+                    Some(("gig", id)) => match engine.gig(id) {
+                        Ok(Some(gig)) => caller.may_follow_gig(&gig).err().map(|e| e.to_string()),
+                        Ok(None) => Some(format!("gig {id} does not exist")),
+                        Err(e) => Some(format!("cannot check gig {id} now: {e}")),
+                    },
+                    Some(("musician", id)) => {
+                        caller.may_follow_musician(id).err().map(|e| e.to_string())
+                    }
+                    // `imports`: admins only, and they returned above.
+                    _ => Some("only admins may follow imports".to_string()),
+                };
+                if let Some(why) = refused {
+                    return Err(format!("not allowed to subscribe to {topic}: {why}"));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        verdict.unwrap_or_else(|_| Err("the topic check failed; try again".into()))
+    }
+}
+
 /// Serves one upgraded connection until it ends.
-pub async fn serve(hub: Hub, ws: WebSocket) {
+pub async fn serve(hub: Hub, access: TopicAccess, ws: WebSocket) {
     let mut sub = hub.connect();
     let (mut sink, mut stream) = ws.split();
     let interval = hub.config().ping_interval.max(Duration::from_millis(10));
@@ -50,7 +97,7 @@ pub async fn serve(hub: Hub, ws: WebSocket) {
                     if msg.is_close() {
                         break Stop::Gone;
                     }
-                    match answer(&hub, &sub, &msg) {
+                    match answer(&hub, &access, &sub, &msg).await {
                         Some(reply) => Message::text(reply.to_text()),
                         None => continue,
                     }
@@ -88,7 +135,12 @@ pub async fn serve(hub: Hub, ws: WebSocket) {
 }
 
 /// The reply to a client frame, if it needs one (pings and pongs do not).
-fn answer(hub: &Hub, sub: &Subscription, msg: &Message) -> Option<Reply> {
+async fn answer(
+    hub: &Hub,
+    access: &TopicAccess,
+    sub: &Subscription,
+    msg: &Message,
+) -> Option<Reply> {
     if msg.is_ping() || msg.is_pong() {
         return None;
     }
@@ -116,7 +168,7 @@ fn answer(hub: &Hub, sub: &Subscription, msg: &Message) -> Option<Reply> {
     }
     if let Some(bad) = topics.iter().find(|t| !is_valid_topic(t)) {
         return Some(error(format!(
-            "bad topic {bad:?}: a topic is gig:ID or musician:ID, ids being 1-64 characters of [A-Za-z0-9._-]"
+            "bad topic {bad:?}: a topic is gig:ID, musician:ID or imports, ids being 1-64 characters of [A-Za-z0-9._-]"
         )));
     }
     let mut seen = std::collections::HashSet::with_capacity(topics.len());
@@ -125,6 +177,9 @@ fn answer(hub: &Hub, sub: &Subscription, msg: &Message) -> Option<Reply> {
         .filter(|t| seen.insert(t.clone()))
         .collect();
     if subscribe {
+        if let Err(why) = access.check(&unique).await {
+            return Some(error(why));
+        }
         match hub.subscribe(sub.id, &unique) {
             Ok(()) => Some(Reply::Subscribed { topics: unique }),
             Err(e @ SubscribeError::TooManyTopics { .. }) => Some(error(e.to_string())),

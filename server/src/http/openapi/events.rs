@@ -33,6 +33,7 @@ pub mod paths {
                     ("Connection" = String, description = "`Upgrade`."),
                     ("Sec-WebSocket-Accept" = String, description = "Proof of the handshake (RFC 6455 §4.2.2)."))),
             (status = 400, description = "Not a WebSocket upgrade request."),
+            (status = 503, description = "`events.max_subscribers` event streams are open; retry later (problem body)."),
         ))]
     pub fn events() {}
 }

@@ -3,7 +3,9 @@
 //! The engine checks and books in one step under its writer lock, so two requests racing for
 //! the same musician on the same date get exactly one 201; the other gets 409 with the engine's
 //! typed conflict (`musician_already_booked`, `slot_full`, `musician_busy`, …) in `conflict`.
-//! A POST may carry `Idempotency-Key` (see [`crate::http::idempotency`]).
+//! A POST may carry `Idempotency-Key` (see [`crate::http::idempotency`]). The gig's ownership
+//! (an organizer books into and cancels on their own gigs only) is a guard on the command,
+//! checked by the engine in the same apply as the booking.
 
 use crate::http::app::App;
 use crate::http::auth::Caller;
@@ -11,8 +13,7 @@ use crate::http::idempotency;
 use crate::http::problem::{expect_done, unexpected, ApiError};
 use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
-use crate::http::routes::gigs::check_manager;
-use mussikon_engine::{is_valid_id, Booking, Command, Effect};
+use mussikon_engine::{is_valid_id, Booking, Command, Effect, Guard};
 use serde::Deserialize;
 use warp::http::StatusCode;
 
@@ -32,23 +33,28 @@ pub async fn book(app: &App, gig_id: String, req: Request) -> Result<ApiResponse
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
-    check_manager(app, &req.caller, &gig_id).await?;
-    idempotency::json_post(app, req, |body| async move {
-        let b: BookingBody = decode_json(&body)?;
-        let booking = Booking {
-            gig_id,
-            slot: b.slot,
-            musician_id: b.musician_id,
-        };
-        let done = app
-            .write(move |w| w.execute(&Command::Book(booking)))
-            .await??;
-        match expect_done(done.outcome)? {
+    let guard = Guard {
+        owner: req.caller.gig_owner_condition(),
+        ..Guard::default()
+    };
+    idempotency::json_post(
+        app,
+        req,
+        guard,
+        |body| {
+            let b: BookingBody = decode_json(&body)?;
+            Ok(Command::Book(Booking {
+                gig_id,
+                slot: b.slot,
+                musician_id: b.musician_id,
+            }))
+        },
+        |effect| match effect {
             Effect::Booked(b) => Ok(ApiResponse::json(StatusCode::CREATED, &b)?
                 .location(&format!("/v1/gigs/{}/bookings/{}", b.gig_id, b.musician_id))),
             other => Err(unexpected(other)),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -64,15 +70,15 @@ pub async fn cancel(
             "booking {gig_id}/{musician_id} not found"
         )));
     }
-    check_manager(app, caller, &gig_id).await?;
-    let done = app
-        .write(move |w| {
-            w.execute(&Command::CancelBooking {
-                gig_id,
-                musician_id,
-            })
-        })
-        .await??;
+    let cmd = Command::CancelBooking {
+        gig_id,
+        musician_id,
+    }
+    .guarded_by(Guard {
+        owner: caller.gig_owner_condition(),
+        ..Guard::default()
+    });
+    let done = app.write(move |w| w.execute(&cmd)).await??;
     match expect_done(done.outcome)? {
         Effect::Cancelled(_) => Ok(ApiResponse::empty(StatusCode::NO_CONTENT)),
         other => Err(unexpected(other)),

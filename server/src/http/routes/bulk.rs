@@ -13,7 +13,7 @@ use crate::http::request::{BodyKind, Request};
 use crate::http::response::ApiResponse;
 use mussikon_engine::import::RecordKind;
 use mussikon_engine::LineError;
-use mussikon_engine::{ImportOptions, OnError};
+use mussikon_engine::{EngineError, ImportOptions, OnError};
 use serde::Serialize;
 use warp::http::StatusCode;
 
@@ -33,16 +33,19 @@ pub async fn post(app: &App, mut req: Request) -> Result<ApiResponse, ApiError> 
     let body = req
         .body(BodyKind::Ndjson, app.config().max_bulk_bytes)
         .await?;
-    let report = app
-        .blocking(move |e| {
+    let (report, seq) = app
+        .blocking(move |e| -> Result<_, EngineError> {
             let opts = ImportOptions {
                 on_error: OnError::Skip,
                 kind: RecordKind::Musicians,
                 ..ImportOptions::default()
             };
-            e.import_jsonl(std::io::Cursor::new(body), &opts, |_| {})
+            let report = e.import_jsonl(std::io::Cursor::new(body), &opts, |_| {})?;
+            Ok((report, e.applied_seq()?))
         })
         .await??;
+    app.events()
+        .imported(seq, report.musicians, report.rejected);
     ApiResponse::json(
         StatusCode::OK,
         &BulkReport {

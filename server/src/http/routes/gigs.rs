@@ -8,92 +8,59 @@
 //! Ownership (see [`crate::http::auth`]): a gig an organizer writes is owned by their subject;
 //! replacing, deleting, booking into, cancelling and matching a stored gig needs its owner or
 //! an admin, checked before `If-Match` so a 412 never tells a stranger the version. A replace
-//! that leaves `owner` out keeps the current owner. The owner check and the change are two
-//! engine calls, like `If-Match`: a concurrent change of owner can slip between them.
+//! that leaves `owner` out keeps the current owner. Both are guards on the command, decided by
+//! the engine in the same apply as the change ([`crate::http::routes::resource`]); reads that need the owner
+//! ([`check_manager`], for matches) read it first.
 
 use crate::http::app::App;
 use crate::http::auth::Caller;
-use crate::http::conditional::IfMatch;
-use crate::http::problem::{expect_done, unexpected, ApiError};
+use crate::http::problem::ApiError;
 use crate::http::query::{ListPage, Page};
 use crate::http::request::Request;
 use crate::http::response::ApiResponse;
 use crate::http::routes::gig_path;
-use mussikon_engine::{is_valid_id, Command, Effect, Gig, GigView};
+use crate::http::routes::resource::Resource;
+use mussikon_engine::{is_valid_id, Command, Engine, EngineError, Gig, GigView, Guard};
 use warp::http::StatusCode;
 
-/// `PUT /v1/gigs/{id}`: 201 when created, 200 when replaced; the body is the stored view.
-pub async fn put(app: &App, id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
-    let condition = IfMatch::from_headers(&req.headers)?;
-    let mut gig: Gig = req.json(app.config().max_body_bytes).await?;
-    if gig.id != id {
-        return Err(ApiError::invalid(
-            "id",
-            format!("must equal the id in the path ({id})"),
-        ));
-    }
-    let caller = req.caller.clone();
-    gig.owner = caller.owner_for_new_gig(gig.owner.take())?;
-    let (effect, view) = app
-        .write(move |w| -> Result<(Effect, Option<GigView>), ApiError> {
-            let current = w.engine().gig(&id)?;
-            if let Some(v) = &current {
-                caller.may_manage_gig(&id, v.gig.owner.as_deref())?;
-                if gig.owner.is_none() {
-                    gig.owner = v.gig.owner.clone();
-                }
-            }
-            if let Some(c) = &condition {
-                c.check(current.map(|v| v.version))?;
-            }
-            let effect = expect_done(w.execute(&Command::UpsertGig { gig })?.outcome)?;
-            Ok((effect, w.engine().gig(&id)?))
-        })
-        .await??;
-    let Effect::GigUpserted { id, created } = effect else {
-        return Err(unexpected(effect));
-    };
-    let view = view.ok_or_else(|| ApiError::not_found("gig", &id))?;
-    let resp = if created {
-        ApiResponse::json(StatusCode::CREATED, &view)?.location(&gig_path(&id))
-    } else {
-        ApiResponse::json(StatusCode::OK, &view)?
-    };
-    Ok(resp.etag(view.version))
-}
+/// `/v1/gigs/{id}` as a [`Resource`]: PUT, GET and DELETE are [`crate::http::routes::resource`]'s.
+pub struct Gigs;
 
-/// `GET /v1/gigs/{id}`.
-pub async fn get(app: &App, id: String) -> Result<ApiResponse, ApiError> {
-    let found = {
-        let id = id.clone();
-        app.blocking(move |e| e.gig(&id)).await??
-    };
-    let view = found.ok_or_else(|| ApiError::not_found("gig", &id))?;
-    Ok(ApiResponse::json(StatusCode::OK, &view)?.etag(view.version))
-}
-
-/// `DELETE /v1/gigs/{id}`: 204, releasing the gig's bookings.
-pub async fn delete(app: &App, id: String, req: &Request) -> Result<ApiResponse, ApiError> {
-    let condition = IfMatch::from_headers(&req.headers)?;
-    if !is_valid_id(&id) {
-        return Err(ApiError::not_found("gig", &id));
+impl Resource for Gigs {
+    type Body = Gig;
+    type View = GigView;
+    const KIND: &'static str = "gig";
+    fn id(body: &Gig) -> &str {
+        &body.id
     }
-    let caller = req.caller.clone();
-    let effect = app
-        .write(move |w| -> Result<Effect, ApiError> {
-            let current = w.engine().gig(&id)?;
-            if let Some(v) = &current {
-                caller.may_manage_gig(&id, v.gig.owner.as_deref())?;
-            }
-            if let Some(c) = &condition {
-                c.check(current.map(|v| v.version))?;
-            }
-            expect_done(w.execute(&Command::DeleteGig { id })?.outcome)
+    fn path(id: &str) -> String {
+        gig_path(id)
+    }
+    fn version(view: &GigView) -> u64 {
+        view.version
+    }
+    fn read(engine: &Engine, id: &str) -> Result<Option<GigView>, EngineError> {
+        engine.gig(id)
+    }
+    fn put_guard(caller: &Caller, gig: &mut Gig) -> Result<Guard, ApiError> {
+        gig.owner = caller.owner_for_new_gig(gig.owner.take())?;
+        Ok(Guard {
+            owner: caller.gig_owner_condition(),
+            keep_owner: true,
+            ..Guard::default()
         })
-        .await??;
-    match effect {
-        Effect::GigDeleted { .. } => Ok(ApiResponse::empty(StatusCode::NO_CONTENT)),
-        other => Err(unexpected(other)),
+    }
+    fn delete_guard(caller: &Caller) -> Guard {
+        Guard {
+            owner: caller.gig_owner_condition(),
+            ..Guard::default()
+        }
+    }
+    fn upsert(gig: Gig) -> Command {
+        Command::UpsertGig { gig }
+    }
+    fn delete(id: String) -> Command {
+        Command::DeleteGig { id }
     }
 }
 

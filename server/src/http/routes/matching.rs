@@ -32,7 +32,33 @@ async fn run(app: &App, req: MatchRequest) -> Result<ApiResponse, ApiError> {
 
 /// `GET /v1/gigs/{id}/matches`.
 pub async fn stored(app: &App, gig_id: String, req: &Request) -> Result<ApiResponse, ApiError> {
-    let mut p = Params::parse(&req.query);
+    let (k, weights) = params_of_stored(&req.query)?;
+    if !mussikon_engine::is_valid_id(&gig_id) {
+        return Err(ApiError::not_found("gig", &gig_id));
+    }
+    crate::http::routes::gigs::check_manager(app, &req.caller, &gig_id).await?;
+    run(
+        app,
+        MatchRequest {
+            target: MatchTarget::Stored(gig_id),
+            k,
+            weights,
+        },
+    )
+    .await
+}
+
+/// `k` and the weights of `GET /v1/gigs/{id}/matches` from its raw query string; every
+/// unparsable or unknown parameter is reported. The engine checks the ranges.
+///
+/// ```
+/// use mussikon_server::http::routes::matching::params_of_stored;
+/// let (k, w) = params_of_stored("k=5&w_rating=1").unwrap();
+/// assert_eq!((k, w.map(|w| w.rating)), (Some(5), Some(1.0)));
+/// assert!(params_of_stored("w_rating=x").is_err());
+/// ```
+pub fn params_of_stored(raw: &str) -> Result<(Option<usize>, Option<Weights>), ApiError> {
+    let mut p = Params::parse(raw);
     let k = p.parsed::<usize>("k", "must be an integer from 1 to 100");
     let d = Weights::default();
     let given = [
@@ -50,19 +76,7 @@ pub async fn stored(app: &App, gig_id: String, req: &Request) -> Result<ApiRespo
         price: given[3].unwrap_or(d.price),
         level: given[4].unwrap_or(d.level),
     });
-    if !mussikon_engine::is_valid_id(&gig_id) {
-        return Err(ApiError::not_found("gig", &gig_id));
-    }
-    crate::http::routes::gigs::check_manager(app, &req.caller, &gig_id).await?;
-    run(
-        app,
-        MatchRequest {
-            target: MatchTarget::Stored(gig_id),
-            k,
-            weights,
-        },
-    )
-    .await
+    Ok((k, weights))
 }
 
 /// The body of `POST /v1/match`.

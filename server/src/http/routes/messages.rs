@@ -8,13 +8,17 @@
 //! 1–2000 characters. A missing gig is 404, a taken `message_id` is 409
 //! (`message_id_taken`). Honours `Idempotency-Key`, since a retry would post twice.
 //!
+//! Who takes part: admins, the gig's owner and the musicians booked on it (403 for anyone
+//! else). For a post this is a guard on the command ([`crate::http::auth::Caller::chat_guard`]),
+//! decided in the same apply as the message; a list checks the stored gig first.
+//!
 //! `GET ?after=N&limit=N` lists the thread in posting order: `{"items":[Message…],"next":N|null}`
 //! where `next` is the `after` of the following page (null on the last one); `limit` is 1–1000,
 //! 100 by default.
 
 use crate::http::app::App;
 use crate::http::idempotency;
-use crate::http::problem::{expect_done, unexpected, ApiError};
+use crate::http::problem::{unexpected, ApiError};
 use crate::http::query::Params;
 use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
@@ -44,34 +48,31 @@ pub struct MessagePage {
     pub next: Option<u64>,
 }
 
-/// Milliseconds since the unix epoch by this server's clock.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `POST /v1/gigs/{id}/messages`.
 pub async fn post(app: &App, gig_id: String, req: Request) -> Result<ApiResponse, ApiError> {
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
-    idempotency::json_post(app, req, |body| async move {
-        let b: MessageBody = decode_json(&body)?;
-        let cmd = Command::PostMessage {
-            gig_id,
-            message_id: b.message_id,
-            author: b.author,
-            text: b.text,
-            at: Timestamp::Millis(now_ms()),
-        };
-        let done = app.write(move |w| w.execute(&cmd)).await??;
-        match expect_done(done.outcome)? {
+    let guard = req.caller.chat_guard();
+    idempotency::json_post(
+        app,
+        req,
+        guard,
+        |body| {
+            let b: MessageBody = decode_json(&body)?;
+            Ok(Command::PostMessage {
+                gig_id,
+                message_id: b.message_id,
+                author: b.author,
+                text: b.text,
+                at: Timestamp::Millis(idempotency::now_ms()),
+            })
+        },
+        |effect| match effect {
             Effect::MessagePosted(m) => ApiResponse::json(StatusCode::CREATED, &m),
             other => Err(unexpected(other)),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -87,6 +88,12 @@ pub async fn list(app: &App, gig_id: String, req: &Request) -> Result<ApiRespons
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
+    let gig = {
+        let id = gig_id.clone();
+        app.blocking(move |e| e.gig(&id)).await??
+    }
+    .ok_or_else(|| ApiError::not_found("gig", &gig_id))?;
+    req.caller.may_follow_gig(&gig)?;
     let mut items = app
         .blocking(move |e| e.messages(&gig_id, after, limit + 1))
         .await??;

@@ -11,6 +11,7 @@ pub mod gigs;
 pub mod matching;
 pub mod messages;
 pub mod musicians;
+pub mod resource;
 pub mod search;
 
 use crate::http::app::App;
@@ -19,6 +20,8 @@ use crate::http::request::Request;
 use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
 use crate::http::{health, metrics, openapi};
+use gigs::Gigs;
+use musicians::Musicians;
 use warp::http::Method;
 
 /// Answers one request.
@@ -56,14 +59,16 @@ async fn route(
         (RouteId::MusicianSearch, Method::GET) => search::get(app, &req).await,
         (RouteId::MusicianSearch, _) => search::post(app, req).await,
         (RouteId::MusicianBulk, _) => bulk::post(app, req).await,
-        (RouteId::Musician, Method::PUT) => musicians::put(app, param(), req).await,
-        (RouteId::Musician, Method::DELETE) => musicians::delete(app, param(), &req).await,
-        (RouteId::Musician, _) => musicians::get(app, param()).await,
+        (RouteId::Musician, Method::PUT) => resource::put::<Musicians>(app, param(), req).await,
+        (RouteId::Musician, Method::DELETE) => {
+            resource::delete::<Musicians>(app, param(), &req).await
+        }
+        (RouteId::Musician, _) => resource::get::<Musicians>(app, param()).await,
         (RouteId::MusicianRatings, _) => musicians::rate(app, param(), req).await,
         (RouteId::Gigs, _) => gigs::list(app, &req).await,
-        (RouteId::Gig, Method::PUT) => gigs::put(app, param(), req).await,
-        (RouteId::Gig, Method::DELETE) => gigs::delete(app, param(), &req).await,
-        (RouteId::Gig, _) => gigs::get(app, param()).await,
+        (RouteId::Gig, Method::PUT) => resource::put::<Gigs>(app, param(), req).await,
+        (RouteId::Gig, Method::DELETE) => resource::delete::<Gigs>(app, param(), &req).await,
+        (RouteId::Gig, _) => resource::get::<Gigs>(app, param()).await,
         (RouteId::GigMatches, _) => matching::stored(app, param(), &req).await,
         (RouteId::GigBookings, _) => bookings::book(app, param(), req).await,
         (RouteId::GigBooking, _) => {

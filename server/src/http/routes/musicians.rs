@@ -2,92 +2,61 @@
 //!
 //! Bodies and answers use the engine's JSON forms unchanged: a PUT body is a `Musician`, a read
 //! answers a `MusicianView` (profile, version, booked dates). The `ETag` of a musician is its
-//! version; `If-Match` on PUT and DELETE is checked as described in
-//! [`crate::http::conditional`].
+//! version; `If-Match` on PUT and DELETE is checked by the engine in the same apply as the
+//! write ([`crate::http::routes::resource`]).
 //!
 //! A musician editing their own profile cannot rate themselves: a PUT by a token of role
-//! `musician` keeps the stored `rating` (none for a new profile) whatever the body says.
+//! `musician` keeps the stored `rating` (none for a new profile) whatever the body says (a
+//! `keep_rating` guard, so a rating landing meanwhile is not lost).
 
 use crate::http::app::App;
 use crate::http::auth::{Caller, Role};
-use crate::http::conditional::IfMatch;
 use crate::http::idempotency;
-use crate::http::problem::{expect_done, unexpected, ApiError};
+use crate::http::problem::{unexpected, ApiError};
 use crate::http::query::{ListPage, Page};
 use crate::http::request::{decode_json, Request};
 use crate::http::response::ApiResponse;
 use crate::http::routes::musician_path;
-use mussikon_engine::{is_valid_id, Command, Effect, Musician, MusicianView};
+use crate::http::routes::resource::Resource;
+use mussikon_engine::{
+    is_valid_id, Command, Effect, Engine, EngineError, Guard, Musician, MusicianView,
+};
 use serde::Deserialize;
 use warp::http::StatusCode;
 
-/// `PUT /v1/musicians/{id}`: 201 when created, 200 when replaced; the body is the stored view.
-pub async fn put(app: &App, id: String, mut req: Request) -> Result<ApiResponse, ApiError> {
-    let condition = IfMatch::from_headers(&req.headers)?;
-    let mut musician: Musician = req.json(app.config().max_body_bytes).await?;
-    if musician.id != id {
-        return Err(ApiError::invalid(
-            "id",
-            format!("must equal the id in the path ({id})"),
-        ));
-    }
-    let self_service = matches!(&req.caller, Caller::User(p) if p.role == Role::Musician);
-    let (effect, view) = app
-        .write(
-            move |w| -> Result<(Effect, Option<MusicianView>), ApiError> {
-                let current = w.engine().musician(&id)?;
-                if self_service {
-                    musician.rating = current.as_ref().and_then(|v| v.musician.rating);
-                }
-                if let Some(c) = &condition {
-                    c.check(current.map(|v| v.version))?;
-                }
-                let effect =
-                    expect_done(w.execute(&Command::UpsertMusician { musician })?.outcome)?;
-                Ok((effect, w.engine().musician(&id)?))
-            },
-        )
-        .await??;
-    let Effect::MusicianUpserted { id, created } = effect else {
-        return Err(unexpected(effect));
-    };
-    // A delete racing this request can leave nothing to show; the write itself happened.
-    let view = view.ok_or_else(|| ApiError::not_found("musician", &id))?;
-    let resp = if created {
-        ApiResponse::json(StatusCode::CREATED, &view)?.location(&musician_path(&id))
-    } else {
-        ApiResponse::json(StatusCode::OK, &view)?
-    };
-    Ok(resp.etag(view.version))
-}
+/// `/v1/musicians/{id}` as a [`Resource`]: PUT, GET and DELETE are [`crate::http::routes::resource`]'s.
+pub struct Musicians;
 
-/// `GET /v1/musicians/{id}`.
-pub async fn get(app: &App, id: String) -> Result<ApiResponse, ApiError> {
-    let found = {
-        let id = id.clone();
-        app.blocking(move |e| e.musician(&id)).await??
-    };
-    let view = found.ok_or_else(|| ApiError::not_found("musician", &id))?;
-    Ok(ApiResponse::json(StatusCode::OK, &view)?.etag(view.version))
-}
-
-/// `DELETE /v1/musicians/{id}`: 204, releasing the musician's bookings.
-pub async fn delete(app: &App, id: String, req: &Request) -> Result<ApiResponse, ApiError> {
-    let condition = IfMatch::from_headers(&req.headers)?;
-    if !is_valid_id(&id) {
-        return Err(ApiError::not_found("musician", &id));
+impl Resource for Musicians {
+    type Body = Musician;
+    type View = MusicianView;
+    const KIND: &'static str = "musician";
+    fn id(body: &Musician) -> &str {
+        &body.id
     }
-    let effect = app
-        .write(move |w| -> Result<Effect, ApiError> {
-            if let Some(c) = &condition {
-                c.check(w.engine().musician(&id)?.map(|v| v.version))?;
-            }
-            expect_done(w.execute(&Command::DeleteMusician { id })?.outcome)
+    fn path(id: &str) -> String {
+        musician_path(id)
+    }
+    fn version(view: &MusicianView) -> u64 {
+        view.version
+    }
+    fn read(engine: &Engine, id: &str) -> Result<Option<MusicianView>, EngineError> {
+        engine.musician(id)
+    }
+    fn put_guard(caller: &Caller, _: &mut Musician) -> Result<Guard, ApiError> {
+        Ok(Guard {
+            keep_rating: matches!(caller, Caller::User(p) if p.role == Role::Musician),
+            ..Guard::default()
         })
-        .await??;
-    match effect {
-        Effect::MusicianDeleted { .. } => Ok(ApiResponse::empty(StatusCode::NO_CONTENT)),
-        other => Err(unexpected(other)),
+    }
+    fn delete_guard(_: &Caller) -> Guard {
+        Guard::default()
+    }
+    fn upsert(musician: Musician) -> Command {
+        Command::UpsertMusician { musician }
+    }
+    fn delete(id: String) -> Command {
+        Command::DeleteMusician { id }
     }
 }
 
@@ -117,20 +86,21 @@ pub async fn rate(app: &App, id: String, req: Request) -> Result<ApiResponse, Ap
     if !is_valid_id(&id) {
         return Err(ApiError::not_found("musician", &id));
     }
-    idempotency::json_post(app, req, |body| async move {
-        let rating: RatingBody = decode_json(&body)?;
-        let effect = app
-            .write(move |w| {
-                w.execute(&Command::RateMusician {
-                    musician_id: id,
-                    stars: rating.stars,
-                })
+    idempotency::json_post(
+        app,
+        req,
+        Guard::default(),
+        |body| {
+            let rating: RatingBody = decode_json(&body)?;
+            Ok(Command::RateMusician {
+                musician_id: id,
+                stars: rating.stars,
             })
-            .await??;
-        match expect_done(effect.outcome)? {
+        },
+        |effect| match effect {
             rated @ Effect::Rated { .. } => ApiResponse::json(StatusCode::OK, &rated),
             other => Err(unexpected(other)),
-        }
-    })
+        },
+    )
     .await
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each (default 30), starting from its committed seed corpus
+# (fuzz/corpus/TARGET, never modified: new inputs go to a scratch directory), and fails on the
+# first crash, leak or timeout. A crashing input is saved under fuzz/artifacts/TARGET/; replay it
+# with `RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/crash-...`.
+#
+# Usage: bash fuzz/run.sh [SECONDS] [TARGET...]
+# Env: FUZZ_SANITIZER (none|address, default none: the targets are safe Rust, so the smoke run
+#      skips ASan's build and run cost; the long campaign uses address), FUZZ_KEEP (directory
+#      to keep the grown corpora and logs in).
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets this stable toolchain accept them.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-30}
+shift || true
+export RUSTC_BOOTSTRAP=1
+sanitizer=${FUZZ_SANITIZER:-none}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list)
+fi
+cargo fuzz build -s "$sanitizer" --debug-assertions
+scratch=${FUZZ_KEEP:-$(mktemp -d)}
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "$scratch/$t"
+  log="$scratch/$t.log"
+  printf '%-16s %4ss ... ' "$t" "$secs"
+  if cargo fuzz run -s "$sanitizer" --debug-assertions "$t" "$scratch/$t" "corpus/$t" -- \
+      -max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+      -print_final_stats=1 >"$log" 2>&1; then
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{print $2}' | tail -n 1)
+    echo "ok ($runs runs)"
+  else
+    echo "FAILED"
+    tail -n 40 "$log"
+    status=1
+  fi
+done
+[ -n "${FUZZ_KEEP:-}" ] || rm -rf "$scratch"
+exit $status

@@ -1,0 +1,20 @@
+//! The checks behind MussikOn's libFuzzer targets (`fuzz_targets/*.rs` are one-line wrappers).
+//!
+//! Each module owns one decoder of untrusted bytes and promises more than "no panic" where it
+//! can: round trips (codec, query strings), agreement with an independent oracle (JSON depth,
+//! NDJSON line splitting, the command model), and typed errors. A check signals a finding by
+//! panicking with a message naming the broken property; libFuzzer saves the input.
+//!
+//! Hooks for the cluster (issue 4): Raft RPC bodies and snapshot chunks as a peer receives them
+//! get their own module here once `cluster/` has its RPC routes; `snapshot` already covers the
+//! stream format the Raft snapshots reuse.
+
+#![allow(clippy::unwrap_used)]
+
+pub mod auth_header;
+pub mod codec;
+pub mod commands;
+pub mod json_body;
+pub mod ndjson_import;
+pub mod query_params;
+pub mod snapshot;

@@ -1,0 +1,137 @@
+//! W3C Trace Context (`traceparent`): join the caller's trace, or start one.
+//!
+//! An incoming `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`) that is
+//! well formed (lowercase hex, version not `ff`, ids not all zeros) gives the request its trace
+//! id and flags; anything else — absent, malformed — starts a new trace. Every request gets a
+//! new span id of its own. The trace id goes into the request's tracing span (so every log
+//! line of the request carries it), and the response echoes `traceparent` with the same trace
+//! id and this request's span id, so a caller can find our logs for its trace.
+//!
+//! Spans are not exported (no OTLP): the trace id in the logs is what ties a request to its
+//! caller's trace for now.
+
+use warp::http::HeaderMap;
+
+/// The header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// A request's place in a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// This request's span id: 16 lowercase hex digits.
+    pub span_id: String,
+    /// The caller's span id, when it sent one.
+    pub parent_id: Option<String>,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// Parses a `traceparent` value: `(trace id, parent id, flags)` when well formed.
+///
+/// ```
+/// use mussikon_server::http::trace::parse;
+/// let v = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// assert_eq!(parse(v).unwrap().0, "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert!(parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+/// ```
+pub fn parse(value: &str) -> Option<(String, String, u8)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    // Version 00 has exactly four fields; later versions may append more.
+    if !is_hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    if !is_hex(trace, 32) || !is_hex(parent, 16) || !is_hex(flags, 2) {
+        return None;
+    }
+    if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace.to_string(), parent.to_string(), flags))
+}
+
+impl TraceContext {
+    /// The context of a request with `headers`.
+    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
+        let incoming = headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse);
+        match incoming {
+            Some((trace_id, parent, flags)) => TraceContext {
+                trace_id,
+                span_id: random_hex(8),
+                parent_id: Some(parent),
+                flags,
+            },
+            None => TraceContext {
+                trace_id: random_hex(16),
+                span_id: random_hex(8),
+                parent_id: None,
+                flags: 0,
+            },
+        }
+    }
+
+    /// The `traceparent` to send onwards (and back): our span as the parent.
+    pub fn header_value(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use warp::http::HeaderValue;
+
+    #[test]
+    fn joins_a_valid_trace_and_starts_one_otherwise() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let c = TraceContext::from_headers(&h);
+        assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(c.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_ne!(c.span_id, "00f067aa0ba902b7");
+        let v = c.header_value();
+        assert!(v.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && v.ends_with("-01"));
+        assert!(parse(&v).is_some());
+
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
+        ] {
+            h.insert(TRACEPARENT, HeaderValue::from_str(bad).unwrap());
+            let c = TraceContext::from_headers(&h);
+            assert_eq!(c.parent_id, None, "{bad:?}");
+            assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16));
+            assert!(parse(&c.header_value()).is_some());
+        }
+    }
+}
