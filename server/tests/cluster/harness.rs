@@ -1,0 +1,211 @@
+//! The test cluster: real `mussikon serve --node-id` processes on 127.0.0.1 (ports chosen at
+//! run time), each with its own data directory, and the HTTP calls the tests make on them.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mussikon");
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+/// Longest any cluster event (election, catch-up) may take in these tests.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn musician(id: &str) -> Value {
+    json!({
+        "id": id, "name": format!("Musician {id}"),
+        "instruments": [{"name": "guitar", "level": 4}],
+        "location": {"lat": 40.4168, "lon": -3.7038},
+        "travel_radius_km": 50, "fee": {"amount": 15000, "currency": "EUR"}
+    })
+}
+
+pub fn gig(id: &str, date: &str) -> Value {
+    json!({
+        "id": id, "title": format!("Gig {id}"), "date": date,
+        "location": {"lat": 40.42, "lon": -3.70}, "radius_km": 30,
+        "slots": [{"instrument": "guitar", "count": 2, "min_level": 3}],
+        "budget": {"max_fee": 20000, "currency": "EUR"}
+    })
+}
+
+/// A free port on 127.0.0.1 (bound, read and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub _tmp: tempfile::TempDir,
+    pub peers: String,
+    pub nodes: BTreeMap<u64, NodeProc>,
+    pub extra: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[String]) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", addr, "--data-dir"])
+        .arg(dir)
+        .args(["--node-id", &id.to_string(), "--peers", peers])
+        .args(extra)
+        .env("MUSSIKON_CLUSTER_SECRET", SECRET)
+        .env("MUSSIKON_LOG_FORMAT", "json")
+        .env_remove("MUSSIKON_NODE_ID")
+        .env_remove("MUSSIKON_PEERS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim(), format!("listening on {addr}"), "node {id}");
+    child
+}
+
+impl Cluster {
+    pub async fn start(n: u64, extra: &[&str]) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let addrs: BTreeMap<u64, String> = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let peers = addrs
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut nodes = BTreeMap::new();
+        for (id, addr) in addrs {
+            let dir = tmp.path().join(format!("node{id}"));
+            let child = spawn_node(id, &addr, &dir, &peers, &extra).await;
+            nodes.insert(
+                id,
+                NodeProc {
+                    id,
+                    addr,
+                    dir,
+                    child: Some(child),
+                },
+            );
+        }
+        let c = Cluster {
+            _tmp: tmp,
+            peers,
+            nodes,
+            extra,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        c.wait_leader(&c.alive()).await;
+        c
+    }
+
+    pub fn alive(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("http://{}{}", self.nodes[&id].addr, path)
+    }
+
+    pub async fn status(&self, id: u64) -> Option<Value> {
+        let r = self
+            .http
+            .get(self.url(id, "/v1/cluster/status"))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Waits until every node of `ids` names the same leader, one of `ids`; returns it.
+    pub async fn wait_leader(&self, ids: &[u64]) -> u64 {
+        let started = Instant::now();
+        loop {
+            let mut leaders = Vec::new();
+            for id in ids {
+                leaders.push(self.status(*id).await.and_then(|s| s["leader"].as_u64()));
+            }
+            if let Some(Some(l)) = leaders.first() {
+                if ids.contains(l) && leaders.iter().all(|x| *x == Some(*l)) {
+                    return *l;
+                }
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "no common leader among {ids:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) {
+        let started = Instant::now();
+        loop {
+            let applied = self
+                .status(id)
+                .await
+                .and_then(|s| s["applied_index"].as_u64())
+                .unwrap_or(0);
+            if applied >= index {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {id} applied {applied} < {index}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn sigkill(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let child = node.child.take().unwrap();
+        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGKILL).unwrap();
+        drop(child);
+    }
+
+    pub async fn restart(&mut self, id: u64) {
+        let node = &self.nodes[&id];
+        let child = spawn_node(id, &node.addr, &node.dir, &self.peers, &self.extra).await;
+        self.nodes.get_mut(&id).unwrap().child = Some(child);
+    }
+
+    pub async fn put(&self, id: u64, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .put(self.url(id, path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, id: u64, path: &str) -> reqwest::Response {
+        self.http.get(self.url(id, path)).send().await.unwrap()
+    }
+}
