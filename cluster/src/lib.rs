@@ -2,13 +2,14 @@
 //!
 //! The MussikOn engine replicated on several nodes with openraft 0.9: every engine command goes
 //! through a Raft log and is applied on every node, in the same order, through the engine's one
-//! apply path (sequence = log index).
+//! apply path (engine sequence = log index + 1).
 //!
 //! Modules, each with one job: [`types`] (the openraft type config and the wire codec),
 //! [`log_store`] (the durable log and vote), [`state_machine`] (the engine as state machine,
 //! snapshots in the engine's export format), [`network`] (the HTTP client for peer RPCs), and
 //! [`node`] (a running node: start-up, writes with forwarding to the leader, read barriers,
-//! membership changes, status). **Invariant:** this crate knows the engine only through
+//! membership changes, status), and [`faults`] (cutting peers, for partition tests; off by
+//! default). **Invariant:** this crate knows the engine only through
 //! `Command`, `apply`, `export` and `install`; it knows no routes: the server mounts
 //! [`node::Node::handle_rpc`] under `/raft/…`.
 
@@ -16,6 +17,7 @@
 // storage call; the helpers that feed them return it too.
 #![allow(clippy::result_large_err)]
 
+pub mod faults;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -7,12 +7,14 @@
 //! [`SNAPSHOT_BYTES_PER_SEC`]), so a large snapshot is never cut off and re-sent forever: a
 //! snapshot goes as one streamed request (openraft's `full_snapshot`), not in chunks with a
 //! per-chunk timeout. Connection failures make openraft back off (50 ms doubling to 2 s).
-//! A node never builds a client for itself. Failures count in
+//! A node never dials itself. Every request names its sender ([`FROM_HEADER`]), so a peer can
+//! refuse a cut one (fault injection, [`crate::faults`]). Failures count in
 //! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`.
 //!
 //! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write` and `read-index`
 //! (client forwarding, see [`crate::node`]).
 
+use crate::faults::Faults;
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
@@ -30,6 +32,8 @@ use std::time::Duration;
 
 /// Header carrying the cluster secret on every peer request.
 pub const SECRET_HEADER: &str = "x-mussikon-cluster-secret";
+/// Header naming the node that sends a peer request.
+pub const FROM_HEADER: &str = "x-mussikon-node-id";
 /// Shortest time allowed for sending a snapshot.
 pub const SNAPSHOT_MIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slowest transfer rate assumed for a snapshot.
@@ -46,23 +50,55 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Builds the connection to each peer.
+/// What every peer request of this node goes through: the shared client, the secret and this
+/// node's id on every request, and the fault-injection cut (a cut peer is unreachable).
 #[derive(Clone)]
-pub struct Network {
+pub struct Dialer {
     /// This node, never dialed.
     pub me: NodeId,
     /// The shared client.
     pub client: reqwest::Client,
     /// The cluster secret.
     pub secret: String,
+    /// Peers cut by fault injection.
+    pub faults: Faults,
+}
+
+impl Dialer {
+    /// POSTs `body` to peer `target` at `http://addr/raft/{rpc}` and decodes the answer.
+    pub async fn post<Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        rpc: &str,
+        body: reqwest::Body,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError> {
+        if target == self.me {
+            return Err(TransportError::SelfDial);
+        }
+        if self.faults.is_cut(target) {
+            return Err(TransportError::Unreachable(
+                addr.to_string(),
+                "cut by fault injection".into(),
+            ));
+        }
+        post(self, addr, rpc, body, timeout).await
+    }
+}
+
+/// Builds the connection to each peer.
+#[derive(Clone)]
+pub struct Network {
+    /// How peers are dialed.
+    pub dialer: Dialer,
 }
 
 /// One peer's connection.
 pub struct Peer {
     target: NodeId,
     addr: String,
-    client: reqwest::Client,
-    secret: String,
+    dialer: Dialer,
 }
 
 /// An RPC failure before the peer's answer was read.
@@ -90,18 +126,19 @@ fn count_error(peer: NodeId, rpc: &'static str) {
 }
 
 /// POSTs `body` to `http://addr/raft/{rpc}` and decodes the answer.
-pub async fn post<Resp: DeserializeOwned>(
-    client: &reqwest::Client,
-    secret: &str,
+async fn post<Resp: DeserializeOwned>(
+    dialer: &Dialer,
     addr: &str,
     rpc: &str,
     body: reqwest::Body,
     timeout: Duration,
 ) -> Result<Resp, TransportError> {
     let url = format!("http://{addr}/raft/{rpc}");
-    let resp = client
+    let resp = dialer
+        .client
         .post(&url)
-        .header(SECRET_HEADER, secret)
+        .header(SECRET_HEADER, &dialer.secret)
+        .header(FROM_HEADER, dialer.me.to_string())
         .header("content-type", "application/octet-stream")
         .timeout(timeout)
         .body(body)
@@ -143,22 +180,17 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let answer: Result<Result<Resp, RaftError<NodeId, E>>, TransportError> = post(
-            &self.client,
-            &self.secret,
-            &self.addr,
-            rpc,
-            body.into(),
-            timeout,
-        )
-        .await;
+        let answer: Result<Result<Resp, RaftError<NodeId, E>>, TransportError> = self
+            .dialer
+            .post(self.target, &self.addr, rpc, body.into(), timeout)
+            .await;
         match answer {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => {
                 count_error(self.target, rpc);
                 Err(RPCError::RemoteError(RemoteError::new(self.target, remote)))
             }
-            Err(e @ TransportError::Unreachable(..)) => {
+            Err(e @ (TransportError::Unreachable(..) | TransportError::SelfDial)) => {
                 count_error(self.target, rpc);
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
@@ -174,7 +206,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        if target == self.me {
+        if target == self.dialer.me {
             // openraft never replicates to the leader itself; keep the promise visible.
             tracing::error!(
                 target,
@@ -183,13 +215,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         }
         Peer {
             target,
-            addr: if target == self.me {
-                String::new()
-            } else {
-                node.addr.clone()
-            },
-            client: self.client.clone(),
-            secret: self.secret.clone(),
+            addr: node.addr.clone(),
+            dialer: self.dialer.clone(),
         }
     }
 }
@@ -200,11 +227,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        if self.addr.is_empty() {
-            return Err(RPCError::Unreachable(Unreachable::new(
-                &TransportError::SelfDial,
-            )));
-        }
         self.call("append", &rpc, option.hard_ttl()).await
     }
 
@@ -213,11 +235,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        if self.addr.is_empty() {
-            return Err(RPCError::Unreachable(Unreachable::new(
-                &TransportError::SelfDial,
-            )));
-        }
         self.call("vote", &rpc, option.hard_ttl()).await
     }
 
@@ -228,11 +245,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        if self.addr.is_empty() {
-            return Err(StreamingError::Unreachable(Unreachable::new(
-                &TransportError::SelfDial,
-            )));
-        }
         let net = |e: &dyn std::fmt::Display| {
             StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string())))
         };
@@ -249,14 +261,15 @@ impl RaftNetwork<TypeConfig> for Peer {
         .chain(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
         let timeout = SNAPSHOT_MIN_TIMEOUT + Duration::from_secs(size / SNAPSHOT_BYTES_PER_SEC);
         tracing::info!(target = self.target, bytes = size, "sending snapshot");
-        let send = post::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
-            &self.client,
-            &self.secret,
-            &self.addr,
-            "snapshot",
-            reqwest::Body::wrap_stream(stream),
-            timeout,
-        );
+        let send = self
+            .dialer
+            .post::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(
+                self.target,
+                &self.addr,
+                "snapshot",
+                reqwest::Body::wrap_stream(stream),
+                timeout,
+            );
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             answer = send => match answer {
@@ -265,7 +278,7 @@ impl RaftNetwork<TypeConfig> for Peer {
                     count_error(self.target, "snapshot");
                     Err(StreamingError::RemoteError(RemoteError::new(self.target, fatal)))
                 }
-                Err(e @ TransportError::Unreachable(..)) => {
+                Err(e @ (TransportError::Unreachable(..) | TransportError::SelfDial)) => {
                     count_error(self.target, "snapshot");
                     Err(StreamingError::Unreachable(Unreachable::new(&e)))
                 }

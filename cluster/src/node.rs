@@ -16,8 +16,9 @@
 //!   and vote are empty; the others wait to be contacted. A restarted node never re-initializes.
 //! - One membership change at a time ([`AdminError::Busy`] otherwise).
 
+use crate::faults::{Faults, FaultsDisabled};
 use crate::log_store::LogStore;
-use crate::network::{http_client, post, Network, TransportError, SECRET_HEADER};
+use crate::network::{http_client, Dialer, Network, TransportError, SECRET_HEADER};
 use crate::state_machine::StateMachine;
 use crate::types::{decode, encode, NodeId, Raft, Reply, Request, SnapshotFile, TypeConfig};
 use bytes::Bytes;
@@ -38,8 +39,12 @@ pub use crate::network::SECRET_HEADER as CLUSTER_SECRET_HEADER;
 
 /// How long a write or read waits for a leader to be known.
 pub const LEADER_WAIT: Duration = Duration::from_secs(5);
-/// How long a follower waits to apply up to a read index.
+/// How long a follower waits to apply up to a read index, and a leader for a quorum to
+/// confirm its leadership.
 pub const READ_WAIT: Duration = Duration::from_secs(5);
+/// How long the leader waits for a write to commit; past it the outcome is unknown (a leader
+/// cut from its quorum would otherwise hold the client forever).
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -60,6 +65,8 @@ pub struct NodeConfig {
     pub ready_max_lag: u64,
     /// Heartbeat interval, ms; elections time out after 5–10 heartbeats.
     pub heartbeat_ms: u64,
+    /// Accept fault injection ([`crate::faults`]); tests only.
+    pub fault_injection: bool,
 }
 
 impl NodeConfig {
@@ -74,6 +81,7 @@ impl NodeConfig {
             keep_logs: 1_000,
             ready_max_lag: 1_000,
             heartbeat_ms: 100,
+            fault_injection: false,
         }
     }
 }
@@ -244,8 +252,7 @@ struct Inner {
     raft: Raft,
     sm: StateMachine,
     log: LogStore,
-    client: reqwest::Client,
-    secret: String,
+    dialer: Dialer,
     ready_max_lag: u64,
     admin: tokio::sync::Mutex<()>,
     leader_changes: AtomicU64,
@@ -317,11 +324,14 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let client = http_client();
-        let network = Network {
+        let dialer = Dialer {
             me: config.id,
-            client: client.clone(),
+            client: http_client(),
             secret: config.secret.clone(),
+            faults: Faults::new(config.fault_injection),
+        };
+        let network = Network {
+            dialer: dialer.clone(),
         };
         let raft = Raft::new(
             config.id,
@@ -355,8 +365,7 @@ impl Node {
                 raft,
                 sm,
                 log,
-                client,
-                secret: config.secret,
+                dialer,
                 ready_max_lag: config.ready_max_lag,
                 admin: tokio::sync::Mutex::new(()),
                 leader_changes: AtomicU64::new(0),
@@ -381,9 +390,26 @@ impl Node {
         self.inner.id
     }
 
+    /// True unless fault injection cut this node from the peer that sent an RPC (`from`, the
+    /// sender's id header; a request without one is admitted).
+    pub fn admits_peer(&self, from: Option<NodeId>) -> bool {
+        from.is_none_or(|id| !self.inner.dialer.faults.is_cut(id))
+    }
+
+    /// Cuts this node from `peers` (both ways), replacing any earlier cut; empty heals.
+    pub fn set_cut(&self, peers: BTreeSet<NodeId>) -> Result<(), FaultsDisabled> {
+        self.inner.dialer.faults.set_cut(peers)
+    }
+
+    /// The fault-injection state: `None` when it is off, else the cut peers.
+    pub fn cut(&self) -> Option<BTreeSet<NodeId>> {
+        let f = &self.inner.dialer.faults;
+        f.enabled().then(|| f.cut())
+    }
+
     /// True when `secret` is the cluster secret (compared in constant time).
     pub fn authorized(&self, secret: Option<&str>) -> bool {
-        let want = self.inner.secret.as_bytes();
+        let want = self.inner.dialer.secret.as_bytes();
         match secret {
             None => false,
             Some(got) => {
@@ -435,15 +461,11 @@ impl Node {
             return self.write_local(req).await;
         }
         let body = encode(&req).map_err(|e| WriteError::Fatal(e.to_string()))?;
-        let answer: Result<WireWrite, TransportError> = post(
-            &self.inner.client,
-            &self.inner.secret,
-            &addr,
-            "write",
-            body.into(),
-            Duration::from_secs(30),
-        )
-        .await;
+        let answer: Result<WireWrite, TransportError> = self
+            .inner
+            .dialer
+            .post(id, &addr, "write", body.into(), Duration::from_secs(30))
+            .await;
         match answer {
             Ok(Ok(Reply(Some(done)))) => {
                 self.await_local_apply(&done).await;
@@ -480,7 +502,17 @@ impl Node {
 
     /// `client_write` on this node; [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
-        match self.inner.raft.client_write(req).await {
+        let written = tokio::time::timeout(WRITE_WAIT, self.inner.raft.client_write(req)).await;
+        let Ok(written) = written else {
+            return Err(WriteError::Unknown {
+                leader: format!("node {}", self.inner.id),
+                reason: format!(
+                    "not committed within {} s (is this leader cut from its quorum?)",
+                    WRITE_WAIT.as_secs()
+                ),
+            });
+        };
+        match written {
             Ok(resp) => match resp.data {
                 Reply(Some(done)) => Ok(done),
                 Reply(None) => Err(WriteError::Fatal("no command was applied".into())),
@@ -504,16 +536,12 @@ impl Node {
             Err(ReadError::NoLeader) => match self.wait_leader().await {
                 None => return Err(ReadError::NoLeader),
                 Some((id, _)) if id == self.inner.id => self.local_read_index(level).await?,
-                Some((_, addr)) => {
-                    let answer: Result<Result<u64, ReadError>, TransportError> = post(
-                        &self.inner.client,
-                        &self.inner.secret,
-                        &addr,
-                        rpc,
-                        Vec::new().into(),
-                        READ_WAIT,
-                    )
-                    .await;
+                Some((id, addr)) => {
+                    let answer: Result<Result<u64, ReadError>, TransportError> = self
+                        .inner
+                        .dialer
+                        .post(id, &addr, rpc, Vec::new().into(), READ_WAIT)
+                        .await;
                     answer.map_err(|_| ReadError::NoLeader)??
                 }
             },
@@ -535,11 +563,12 @@ impl Node {
             return Err(ReadError::NoLeader);
         }
         match level {
-            Consistency::Linearizable => raft
-                .ensure_linearizable()
-                .await
-                .map(|id| id.map(|l| l.index).unwrap_or(0))
-                .map_err(|_| ReadError::NoLeader),
+            Consistency::Linearizable => {
+                match tokio::time::timeout(READ_WAIT, raft.ensure_linearizable()).await {
+                    Ok(Ok(id)) => Ok(id.map(|l| l.index).unwrap_or(0)),
+                    Ok(Err(_)) | Err(_) => Err(ReadError::NoLeader),
+                }
+            }
             _ => Ok(raft
                 .metrics()
                 .borrow()
@@ -552,19 +581,15 @@ impl Node {
     /// Applies a membership change on the leader (forwarding once when this node is not it).
     pub async fn change_members(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
         if self.leader().is_some_and(|(id, _)| id != self.inner.id) {
-            let Some((_, addr)) = self.leader() else {
+            let Some((id, addr)) = self.leader() else {
                 return Err(AdminError::NoLeader);
             };
             let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
-            let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = post(
-                &self.inner.client,
-                &self.inner.secret,
-                &addr,
-                "members",
-                body.into(),
-                Duration::from_secs(600),
-            )
-            .await;
+            let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = self
+                .inner
+                .dialer
+                .post(id, &addr, "members", body.into(), Duration::from_secs(600))
+                .await;
             return answer.map_err(|e| AdminError::Failed(e.to_string()))?;
         }
         self.change_members_local(op).await

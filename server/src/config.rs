@@ -329,4 +329,6 @@ pub struct ClusterConfig {
     pub ready_max_lag: u64,
     /// Raft heartbeat, ms.
     pub heartbeat_ms: u64,
+    /// Accept fault injection (`/v1/cluster/faults`; partition tests only).
+    pub fault_injection: bool,
 }

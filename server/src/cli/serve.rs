@@ -234,6 +234,7 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
                 keep_logs: c.keep_logs,
                 ready_max_lag: c.ready_max_lag,
                 heartbeat_ms: c.heartbeat_ms,
+                fault_injection: c.fault_injection,
                 ..mussikon_cluster::NodeConfig::new(
                     c.node_id,
                     c.peers.clone(),
@@ -245,6 +246,12 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
                 .await
                 .context("could not start the cluster node")?;
             tracing::info!(node_id = c.node_id, peers = ?c.peers, "cluster node started");
+            if c.fault_injection {
+                tracing::warn!(
+                    "FAULT INJECTION IS ON: admins can cut this node from its peers \
+                     (/v1/cluster/faults); never run production like this"
+                );
+            }
             app = app.with_cluster(node.clone());
             Some(node)
         }

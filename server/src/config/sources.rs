@@ -130,6 +130,7 @@ pub const KEYS: &[Key] = &[
     k("cluster.keep_logs", Kind::Integer),
     k("cluster.ready_max_lag", Kind::Integer),
     k("cluster.heartbeat_ms", Kind::Integer),
+    k("cluster.fault_injection", Kind::Bool),
     k("events.queue", Kind::Integer),
     k("events.max_subscribers", Kind::Integer),
     k("events.max_topics", Kind::Integer),
@@ -296,6 +297,8 @@ pub struct ClusterSettings {
     pub ready_max_lag: u64,
     /// Raft heartbeat, ms.
     pub heartbeat_ms: u64,
+    /// Accept fault injection (partition tests only).
+    pub fault_injection: bool,
 }
 
 impl Default for ClusterSettings {
@@ -308,6 +311,7 @@ impl Default for ClusterSettings {
             keep_logs: 1_000,
             ready_max_lag: 1_000,
             heartbeat_ms: 100,
+            fault_injection: false,
         }
     }
 }
@@ -382,6 +386,7 @@ impl ClusterSettings {
             keep_logs: self.keep_logs,
             ready_max_lag: self.ready_max_lag,
             heartbeat_ms: self.heartbeat_ms.max(10),
+            fault_injection: self.fault_injection,
         }))
     }
 }

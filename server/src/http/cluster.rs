@@ -6,6 +6,8 @@
 //! - the admin endpoints `GET /v1/cluster/status`, `POST /v1/cluster/members`
 //!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`) and
 //!   `DELETE /v1/cluster/members/{id}`, which need the `admin` role (as every admin route);
+//! - `GET|PUT|DELETE /v1/cluster/faults` (admin; 404 unless `cluster.fault_injection` is on):
+//!   cut this node from peers, for partition tests;
 //! - the hooks of the request pipeline: writes replicate through [`replicate`] (the leader's
 //!   outcome, so the same status codes as on one node; 503 with `Retry-After` while no leader is
 //!   known), reads wait at their consistency level ([`read_barrier`], query parameter
@@ -23,6 +25,7 @@ use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use mussikon_cluster::network::FROM_HEADER;
 use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
 use mussikon_cluster::{Consistency, Node};
 use mussikon_engine::{Command, EngineError, Executed};
@@ -160,11 +163,12 @@ pub fn raft_filter(
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
+        .and(warp::header::optional::<String>(FROM_HEADER))
         .and(warp::body::stream().map(super::boxed_body))
         .then(
-            move |rpc: String, secret: Option<String>, body: BodyStream| {
+            move |rpc: String, secret: Option<String>, from: Option<String>, body: BodyStream| {
                 let app = app.clone();
-                async move { raft_rpc(app, rpc, secret, body).await }
+                async move { raft_rpc(app, rpc, secret, from, body).await }
             },
         )
 }
@@ -173,6 +177,7 @@ async fn raft_rpc(
     app: App,
     rpc: String,
     secret: Option<String>,
+    from: Option<String>,
     mut body: BodyStream,
 ) -> warp::reply::Response {
     let Some(node) = app.cluster() else {
@@ -182,6 +187,13 @@ async fn raft_rpc(
         return problem(ApiError::Unauthorized {
             reason: "peer RPCs need the cluster secret header".into(),
             token_given: secret.is_some(),
+        });
+    }
+    let from = from.and_then(|f| f.parse::<u64>().ok());
+    if !node.admits_peer(from) {
+        return problem(ApiError::Unavailable {
+            reason: "this node is cut from the sender by fault injection".into(),
+            retry_after_s: 1,
         });
     }
     let answer = if rpc == "snapshot" {
@@ -315,6 +327,7 @@ pub fn admin_filter(
                 }
             })
     };
+    let app_faults = app.clone();
     let remove = warp::delete()
         .and(warp::path!("v1" / "cluster" / "members" / u64))
         .and(warp::header::headers_cloned())
@@ -333,7 +346,83 @@ pub fn admin_filter(
                 op.await.map(ApiResponse::into_warp).unwrap_or_else(problem)
             }
         });
-    status.or(add).unify().or(remove).unify()
+    status
+        .or(add)
+        .unify()
+        .or(remove)
+        .unify()
+        .or(faults_filter(app_faults))
+        .unify()
+}
+
+/// Body of `PUT /v1/cluster/faults`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetFaults {
+    /// Peers this node is cut from (both ways); empty heals.
+    pub cut: Vec<u64>,
+}
+
+/// `GET|PUT|DELETE /v1/cluster/faults`: fault injection (see `mussikon_cluster::faults`), admin
+/// only, 404 unless `cluster.fault_injection` is on. GET shows the cut peers, PUT replaces
+/// them, DELETE heals.
+fn faults_filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let path = || warp::path!("v1" / "cluster" / "faults").and(warp::header::headers_cloned());
+    let show = {
+        let app = app.clone();
+        warp::get()
+            .and(path())
+            .map(move |headers: HeaderMap| set_faults(&app, &headers, None))
+    };
+    let heal = {
+        let app = app.clone();
+        warp::delete()
+            .and(path())
+            .map(move |headers: HeaderMap| set_faults(&app, &headers, Some(Ok(Default::default()))))
+    };
+    let cut = warp::put()
+        .and(path())
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::bytes())
+        .map(move |headers: HeaderMap, body: Bytes| {
+            let cut = serde_json::from_slice::<SetFaults>(&body)
+                .map(|f| f.cut.into_iter().collect())
+                .map_err(|e| ApiError::BadRequest(format!("body: {e}")));
+            set_faults(&app, &headers, Some(cut))
+        });
+    show.or(heal).unify().or(cut).unify()
+}
+
+/// Applies a fault-injection change (`None`: only show) and answers the cut peers.
+fn set_faults(
+    app: &App,
+    headers: &HeaderMap,
+    cut: Option<Result<std::collections::BTreeSet<u64>, ApiError>>,
+) -> warp::reply::Response {
+    let op = || {
+        admin_only(app, headers)?;
+        let node = app.cluster().ok_or_else(no_cluster)?;
+        if node.cut().is_none() {
+            return Err(ApiError::NotFound(
+                "fault injection is off on this node (cluster.fault_injection)".into(),
+            ));
+        }
+        if let Some(cut) = cut {
+            let cut = cut?;
+            if cut.contains(&node.id()) {
+                return Err(ApiError::invalid("cut", "must not name this node"));
+            }
+            node.set_cut(cut)
+                .map_err(|e| ApiError::NotFound(e.to_string()))?;
+        }
+        ApiResponse::json(
+            StatusCode::OK,
+            &serde_json::json!({ "cut": node.cut().unwrap_or_default() }),
+        )
+    };
+    op().map(ApiResponse::into_warp).unwrap_or_else(problem)
 }
 
 #[cfg(test)]

@@ -163,6 +163,20 @@ impl Cluster {
         }
     }
 
+    /// Waits until every running node names one leader and has applied what it had applied;
+    /// returns the leader.
+    pub async fn wait_converged(&self) -> u64 {
+        let alive = self.alive();
+        let leader = self.wait_leader(&alive).await;
+        let target = self.status(leader).await.unwrap()["applied_index"]
+            .as_u64()
+            .unwrap();
+        for id in alive {
+            self.wait_applied(id, target).await;
+        }
+        leader
+    }
+
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64) {
         let started = Instant::now();

@@ -122,11 +122,7 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
     }
     // The old leader comes back as a follower and catches up.
     c.restart(leader).await;
-    let l = c.wait_leader(&[1, 2, 3]).await;
-    let target = c.status(l).await.unwrap()["applied_index"]
-        .as_u64()
-        .unwrap();
-    c.wait_applied(leader, target).await;
+    c.wait_converged().await;
     for m in &acked {
         let r = c
             .get(leader, &format!("/v1/musicians/{m}?consistency=stale"))
