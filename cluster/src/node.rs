@@ -580,19 +580,34 @@ impl Node {
 
     /// Applies a membership change on the leader (forwarding once when this node is not it).
     pub async fn change_members(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
-        if self.leader().is_some_and(|(id, _)| id != self.inner.id) {
-            let Some((id, addr)) = self.leader() else {
-                return Err(AdminError::NoLeader);
+        // Right after a leader removed itself (or died) no leader may be known for an election
+        // timeout: keep trying for LEADER_WAIT before answering NoLeader.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let answer = match self.wait_leader().await {
+                None => Err(AdminError::NoLeader),
+                Some((id, _)) if id == self.inner.id => self.change_members_local(op.clone()).await,
+                Some((id, addr)) => {
+                    let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
+                    let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = self
+                        .inner
+                        .dialer
+                        .post(id, &addr, "members", body.into(), Duration::from_secs(600))
+                        .await;
+                    match answer {
+                        Ok(a) => a,
+                        Err(TransportError::Unreachable(..)) => Err(AdminError::NoLeader),
+                        Err(e) => Err(AdminError::Failed(e.to_string())),
+                    }
+                }
             };
-            let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
-            let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = self
-                .inner
-                .dialer
-                .post(id, &addr, "members", body.into(), Duration::from_secs(600))
-                .await;
-            return answer.map_err(|e| AdminError::Failed(e.to_string()))?;
+            match answer {
+                Err(AdminError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
         }
-        self.change_members_local(op).await
     }
 
     async fn change_members_local(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {

@@ -50,6 +50,20 @@ pub struct NodeProc {
     pub child: Option<Child>,
 }
 
+impl NodeProc {
+    /// Starts node `id` at `addr` with its data in `root/node{id}`.
+    async fn spawn(id: u64, addr: String, root: &Path, peers: &str, extra: &[String]) -> NodeProc {
+        let dir = root.join(format!("node{id}"));
+        let child = spawn_node(id, &addr, &dir, peers, extra).await;
+        NodeProc {
+            id,
+            addr,
+            dir,
+            child: Some(child),
+        }
+    }
+}
+
 pub struct Cluster {
     pub _tmp: tempfile::TempDir,
     pub peers: String,
@@ -94,17 +108,8 @@ impl Cluster {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut nodes = BTreeMap::new();
         for (id, addr) in addrs {
-            let dir = tmp.path().join(format!("node{id}"));
-            let child = spawn_node(id, &addr, &dir, &peers, &extra).await;
-            nodes.insert(
-                id,
-                NodeProc {
-                    id,
-                    addr,
-                    dir,
-                    child: Some(child),
-                },
-            );
+            let node = NodeProc::spawn(id, addr, tmp.path(), &peers, &extra).await;
+            nodes.insert(id, node);
         }
         let c = Cluster {
             _tmp: tmp,
@@ -208,6 +213,49 @@ impl Cluster {
         let node = &self.nodes[&id];
         let child = spawn_node(id, &node.addr, &node.dir, &self.peers, &self.extra).await;
         self.nodes.get_mut(&id).unwrap().child = Some(child);
+    }
+
+    /// Starts a new node `id` that is not a member yet: its `--peers` are the cluster's plus
+    /// itself (a higher id than the initializer, so it waits to be joined).
+    pub async fn spawn_new(&mut self, id: u64) {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.peers = format!("{},{id}={addr}", self.peers);
+        let node = NodeProc::spawn(id, addr, self._tmp.path(), &self.peers, &self.extra).await;
+        self.nodes.insert(id, node);
+    }
+
+    /// Runs `mussikon cluster --node <node id's address> ARGS…`; its exit success and output.
+    pub async fn cli(&self, via: u64, args: &[&str]) -> (bool, String) {
+        let out = Command::new(BIN)
+            .args(["cluster", "--node", &self.nodes[&via].addr])
+            .args(args)
+            .env_remove("MUSSIKON_NODE")
+            .env_remove("MUSSIKON_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Voters and learners in node `id`'s view, by role.
+    pub async fn roles(&self, id: u64) -> BTreeMap<u64, String> {
+        let s = self.status(id).await.unwrap();
+        s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_u64().unwrap(),
+                    m["role"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     pub async fn put(&self, id: u64, path: &str, body: &Value) -> reqwest::Response {

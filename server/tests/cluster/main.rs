@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod membership;
 mod partition;
 mod replication;
