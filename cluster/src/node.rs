@@ -189,6 +189,7 @@ pub enum RpcError {
 
 /// One member as `cluster status` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberStatus {
     /// Node id.
     pub id: NodeId,
@@ -204,6 +205,7 @@ pub struct MemberStatus {
 
 /// A node's view of the cluster.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     /// This node.
     pub node_id: NodeId,

@@ -34,6 +34,17 @@ use warp::http::header::{HeaderName, HeaderValue};
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
 
+/// The routes this module serves outside the router's table, `(method, path template)` as the
+/// OpenAPI document spells them (the peer RPCs under `/raft` are not part of the API).
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/cluster/status"),
+    ("post", "/v1/cluster/members"),
+    ("delete", "/v1/cluster/members/{id}"),
+    ("get", "/v1/cluster/faults"),
+    ("put", "/v1/cluster/faults"),
+    ("delete", "/v1/cluster/faults"),
+];
+
 /// Response header naming the leader's address.
 pub const LEADER_HEADER: &str = "x-mussikon-leader";
 /// The query parameter choosing a read's consistency.
@@ -233,7 +244,7 @@ async fn raft_rpc(
 }
 
 /// Body of `POST /v1/cluster/members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// The new node's id (never one used before).
@@ -355,8 +366,8 @@ pub fn admin_filter(
         .unify()
 }
 
-/// Body of `PUT /v1/cluster/faults`.
-#[derive(Debug, Deserialize)]
+/// Body of `PUT /v1/cluster/faults`; also the answer of every faults route.
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetFaults {
     /// Peers this node is cut from (both ways); empty heals.
@@ -419,7 +430,9 @@ fn set_faults(
         }
         ApiResponse::json(
             StatusCode::OK,
-            &serde_json::json!({ "cut": node.cut().unwrap_or_default() }),
+            &SetFaults {
+                cut: node.cut().unwrap_or_default().into_iter().collect(),
+            },
         )
     };
     op().map(ApiResponse::into_warp).unwrap_or_else(problem)

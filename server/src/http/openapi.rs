@@ -17,6 +17,9 @@
 //!   `401`, `403` and `429`;
 //! - every error status as a reusable response under `components.responses`.
 //!
+//! The cluster's admin routes, served beside the router's table, are described in [`cluster`]
+//! (and listed in `crate::http::cluster::ADMIN_ROUTES`).
+//!
 //! `/health`, `/health/ready`, `/metrics` and `/openapi.json` are open. Routes described here
 //! before the router serves them are listed in [`AHEAD_OF_ROUTER`] (see [`messages`] and
 //! [`events`]).
@@ -27,6 +30,7 @@
 //! assert!(doc["paths"]["/v1/musicians/{id}"]["get"].is_object());
 //! ```
 
+pub mod cluster;
 pub mod events;
 pub mod messages;
 
@@ -496,6 +500,7 @@ pub fn document() -> Value {
     let mut api = Routed::openapi();
     api.merge(messages::Messages::openapi());
     api.merge(events::Events::openapi());
+    api.merge(cluster::Cluster::openapi());
     // Serializing a document made of maps, strings and numbers does not fail.
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     strip_code_blocks(&mut doc);
@@ -664,6 +669,34 @@ fn error_ref(status: u16) -> Value {
 }
 
 /// Applies what every operation shares; see the module documentation.
+/// True for the operations that read musicians or gigs, which take `consistency` on a
+/// cluster node (`crate::http::cluster::read_barrier`).
+fn reads_replicated_data(method: &str, path: &str) -> bool {
+    let data = path.starts_with("/v1/musicians") || path.starts_with("/v1/gigs");
+    match method {
+        "get" => data,
+        "post" => path == "/v1/musicians/search" || path == "/v1/match",
+        _ => false,
+    }
+}
+
+/// The `consistency` query parameter, with the route's default.
+fn consistency_parameter(path: &str) -> Value {
+    let stale = path == "/v1/musicians/search" || path == "/v1/match" || path.ends_with("/matches");
+    json!({
+        "name": "consistency",
+        "in": "query",
+        "required": false,
+        "description": format!(
+            "On a cluster node, how fresh the read must be: `linearizable` (sees every write \
+             acknowledged before it began), `leader` (what the leader has applied) or `stale` \
+             (this node's state at once). Default here: `{}`. A single node ignores it.",
+            if stale { "stale" } else { "linearizable" }
+        ),
+        "schema": {"type": "string", "enum": ["linearizable", "leader", "stale"]},
+    })
+}
+
 fn apply_conventions(doc: &mut Value) {
     if let Some(components) = doc["components"].as_object_mut() {
         components.insert("responses".into(), Value::Object(error_components()));
@@ -685,12 +718,15 @@ fn apply_conventions(doc: &mut Value) {
         let Some(item) = item.as_object_mut() else {
             continue;
         };
-        for (_method, op) in item.iter_mut() {
+        for (method, op) in item.iter_mut() {
             let Some(op) = op.as_object_mut() else {
                 continue;
             };
             let params = op.entry("parameters").or_insert_with(|| json!([]));
             if let Some(params) = params.as_array_mut() {
+                if reads_replicated_data(method, path) {
+                    params.push(consistency_parameter(path));
+                }
                 params.push(json!({
                     "name": "X-Request-Id",
                     "in": "header",
