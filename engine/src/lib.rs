@@ -62,7 +62,7 @@ pub use model::*;
 pub use search::{
     InstrumentFilter, InstrumentMode, Near, SearchHit, SearchPage, SearchQuery, SortBy,
 };
-pub use snapshot::SnapshotSummary;
+pub use snapshot::{IdempotencyRecord, SnapshotSummary};
 pub use store::{GigRecord, MusicianRecord, StoreError};
 pub use validate::{
     is_valid_currency, is_valid_date, is_valid_id, validate_booking, validate_gig,

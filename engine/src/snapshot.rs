@@ -41,6 +41,21 @@ const BATCH: usize = 1000;
 /// Largest frame a reader accepts.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
+/// A recorded idempotency key as a snapshot carries it.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub struct IdempotencyRecord {
+    /// The client's key.
+    pub key: String,
+    /// Fingerprint of the first request's body.
+    pub fingerprint: u64,
+    /// When it was recorded (the command's time), ms since the epoch.
+    pub at_ms: i64,
+    /// Its number in the recording order.
+    pub n: u64,
+    /// The first answer.
+    pub outcome: crate::Outcome,
+}
+
 /// One frame of the stream.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
 pub enum Frame {
@@ -66,6 +81,17 @@ pub enum Frame {
     },
     /// A batch of chat messages (version 2).
     Messages(Vec<Message>),
+    /// A batch of recorded idempotency keys with the window's bounds (version 2; streams
+    /// written before keys were recorded have none). Replicas must hold the same keys, or a
+    /// retried request would replay on one node and run again on another.
+    Idempotency {
+        /// Numbers up to `head` were forgotten.
+        head: u64,
+        /// The last number given.
+        tail: u64,
+        /// The keys in this batch.
+        records: Vec<IdempotencyRecord>,
+    },
     /// Last frame of a version-2 stream.
     EndV2 {
         /// Musicians in the stream.
@@ -190,7 +216,7 @@ impl<R: Read> FrameReader<R> {
                 Some(*checksum)
             }
             (Frame::Header { .. } | Frame::Musicians(_) | Frame::Gigs(_), _)
-            | (Frame::Messages(_), 2) => None,
+            | (Frame::Messages(_) | Frame::Idempotency { .. }, 2) => None,
             (_, v) => return Err(bad(format!("a frame that version {v} does not have"))),
         };
         if checksum.is_some_and(|c| c != self.sum.0) {
@@ -275,6 +301,14 @@ impl Engine {
         if !batch.is_empty() {
             messages += batch.len() as u64;
             fw.write(&Frame::Messages(batch))?;
+        }
+        let (head, tail, keys) = store.idempotency_records()?;
+        for records in keys.chunks(BATCH) {
+            fw.write(&Frame::Idempotency {
+                head,
+                tail,
+                records: records.to_vec(),
+            })?;
         }
         let checksum = fw.sum.0;
         fw.write(&Frame::EndV2 {
@@ -378,6 +412,24 @@ pub(crate) fn load_frames<R: Read>(
             Frame::Gigs(batch) => {
                 gigs += batch.len() as u64;
                 store.load(&[], &batch)?;
+            }
+            Frame::Idempotency {
+                head,
+                tail,
+                records,
+            } => {
+                let fits = |r: &IdempotencyRecord| {
+                    !r.key.is_empty()
+                        && r.key.len() <= crate::command::MAX_IDEMPOTENCY_KEY
+                        && r.n > head
+                        && r.n <= tail
+                };
+                if !records.iter().all(fits) {
+                    return Err(bad(
+                        "an idempotency key is empty, too long or outside its window",
+                    ));
+                }
+                store.load_idempotency(head, tail, &records)?;
             }
             Frame::End {
                 musicians: em,

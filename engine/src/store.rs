@@ -1284,6 +1284,56 @@ impl Store {
 
     /// Writes restored messages in one batch per tree, with their index entries (numbers kept;
     /// a gig's counter becomes the highest number seen for it).
+    /// Every recorded idempotency key in recording order, with the window's bounds
+    /// (`head`, `tail`), for a snapshot.
+    pub(crate) fn idempotency_records(
+        &self,
+    ) -> Result<(u64, u64, Vec<crate::snapshot::IdempotencyRecord>), StoreError> {
+        let head = read_u64(self.meta.get(IDEM_HEAD)?);
+        let tail = read_u64(self.meta.get(IDEM_TAIL)?);
+        let mut out = Vec::new();
+        for kv in self.idempotency.scan_prefix(b"k") {
+            let (k, v) = kv?;
+            let e: IdemEntry =
+                codec::decode(RecordKind::Idempotency, &v).map_err(|e| corrupt(&k, e))?;
+            out.push(crate::snapshot::IdempotencyRecord {
+                key: String::from_utf8_lossy(&k[1..]).into_owned(),
+                fingerprint: e.fingerprint,
+                at_ms: e.at_ms,
+                n: e.n,
+                outcome: e.outcome,
+            });
+        }
+        out.sort_by_key(|r| r.n);
+        Ok((head, tail, out))
+    }
+
+    /// Loads idempotency keys from a snapshot (into a cleared store); the caller checked them
+    /// (`snapshot::load_frames`).
+    pub(crate) fn load_idempotency(
+        &self,
+        head: u64,
+        tail: u64,
+        records: &[crate::snapshot::IdempotencyRecord],
+    ) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for r in records {
+            let k = idem_key(&r.key);
+            let entry = IdemEntry {
+                fingerprint: r.fingerprint,
+                at_ms: r.at_ms,
+                n: r.n,
+                outcome: r.outcome.clone(),
+            };
+            b.insert(k.as_slice(), encode(RecordKind::Idempotency, &entry, &k)?);
+            b.insert(idem_order_key(r.n), r.key.as_bytes());
+        }
+        self.idempotency.apply_batch(b)?;
+        self.meta.insert(IDEM_HEAD, &codec::u64_key(head))?;
+        self.meta.insert(IDEM_TAIL, &codec::u64_key(tail))?;
+        Ok(())
+    }
+
     pub(crate) fn load_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
         let mut mb = sled::Batch::default();
         let mut ib = sled::Batch::default();

@@ -374,3 +374,46 @@ fn commands_encoded_before_guards_still_decode() {
         g
     );
 }
+
+#[test]
+fn idempotency_keys_travel_in_snapshots_so_replicas_answer_a_retry_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(&dir.path().join("a"));
+    e.upsert_gig(gig_json("g-1")).unwrap();
+    e.upsert_musician(musician_json("m-1")).unwrap();
+    let first = e
+        .execute(&guarded(keyed("k1", 42, 1_000), book("g-1", 0, "m-1")))
+        .unwrap();
+    assert!(first.outcome.is_done());
+    let mut snap = Vec::new();
+    e.export(&mut snap).unwrap();
+
+    // Restored into a closed directory, and installed into a running replica: both replay.
+    let restored = dir.path().join("b");
+    Engine::restore(&restored, snap.as_slice(), false).unwrap();
+    let installed = open_engine(&dir.path().join("c"));
+    installed.install(snap.as_slice(), b"annex").unwrap();
+    for other in [open_engine(&restored), installed] {
+        let retry = other
+            .execute(&guarded(keyed("k1", 42, 2_000), book("g-1", 0, "m-1")))
+            .unwrap();
+        assert_eq!(
+            retry.outcome,
+            Outcome::Replayed {
+                first: Box::new(first.outcome.clone())
+            }
+        );
+        let reused = other
+            .execute(&guarded(keyed("k1", 43, 2_000), book("g-1", 0, "m-1")))
+            .unwrap();
+        assert_eq!(
+            conflict(&reused.outcome),
+            &Conflict::IdempotencyKeyReused { key: "k1".into() }
+        );
+        // A new key runs its command: the copied window does not swallow it.
+        let fresh = other
+            .execute(&guarded(keyed("k2", 1, 2_000), book("g-1", 9, "m-1")))
+            .unwrap();
+        assert!(matches!(fresh.outcome, Outcome::Refused(_)), "{fresh:?}");
+    }
+}
