@@ -24,7 +24,7 @@ use crate::types::{decode, encode, NodeId, Raft, Reply, Request, SnapshotFile, T
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use mussikon_engine::{Command, Engine, Executed};
-use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
 use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot, SnapshotMeta, Vote};
 use serde::{Deserialize, Serialize};
@@ -566,9 +566,21 @@ impl Node {
         }
         match level {
             Consistency::Linearizable => {
-                match tokio::time::timeout(READ_WAIT, raft.ensure_linearizable()).await {
-                    Ok(Ok(id)) => Ok(id.map(|l| l.index).unwrap_or(0)),
-                    Ok(Err(_)) | Err(_) => Err(ReadError::NoLeader),
+                // openraft gives each confirming heartbeat one heartbeat interval; on a loaded
+                // machine a round can miss it with no election. Retry until READ_WAIT, unless
+                // this node is no longer the leader.
+                let deadline = tokio::time::Instant::now() + READ_WAIT;
+                loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match tokio::time::timeout(left, raft.ensure_linearizable()).await {
+                        Ok(Ok(id)) => return Ok(id.map(|l| l.index).unwrap_or(0)),
+                        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))))
+                            if tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Ok(Err(_)) | Err(_) => return Err(ReadError::NoLeader),
+                    }
                 }
             }
             _ => Ok(raft
