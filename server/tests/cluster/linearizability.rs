@@ -836,9 +836,16 @@ fn value_of(e: &Entry) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_clients_on_three_nodes_see_a_linearizable_register() {
     let c = Cluster::start(3, &[]).await;
+    let term = |s: Option<serde_json::Value>| s.and_then(|s| s["term"].as_u64());
+    let before = term(c.status(1).await);
     let sh = Shared::new(&c);
     let tasks = spawn_clients(&sh, 6, 50);
     check_clients("three nodes", &sh, tasks).await;
+    // Informative: a term change means an election the calm run did not ask for.
+    println!(
+        "three nodes: term {before:?} before, {:?} after",
+        term(c.status(1).await)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
