@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod harness;
+mod linearizability;
 mod membership;
 mod partition;
 mod replication;
