@@ -4,7 +4,8 @@
 //! - `seg-{first index:020}.log`: records `[u32 LE length][u32 LE crc32][bincode entry]`, in
 //!   index order; a new segment starts when the current one passes [`SEGMENT_BYTES`];
 //! - `vote`, `purged`: small files replaced atomically (write a temporary file, fsync, rename,
-//!   fsync the directory).
+//!   fsync the directory); `committed`: a restart hint, replaced by rename without a sync, and
+//!   ignored when unreadable.
 //!
 //! Promises:
 //! - When `append` reports the batch flushed to openraft, every entry of the batch is on disk:
@@ -118,8 +119,16 @@ impl LogStore {
         std::fs::create_dir_all(&dir).map_err(io_write)?;
         let purged: Option<LogId<NodeId>> = read_small(&dir, "purged")?;
         let vote = read_small(&dir, "vote")?;
+        // Only a hint for a faster restart (the leader re-sends the commit index): an
+        // unreadable one is dropped rather than keeping the node down.
         let committed: Option<LogId<NodeId>> =
-            read_small::<Option<LogId<NodeId>>>(&dir, "committed")?.flatten();
+            match read_small::<Option<LogId<NodeId>>>(&dir, "committed") {
+                Ok(c) => c.flatten(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring an unreadable commit hint");
+                    None
+                }
+            };
         let mut firsts = Vec::new();
         for e in std::fs::read_dir(&dir).map_err(io_read)? {
             let name = e.map_err(io_read)?.file_name();
@@ -451,10 +460,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         // Not needed for safety (the leader re-sends the commit index), only for a faster
-        // restart: written without a sync.
+        // restart: replaced by rename (a kill never leaves a torn file) but not synced.
         self.run(move |inner| {
             let bytes = encode(&committed).map_err(io_write)?;
-            std::fs::write(inner.dir.join("committed"), bytes).map_err(io_write)?;
+            let tmp = inner.dir.join("committed.tmp");
+            std::fs::write(&tmp, bytes).map_err(io_write)?;
+            std::fs::rename(&tmp, inner.dir.join("committed")).map_err(io_write)?;
             inner.committed = committed;
             Ok(())
         })
@@ -484,5 +495,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         self.run(move |inner| inner.purge(log_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_torn_commit_hint_does_not_keep_the_log_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LogStore::open(dir.path()).unwrap());
+        // What a kill between truncating and writing used to leave.
+        std::fs::write(dir.path().join("committed"), b"").unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.committed_index(), 0);
     }
 }

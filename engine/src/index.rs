@@ -344,6 +344,32 @@ fn commit(writer: &mut IndexWriter, seq: u64) -> tantivy::Result<()> {
     Ok(())
 }
 
+/// Brings the index from `seq` level with the store at `applied`: re-indexes every musician
+/// changed since, then commits.
+fn replay(
+    writer: &mut IndexWriter,
+    store: &Store,
+    fields: &Fields,
+    seq: u64,
+    applied: u64,
+) -> Result<(), IndexError> {
+    let ids = store.changed_since(seq)?;
+    tracing::info!(
+        from = seq,
+        to = applied,
+        musicians = ids.len(),
+        "index behind the store: replaying"
+    );
+    for id in ids {
+        writer.delete_term(Term::from_field_text(fields.id, &id));
+        if let Some(rec) = store.musician(&id)? {
+            writer.add_document(document(fields, &rec))?;
+        }
+    }
+    commit(writer, applied)?;
+    Ok(())
+}
+
 fn open_index(dir: &Path) -> Result<(Index, Option<u64>), IndexError> {
     let (schema, _) = schema();
     if dir.join("meta.json").exists() {
@@ -381,20 +407,18 @@ impl IndexHandle {
         match covered {
             Some(seq) if seq >= applied => {}
             Some(seq) => {
-                let ids = store.changed_since(seq)?;
-                tracing::info!(
-                    from = seq,
-                    to = applied,
-                    musicians = ids.len(),
-                    "index behind the store: replaying"
-                );
-                for id in ids {
-                    writer.delete_term(Term::from_field_text(fields.id, &id));
-                    if let Some(rec) = store.musician(&id)? {
-                        writer.add_document(document(&fields, &rec))?;
-                    }
+                // A kill during a commit can leave files tantivy wrote but never listed in
+                // meta.json; replaying the same changes would write them again and fail
+                // (FileAlreadyExists). Collect them first, and if the replay still fails,
+                // rebuild the index from the store (the source of truth).
+                let _ = writer.garbage_collect_files().wait();
+                if let Err(e) = replay(&mut writer, &store, &fields, seq, applied) {
+                    tracing::warn!(error = %e, "replaying the index failed: rebuilding it");
+                    drop(writer);
+                    drop(index);
+                    std::fs::remove_dir_all(dir)?;
+                    return IndexHandle::open(dir, store, opts);
                 }
-                commit(&mut writer, applied)?;
             }
             None => {
                 let (total, _) = store.counts()?;

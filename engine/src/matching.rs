@@ -85,16 +85,20 @@ impl Weights {
         if a.iter().any(|w| !w.is_finite() || *w < 0.0) {
             return Err("every weight must be a finite number >= 0");
         }
-        let sum: f64 = a.iter().sum();
-        if sum <= 0.0 || !sum.is_finite() {
+        // Scale by the largest first: finite weights near f64::MAX would otherwise sum to
+        // infinity and all normalize to zero.
+        let max = a.iter().copied().fold(0.0, f64::max);
+        if max <= 0.0 {
             return Err("weights must not all be zero");
         }
+        let sum: f64 = a.iter().map(|w| w / max).sum();
+        let scale = |w: f64| (w / max) / sum;
         Ok(Weights {
-            proximity: self.proximity / sum,
-            rating: self.rating / sum,
-            genres: self.genres / sum,
-            price: self.price / sum,
-            level: self.level / sum,
+            proximity: scale(self.proximity),
+            rating: scale(self.rating),
+            genres: scale(self.genres),
+            price: scale(self.price),
+            level: scale(self.level),
         })
     }
 }
@@ -413,5 +417,36 @@ pub fn assign(lists: &[Vec<Candidate>], open: &[usize]) -> Assignment {
         seats: out,
         total_score: total,
         unfilled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn huge_finite_weights_normalize_instead_of_overflowing() {
+        let w = Weights {
+            proximity: 1e308,
+            rating: 1e308,
+            genres: 0.0,
+            price: 1e308,
+            level: 0.0,
+        }
+        .normalized()
+        .unwrap();
+        let sum: f64 = w.as_array().iter().sum();
+        assert!((sum - 1.0).abs() < 1e-12, "{w:?}");
+        assert!((w.rating - 1.0 / 3.0).abs() < 1e-12);
+        assert!(Weights {
+            proximity: 0.0,
+            rating: 0.0,
+            genres: 0.0,
+            price: 0.0,
+            level: 0.0
+        }
+        .normalized()
+        .is_err());
     }
 }

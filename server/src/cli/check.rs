@@ -1,6 +1,6 @@
 //! `mussikon check`: verify a (stopped) data directory's invariants with the engine's
 //! `check_consistency`, for operators after a crash and for the kill -9 loop
-//! (`server/tests/kill_loop.sh`).
+//! (`server/tests/kill_loop.py`).
 //!
 //! Opening the directory replays the index from the store's change log (as `serve` would), the
 //! index is then committed, and the check runs: both sides of every booking agree, every
