@@ -5,8 +5,9 @@
 # whichever is wrong.
 #
 # Usage: server/tests/api_contract.sh [MAX_EXAMPLES]   (default 25 per operation; CI budget < 3 min)
-# Starts target/debug/mussikon (auth off, development mode) on a free port over a fresh data
-# directory with a small demo data set, so reads find records.
+# Starts target/debug/mussikon (auth off, development mode; another binary with
+# MUSSIKON_BIN=PATH) on a free port over a fresh data directory with a small demo data set, so
+# reads find records.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 examples=${1:-25}
@@ -21,8 +22,8 @@ cleanup() {
   rm -rf "$workdir"
 }
 trap cleanup EXIT
-bin="${CARGO_TARGET_DIR:-target}/debug/mussikon"
-[ -x "$bin" ] || cargo build -p mussikon-server --bin mussikon
+bin="${MUSSIKON_BIN:-${CARGO_TARGET_DIR:-target}/debug/mussikon}"
+[ -x "$bin" ] || [ -n "${MUSSIKON_BIN:-}" ] || cargo build -p mussikon-server --bin mussikon
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$workdir/data" --demo 200 >"$workdir/out" 2>"$workdir/err" &
 server_pid=$!
 for _ in $(seq 1 300); do
