@@ -97,7 +97,7 @@ class Node:
     def start(self):
         cmd = [self.binary, "serve", "--listen", self.addr or "127.0.0.1:0", "--data-dir", self.data_dir]
         env = dict(os.environ, MUSSIKON_LOG_FORMAT="json")
-        for k in ("MUSSIKON_NODE_ID", "MUSSIKON_PEERS", "MUSSIKON_CONFIG"):
+        for k in ("MUSSIKON_NODE_ID", "MUSSIKON_PEERS", "MUSSIKON_CONFIG", "MUSSIKON_BIN"):
             env.pop(k, None)
         if self.node_id is not None:
             cmd += ["--node-id", str(self.node_id), "--peers", self.peers]
@@ -138,17 +138,20 @@ class NodeDied(Exception):
     """A node this script did not kill exited (or one it restarted did not come back)."""
 
 
-def log_tail(node, lines=3):
-    """The last lines of a node's log, messages only."""
+def log_tail(node, lines=2):
+    """The last lines of a node's log since its last start that are not routine info."""
     with open(node.log_path, errors="replace") as f:
-        tail = f.readlines()[-lines:]
+        text = f.read()
     out = []
-    for line in tail:
+    for line in text.rsplit("---- start", 1)[-1].splitlines()[1:]:
         try:
-            out.append(json.loads(line)["fields"]["message"])
-        except (ValueError, KeyError, TypeError):
-            out.append(line.strip())
-    return " | ".join(out)
+            j = json.loads(line)
+        except ValueError:
+            out.append(line.strip())  # not JSON: the CLI's own error line
+            continue
+        if j.get("level") in ("WARN", "ERROR") and "AUTHENTICATION IS OFF" not in str(j.get("fields")):
+            out.append(str(j.get("fields", {}).get("message")))
+    return " | ".join(out[-lines:])
 
 
 class Refused(Exception):
