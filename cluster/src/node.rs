@@ -5,8 +5,9 @@
 //! Promises:
 //! - A write returns `Ok` only after its entry is committed (on a majority of logs, each
 //!   fsynced) and applied to this node's leader engine; the outcome is the engine's. A follower
-//!   forwards the command once to the leader it knows ([`WriteError::NoLeader`] when none is
-//!   known within [`LEADER_WAIT`]); the leader never forwards again.
+//!   forwards the command to the leader it knows; while none is known, the known one cannot be
+//!   dialed or refuses as no longer leader (the command was not taken), it tries again until
+//!   [`LEADER_WAIT`], then answers [`WriteError::NoLeader`]; the leader never forwards again.
 //! - [`Consistency::Linearizable`] reads run after a ReadIndex round (`ensure_linearizable` on
 //!   the leader: a quorum confirms leadership, and the local engine has applied up to the read
 //!   index); a follower asks the leader for the read index and waits until it has applied it.
@@ -451,18 +452,33 @@ impl Node {
     /// this node is not it.
     pub async fn write(&self, cmd: Command) -> Result<Executed, WriteError> {
         let req = Request(cmd);
+        // While the leader is unknown, unreachable, or no longer the leader (each means the
+        // command was not taken), try again until LEADER_WAIT: an election takes a few
+        // heartbeats, and a write should wait for it rather than fail at once.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match self.write_once(&req).await {
+                Err(WriteError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Node::write`]: here when this node leads, else forwarded once.
+    async fn write_once(&self, req: &Request) -> Result<Executed, WriteError> {
         match self.write_local(req.clone()).await {
             Err(WriteError::NoLeader) => {}
             other => return other,
         }
-        // Not the leader: forward once.
         let Some((id, addr)) = self.wait_leader().await else {
             return Err(WriteError::NoLeader);
         };
         if id == self.inner.id {
-            return self.write_local(req).await;
+            return self.write_local(req.clone()).await;
         }
-        let body = encode(&req).map_err(|e| WriteError::Fatal(e.to_string()))?;
+        let body = encode(req).map_err(|e| WriteError::Fatal(e.to_string()))?;
         let answer: Result<WireWrite, TransportError> = self
             .inner
             .dialer
