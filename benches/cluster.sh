@@ -17,7 +17,9 @@
 # script neither uses nor stops it (its ports are 20000-31999).
 #
 # Exits non-zero if a cluster does not come up, the preload fails, or any request of a
-# workload fails (refused bookings are counted apart, not as errors). Logs of the nodes are
+# workload fails (refused bookings are counted apart, not as errors). Beside the wall-clock
+# figures, each workload reports the nodes' CPU milliseconds per request (all three together),
+# the figure to compare on a busy machine. Logs of the nodes are
 # printed when one fails to start; all data directories are removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,7 +119,7 @@ for i in 1 2 3; do
   wait_listening "$work/m$i.out" "$!"
 done
 nodes="$(IFS=,; echo "${addrs[*]}")"
-if ! "$bench" --system mussikon --nodes "$nodes" "${bench_args[@]}"; then
+if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}"; then
   for i in 1 2 3; do echo "-- node $i stderr (tail):" >&2; tail -n 20 "$work/m$i.err" >&2; done
   exit 1
 fi
@@ -140,7 +142,7 @@ if [ "$with_etcd" = 1 ]; then
     pids+=($!)
   done
   nodes="127.0.0.1:${client_ports[0]},127.0.0.1:${client_ports[1]},127.0.0.1:${client_ports[2]}"
-  if ! "$bench" --system etcd --nodes "$nodes" "${bench_args[@]}"; then
+  if ! "$bench" --system etcd --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}"; then
     for i in 1 2 3; do echo "-- etcd e$i stderr (tail):" >&2; tail -n 20 "$work/e$i.err" >&2; done
     exit 1
   fi

@@ -12,6 +12,10 @@
 //! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
 //! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
 //!
+//! With `--pids` (the nodes' process ids), each workload also reports the CPU time all nodes
+//! spent per request, from `/proc/PID/stat`: unlike the wall-clock figures, it hardly depends on
+//! what else runs on the machine.
+//!
 //! Keys are generated musicians (`engine::generate`); etcd stores the very JSON body MussikOn
 //! gets, under the musician's id, so values are the same size. Ids are drawn at random.
 //!
@@ -106,6 +110,11 @@ struct Args {
     /// Gigs stored for `book` (MussikOn; etcd uses their dates).
     #[arg(long, default_value_t = 500)]
     gigs: usize,
+    /// Process ids of the nodes (comma separated): each workload then also reports the CPU
+    /// time the nodes spent per answered request (all nodes together), the figure that
+    /// does not depend on how busy the machine is.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
     /// Seed of the generated data and of the request choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -545,6 +554,35 @@ async fn run(
     Ok((tally, started.elapsed().as_secs_f64()))
 }
 
+/// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU seconds (user + system) the processes have used so far; `None` without processes or
+/// when one cannot be read.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / TICKS_PER_S)
+}
+
+/// Node CPU milliseconds per request between two readings, as a table cell.
+fn cpu_per_request(before: Option<f64>, after: Option<f64>, requests: u64) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => format!("{:.2}", (a - b) * 1000.0 / requests as f64),
+        _ => "—".into(),
+    }
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -593,13 +631,15 @@ async fn main() -> Result<()> {
     );
 
     let started = Instant::now();
+    let cpu_before = cpu_seconds(&args.pids);
     let loaded = preload(&target, &data, args.clients).await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "preload: {} writes in {secs:.1} s ({:.0}/s), {} errors",
+        "preload: {} writes in {secs:.1} s ({:.0}/s), {} errors, node CPU ms per write: {}",
         loaded.ok + loaded.errors,
         loaded.ok as f64 / secs,
-        loaded.errors
+        loaded.errors,
+        cpu_per_request(cpu_before, cpu_seconds(&args.pids), loaded.ok)
     );
     if loaded.errors > 0 {
         print_errors(&loaded);
@@ -609,10 +649,16 @@ async fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut failed = false;
     for &workload in &args.workloads {
+        let cpu_before = cpu_seconds(&args.pids);
         let (tally, secs) = run(&target, &data, workload, leadership.node, &args).await?;
+        let cpu = cpu_per_request(
+            cpu_before,
+            cpu_seconds(&args.pids),
+            tally.ok + tally.refused + tally.errors,
+        );
         let h = &tally.latency_us;
         let row = format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            "| {} | {:.0} | {cpu} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
             workload.name(),
             (tally.ok + tally.refused) as f64 / secs,
             ms(h.value_at_quantile(0.50)),
@@ -644,8 +690,8 @@ async fn main() -> Result<()> {
         "{:?}, {} clients, {} s per workload:",
         args.system, args.clients, args.duration_s
     );
-    println!("| workload | ops/s | p50 ms | p90 ms | p99 ms | max ms | refused | errors |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| workload | ops/s | node CPU ms/op | p50 ms | p90 ms | p99 ms | max ms | refused | errors |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         println!("{row}");
     }
