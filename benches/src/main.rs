@@ -30,6 +30,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use mussikon_benches::host::{load_average, machine};
 use mussikon_engine::generate::{GenConfig, Generator};
 use mussikon_engine::{
     Command, Config, Durability, Engine, Gig, InstrumentFilter, MatchRequest, MatchResult,
@@ -272,12 +273,6 @@ impl Cpu {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Total size in bytes of the regular files under `path` (0 when it does not exist).
 fn dir_bytes(path: &Path) -> Result<u64> {
     let meta = match std::fs::symlink_metadata(path) {
@@ -303,28 +298,6 @@ fn index_segments(dir: &Path) -> Result<usize> {
     let meta = std::fs::read_to_string(dir.join("index").join("meta.json"))
         .context("reading index/meta.json")?;
     Ok(meta.matches("\"segment_id\"").count())
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, v)| v.trim())
-        .to_string();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "unknown".to_string(), |s| s.trim().to_string());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    format!("nproc {cpus}, CPU {model}, kernel {kernel}, memory {mem}")
 }
 
 fn thousands(n: u64) -> String {

@@ -18,9 +18,11 @@
 //!   only purged entries, so disk stays bounded by the snapshot policy plus one segment.
 //! - All file work runs on tokio's blocking pool (`spawn_blocking`), never on async workers.
 //!
-//! Why not sled: openraft dropped its own sled store for runaway memory and disk use, and sled's
-//! flush costs more than one `fdatasync` of an appended buffer. The figures of this store are in
-//! docs/cluster.md (`cargo test -p mussikon-cluster --release --test log_bench -- --nocapture`).
+//! Why not sled: openraft dropped its own sled store for runaway memory and disk use; sled's
+//! `flush()` is not durable on Linux (`sync_file_range`, no cache flush); made durable, a sled log
+//! is level at batch 1 and slower at batch 64, takes three times the disk per entry and does not
+//! give it back when entries are removed. The figures are in docs/cluster.md
+//! (`cargo test -p mussikon-cluster --release --test log_bench -- --nocapture`).
 //! Proved by `tests/storage_suite.rs` (openraft's conformance suite) and the unit tests below.
 
 use crate::types::{decode, encode, NodeId, TypeConfig};

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# A 3-node MussikOn cluster against a 3-node etcd, driven by the same load generator
+# (cluster-bench, benches/src/bin/cluster-bench.rs): writes to every node in turn and to the
+# leader only, linearizable and stale reads, bookings (etcd: a create-if-absent txn). All
+# processes run on 127.0.0.1 with ports chosen at run time, each node with its own data
+# directory, fsync on; the generator shares the machine's cores with the nodes, and the two
+# clusters run one after the other, never together.
+#
+# Usage:
+#   benches/cluster.sh                 # 32 clients, 15 s per workload, 5,000 musicians; then etcd
+#   benches/cluster.sh --no-etcd       # MussikOn only
+#   benches/cluster.sh --smoke         # a few seconds, tiny data: the script and both clusters work
+#   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
+#
+# etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
+# machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
+# script neither uses nor stops it (its ports are 20000-31999).
+#
+# Exits non-zero if a cluster does not come up, the preload fails, or any request of a
+# workload fails (refused bookings are counted apart, not as errors). Beside the wall-clock
+# figures, each workload reports the nodes' CPU milliseconds per request (all three together),
+# the figure to compare on a busy machine. Logs of the nodes are
+# printed when one fails to start; all data directories are removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
+
+smoke=0
+with_etcd=1
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) smoke=1 ;;
+    --no-etcd) with_etcd=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$smoke" = 1 ]; then
+  CLIENTS="${CLIENTS:-4}" DURATION="${DURATION:-1}" KEYS="${KEYS:-100}" GIGS="${GIGS:-20}"
+fi
+CLIENTS="${CLIENTS:-32}"
+DURATION="${DURATION:-15}"
+KEYS="${KEYS:-5000}"
+GIGS="${GIGS:-500}"
+
+if [ "$with_etcd" = 1 ] && ! command -v etcd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq etcd-server >/dev/null
+fi
+
+# CI builds with --locked; override with CARGO_BUILD_FLAGS= (empty) in a tree whose lock is in flux.
+# shellcheck disable=SC2086
+nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-server --bin mussikon \
+  -p mussikon-benches --bin cluster-bench
+mussikon="$CARGO_TARGET_DIR/release/mussikon"
+bench="$CARGO_TARGET_DIR/release/cluster-bench"
+
+work="$(mktemp -d)"
+pids=()
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+cleanup() {
+  stop_all
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Distinct ports in 20000-31999 (below the kernel's ephemeral range) where nothing listens.
+taken=" "
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 12000))
+    case "$taken" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      taken="$taken$p "
+      echo "$p"
+      return
+    fi
+  done
+}
+
+# Waits until $1 (a process's stdout file) says "listening on"; fails with its stderr if the
+# process ($2) exits first.
+wait_listening() {
+  local out="$1" pid="$2" err="${1%.out}.err"
+  for _ in $(seq 1 600); do
+    if grep -q '^listening on ' "$out" 2>/dev/null; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "process $pid exited before listening:" >&2
+      cat "$err" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "process $pid did not listen within 60 s" >&2
+  exit 1
+}
+
+bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS")
+started=$SECONDS
+
+echo "== MussikOn: 3 nodes =="
+secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+addrs=()
+for _ in 1 2 3; do addrs+=("127.0.0.1:$(free_port)"); done
+peers="1=${addrs[0]},2=${addrs[1]},3=${addrs[2]}"
+for i in 1 2 3; do
+  env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
+    "$mussikon" serve --listen "${addrs[$((i - 1))]}" --data-dir "$work/m$i" \
+    --node-id "$i" --peers "$peers" --set rate_limit.enabled=false \
+    >"$work/m$i.out" 2>"$work/m$i.err" &
+  pids+=($!)
+  wait_listening "$work/m$i.out" "$!"
+done
+nodes="$(IFS=,; echo "${addrs[*]}")"
+if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}"; then
+  for i in 1 2 3; do echo "-- node $i stderr (tail):" >&2; tail -n 20 "$work/m$i.err" >&2; done
+  exit 1
+fi
+echo "disk after the run (log, snapshots, engine) per node: $(du -sh "$work"/m1 "$work"/m2 "$work"/m3 | cut -f1 | tr '\n' ' ')"
+stop_all
+
+if [ "$with_etcd" = 1 ]; then
+  echo
+  echo "== etcd $(etcd --version | sed -n 's/^etcd Version: //p'): 3 members =="
+  client_ports=() peer_ports=()
+  for _ in 1 2 3; do client_ports+=("$(free_port)"); peer_ports+=("$(free_port)"); done
+  cluster="e1=http://127.0.0.1:${peer_ports[0]},e2=http://127.0.0.1:${peer_ports[1]},e3=http://127.0.0.1:${peer_ports[2]}"
+  for i in 1 2 3; do
+    c="${client_ports[$((i - 1))]}" p="${peer_ports[$((i - 1))]}"
+    etcd --name "e$i" --data-dir "$work/e$i" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$cluster" --initial-cluster-token "bench-$$" --initial-cluster-state new \
+      --logger zap --log-level warn >"$work/e$i.out" 2>"$work/e$i.err" &
+    pids+=($!)
+  done
+  nodes="127.0.0.1:${client_ports[0]},127.0.0.1:${client_ports[1]},127.0.0.1:${client_ports[2]}"
+  if ! "$bench" --system etcd --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}"; then
+    for i in 1 2 3; do echo "-- etcd e$i stderr (tail):" >&2; tail -n 20 "$work/e$i.err" >&2; done
+    exit 1
+  fi
+  echo "disk after the run per member: $(du -sh "$work"/e1 "$work"/e2 "$work"/e3 | cut -f1 | tr '\n' ' ')"
+  stop_all
+fi
+echo "cluster.sh: done in $((SECONDS - started)) s (build excluded)"

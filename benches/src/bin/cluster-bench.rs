@@ -1,0 +1,703 @@
+//! `cluster-bench`: the same HTTP load against a 3-node MussikOn cluster or a 3-node etcd.
+//!
+//! N concurrent clients, each an HTTP/1.1 keep-alive connection per node and one request at a
+//! time, run each workload for a fixed duration; latencies (µs, every answered request) go into
+//! an HDR histogram. Before the workloads, every key is written once (the reads need them).
+//!
+//! | workload | MussikOn | etcd (v3 JSON gateway) |
+//! | --- | --- | --- |
+//! | `put-rr` | `PUT /v1/musicians/{id}`, nodes in turn (followers forward) | `POST /v3/kv/put`, members in turn |
+//! | `put-leader` | the same, to the leader only | the same, to the leader only |
+//! | `get` | `GET /v1/musicians/{id}` (linearizable, the default), nodes in turn | `POST /v3/kv/range` (linearizable, the default) |
+//! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
+//! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
+//!
+//! With `--pids` (the nodes' process ids), each workload also reports the CPU time all nodes
+//! spent per request, from `/proc/PID/stat`: unlike the wall-clock figures, it hardly depends on
+//! what else runs on the machine.
+//!
+//! Keys are generated musicians (`engine::generate`); etcd stores the very JSON body MussikOn
+//! gets, under the musician's id, so values are the same size. Ids are drawn at random.
+//!
+//! ```text
+//! cluster-bench --system mussikon --nodes 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+//! cluster-bench --system etcd --nodes 127.0.0.1:2379,... --clients 32 --duration-s 15
+//! ```
+//!
+//! `benches/cluster.sh` starts both clusters and runs this against each.
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use mussikon_benches::host::{load_1min, load_average, machine};
+use mussikon_engine::generate::{GenConfig, Generator};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Above this 1-minute load at start, wall-clock figures are not comparable.
+const LOAD_LIMIT: f64 = 1.5;
+/// How long to wait for a leader before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// Per-request timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest latency the histogram records, µs.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum System {
+    Mussikon,
+    Etcd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    PutRr,
+    PutLeader,
+    Get,
+    GetStale,
+    Book,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::PutRr => "put-rr",
+            Workload::PutLeader => "put-leader",
+            Workload::Get => "get",
+            Workload::GetStale => "get-stale",
+            Workload::Book => "book",
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cluster-bench",
+    about = "HTTP load against a MussikOn cluster or an etcd cluster: the same clients and workloads."
+)]
+struct Args {
+    /// What the nodes run.
+    #[arg(long, value_enum)]
+    system: System,
+    /// The nodes' HTTP addresses (HOST:PORT), comma separated: MussikOn API addresses or etcd
+    /// client URLs without the scheme.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    /// Workloads to run, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "put-rr,put-leader,get,get-stale,book"
+    )]
+    workloads: Vec<Workload>,
+    /// Concurrent clients (one request in flight each).
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 15.0)]
+    duration_s: f64,
+    /// Distinct musicians (keys), all written before the workloads.
+    #[arg(long, default_value_t = 5000)]
+    keys: usize,
+    /// Gigs stored for `book` (MussikOn; etcd uses their dates).
+    #[arg(long, default_value_t = 500)]
+    gigs: usize,
+    /// Process ids of the nodes (comma separated): each workload then also reports the CPU
+    /// time the nodes spent per answered request (all nodes together), the figure that
+    /// does not depend on how busy the machine is.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Seed of the generated data and of the request choices.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// Generated records, serialized once.
+struct Data {
+    ids: Vec<String>,
+    /// Musician JSON, the PUT body (and etcd's value).
+    musicians: Vec<Bytes>,
+    /// (id, date, JSON).
+    gigs: Vec<(String, String, Bytes)>,
+}
+
+impl Data {
+    fn generate(args: &Args) -> Result<Data> {
+        let gen = Generator::new(GenConfig {
+            seed: args.seed,
+            musicians: args.keys,
+            gigs: args.gigs,
+            ..GenConfig::default()
+        })?;
+        let mut ids = Vec::with_capacity(args.keys);
+        let mut musicians = Vec::with_capacity(args.keys);
+        for m in gen.musicians() {
+            musicians.push(Bytes::from(serde_json::to_vec(&m)?));
+            ids.push(m.id);
+        }
+        let gigs = gen
+            .gigs()
+            .map(|g| {
+                Ok((
+                    g.id.clone(),
+                    g.date.clone(),
+                    Bytes::from(serde_json::to_vec(&g)?),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Data {
+            ids,
+            musicians,
+            gigs,
+        })
+    }
+}
+
+/// splitmix64: enough randomness to pick keys, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z % n.max(1) as u64) as usize
+    }
+}
+
+/// One request to send.
+struct Req {
+    method: Method,
+    url: String,
+    body: Option<Bytes>,
+}
+
+/// How an answered request is counted.
+enum Verdict {
+    Ok,
+    /// A correct refusal: a booking that conflicts, a txn whose compare failed.
+    Refused,
+    Error(String),
+}
+
+/// Who leads, as far as the nodes say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Leadership {
+    /// Index of the leader in `--nodes`.
+    node: usize,
+    term: u64,
+}
+
+/// The cluster under load: how to phrase each request for it and judge its answer.
+struct Target {
+    system: System,
+    nodes: Vec<String>,
+    http: Client,
+}
+
+fn b64(s: impl AsRef<[u8]>) -> String {
+    B64.encode(s)
+}
+
+/// etcd's gateway prints 64-bit integers as strings.
+fn json_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str()?.parse().ok())
+}
+
+impl Target {
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[node], path)
+    }
+
+    /// The key (musician) `k` written in full.
+    fn put(&self, node: usize, data: &Data, k: usize) -> Req {
+        match self.system {
+            System::Mussikon => Req {
+                method: Method::PUT,
+                url: self.url(node, &format!("/v1/musicians/{}", data.ids[k])),
+                body: Some(data.musicians[k].clone()),
+            },
+            System::Etcd => Req {
+                method: Method::POST,
+                url: self.url(node, "/v3/kv/put"),
+                body: Some(Bytes::from(
+                    json!({"key": b64(&data.ids[k]), "value": b64(&data.musicians[k])}).to_string(),
+                )),
+            },
+        }
+    }
+
+    fn get(&self, node: usize, data: &Data, k: usize, stale: bool) -> Req {
+        match self.system {
+            System::Mussikon => Req {
+                method: Method::GET,
+                url: self.url(
+                    node,
+                    &format!(
+                        "/v1/musicians/{}{}",
+                        data.ids[k],
+                        if stale { "?consistency=stale" } else { "" }
+                    ),
+                ),
+                body: None,
+            },
+            System::Etcd => Req {
+                method: Method::POST,
+                url: self.url(node, "/v3/kv/range"),
+                body: Some(Bytes::from(
+                    json!({"key": b64(&data.ids[k]), "serializable": stale}).to_string(),
+                )),
+            },
+        }
+    }
+
+    /// Musician `k` into gig `g`'s first slot.
+    fn book(&self, node: usize, data: &Data, k: usize, g: usize) -> Req {
+        let (gig, date, _) = &data.gigs[g];
+        let booking = json!({"slot": 0, "musician_id": data.ids[k]}).to_string();
+        match self.system {
+            System::Mussikon => Req {
+                method: Method::POST,
+                url: self.url(node, &format!("/v1/gigs/{gig}/bookings")),
+                body: Some(Bytes::from(booking)),
+            },
+            System::Etcd => {
+                let key = b64(format!("booking/{}/{date}", data.ids[k]));
+                let value = b64(format!("{gig} {booking}"));
+                Req {
+                    method: Method::POST,
+                    url: self.url(node, "/v3/kv/txn"),
+                    body: Some(Bytes::from(
+                        json!({
+                            "compare": [{"key": key, "result": "EQUAL", "target": "CREATE", "create_revision": "0"}],
+                            "success": [{"request_put": {"key": key, "value": value}}],
+                        })
+                        .to_string(),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn store_gig(&self, node: usize, data: &Data, g: usize) -> Req {
+        Req {
+            method: Method::PUT,
+            url: self.url(node, &format!("/v1/gigs/{}", data.gigs[g].0)),
+            body: Some(data.gigs[g].2.clone()),
+        }
+    }
+
+    fn judge(&self, workload: Option<Workload>, status: StatusCode, body: &[u8]) -> Verdict {
+        let error = || {
+            let text = String::from_utf8_lossy(&body[..body.len().min(160)]).to_string();
+            Verdict::Error(format!("{} {text}", status.as_u16()))
+        };
+        match (self.system, workload) {
+            (System::Mussikon, Some(Workload::Book)) if status == StatusCode::CONFLICT => {
+                Verdict::Refused
+            }
+            (System::Mussikon, _) if status.is_success() => Verdict::Ok,
+            (System::Etcd, _) if !status.is_success() => error(),
+            (System::Etcd, Some(Workload::Get | Workload::GetStale)) => {
+                if contains(body, b"\"kvs\"") {
+                    Verdict::Ok
+                } else {
+                    Verdict::Error("range found no key".into())
+                }
+            }
+            (System::Etcd, Some(Workload::Book)) => {
+                if contains(body, b"\"succeeded\":true") {
+                    Verdict::Ok
+                } else {
+                    Verdict::Refused
+                }
+            }
+            (System::Etcd, _) => Verdict::Ok,
+            (System::Mussikon, _) => error(),
+        }
+    }
+
+    /// The leader and term, once every node names the same leader; `None` while they do not.
+    async fn leadership(&self) -> Option<Leadership> {
+        let mut seen = Vec::new();
+        for node in 0..self.nodes.len() {
+            let body = match self.system {
+                System::Mussikon => self.http.get(self.url(node, "/v1/cluster/status")),
+                System::Etcd => self
+                    .http
+                    .post(self.url(node, "/v3/maintenance/status"))
+                    .body("{}"),
+            }
+            .send()
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+            let v: Value = serde_json::from_slice(&body).ok()?;
+            let (is_leader, leader, term) = match self.system {
+                System::Mussikon => (
+                    v["state"] == "leader",
+                    json_u64(&v["leader"])?,
+                    json_u64(&v["term"])?,
+                ),
+                System::Etcd => {
+                    let leader = json_u64(&v["leader"])?;
+                    (
+                        json_u64(&v["header"]["member_id"]) == Some(leader),
+                        leader,
+                        json_u64(&v["raftTerm"]).or_else(|| json_u64(&v["header"]["raft_term"]))?,
+                    )
+                }
+            };
+            seen.push((is_leader, leader, term));
+        }
+        let node = seen.iter().position(|s| s.0)?;
+        let (_, leader, term) = seen[node];
+        seen.iter()
+            .all(|s| s.1 == leader && s.2 == term)
+            .then_some(Leadership { node, term })
+    }
+
+    async fn wait_leader(&self) -> Result<Leadership> {
+        let started = Instant::now();
+        loop {
+            if let Some(l) = self.leadership().await {
+                return Ok(l);
+            }
+            if started.elapsed() > LEADER_WAIT {
+                bail!("no leader that every node agrees on after {LEADER_WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What the clients of one phase saw.
+struct Tally {
+    latency_us: Histogram<u64>,
+    ok: u64,
+    refused: u64,
+    errors: u64,
+    /// Error kind → (count).
+    kinds: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Result<Tally> {
+        Ok(Tally {
+            latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
+            ok: 0,
+            refused: 0,
+            errors: 0,
+            kinds: BTreeMap::new(),
+        })
+    }
+
+    fn merge(&mut self, other: Tally) -> Result<()> {
+        self.latency_us.add(&other.latency_us)?;
+        self.ok += other.ok;
+        self.refused += other.refused;
+        self.errors += other.errors;
+        for (k, n) in other.kinds {
+            *self.kinds.entry(k).or_default() += n;
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, kind: String) {
+        self.errors += 1;
+        *self.kinds.entry(kind).or_default() += 1;
+    }
+}
+
+/// Sends one request and counts its outcome.
+async fn send(
+    target: &Target,
+    client: &Client,
+    workload: Option<Workload>,
+    req: Req,
+    tally: &mut Tally,
+) -> Result<()> {
+    let mut builder = client.request(req.method, &req.url);
+    if let Some(body) = req.body {
+        builder = builder
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let started = Instant::now();
+    let answer = match builder.send().await {
+        Ok(r) => {
+            let status = r.status();
+            r.bytes().await.map(|b| (status, b))
+        }
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok((status, body)) => {
+            let us = started.elapsed().as_micros() as u64;
+            tally.latency_us.record(us.clamp(1, MAX_LATENCY_US))?;
+            match target.judge(workload, status, &body) {
+                Verdict::Ok => tally.ok += 1,
+                Verdict::Refused => tally.refused += 1,
+                Verdict::Error(kind) => tally.error(kind),
+            }
+        }
+        Err(e) => tally.error(format!("transport: {e}")),
+    }
+    Ok(())
+}
+
+fn client() -> Result<Client> {
+    Ok(Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(REQUEST_TIMEOUT)
+        .build()?)
+}
+
+/// Writes every key (and, for MussikOn, every gig) once, `clients` at a time, nodes in turn.
+async fn preload(target: &Arc<Target>, data: &Arc<Data>, clients: usize) -> Result<Tally> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let gigs = if target.system == System::Mussikon {
+        data.gigs.len()
+    } else {
+        0
+    };
+    let total = data.ids.len() + gigs;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (target, data, next) = (target.clone(), data.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = client()?;
+            let mut tally = Tally::new()?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(tally);
+                }
+                let node = i % target.nodes.len();
+                let req = if i < data.ids.len() {
+                    target.put(node, &data, i)
+                } else {
+                    target.store_gig(node, &data, i - data.ids.len())
+                };
+                send(&target, &client, None, req, &mut tally).await?;
+            }
+        }));
+    }
+    collect(tasks).await
+}
+
+async fn collect(tasks: Vec<tokio::task::JoinHandle<Result<Tally>>>) -> Result<Tally> {
+    let mut all = Tally::new()?;
+    for t in tasks {
+        all.merge(t.await??)?;
+    }
+    Ok(all)
+}
+
+/// Runs `workload` with `clients` clients for `duration`.
+async fn run(
+    target: &Arc<Target>,
+    data: &Arc<Data>,
+    workload: Workload,
+    leader: usize,
+    args: &Args,
+) -> Result<(Tally, f64)> {
+    let duration = Duration::from_secs_f64(args.duration_s);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (target, data) = (target.clone(), data.clone());
+        let mut rng = Rng(args.seed ^ ((c as u64 + 1) << 32) ^ workload as u64);
+        tasks.push(tokio::spawn(async move {
+            let client = client()?;
+            let mut tally = Tally::new()?;
+            let n = target.nodes.len();
+            let mut turn = c;
+            while Instant::now() < deadline {
+                turn += 1;
+                let node = turn % n;
+                let k = rng.below(data.ids.len());
+                let req = match workload {
+                    Workload::PutRr => target.put(node, &data, k),
+                    Workload::PutLeader => target.put(leader, &data, k),
+                    Workload::Get => target.get(node, &data, k, false),
+                    Workload::GetStale => target.get(node, &data, k, true),
+                    Workload::Book => {
+                        let g = rng.below(data.gigs.len());
+                        target.book(node, &data, k, g)
+                    }
+                };
+                send(&target, &client, Some(workload), req, &mut tally).await?;
+            }
+            Ok(tally)
+        }));
+    }
+    let tally = collect(tasks).await?;
+    Ok((tally, started.elapsed().as_secs_f64()))
+}
+
+/// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU seconds (user + system) the processes have used so far; `None` without processes or
+/// when one cannot be read.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(ticks as f64 / TICKS_PER_S)
+}
+
+/// Node CPU milliseconds per request between two readings, as a table cell.
+fn cpu_per_request(before: Option<f64>, after: Option<f64>, requests: u64) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => format!("{:.2}", (a - b) * 1000.0 / requests as f64),
+        _ => "—".into(),
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn print_errors(tally: &Tally) {
+    for (kind, n) in &tally.kinds {
+        eprintln!("    error x{n}: {kind}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.nodes.is_empty() || args.clients == 0 || args.keys == 0 || args.gigs == 0 {
+        bail!("--nodes, --clients, --keys and --gigs must not be empty or zero");
+    }
+    println!("machine: {}", machine());
+    let load = load_average();
+    println!("load average at start: {load}");
+    if load_1min().is_some_and(|l| l > LOAD_LIMIT) {
+        println!(
+            "WARNING: load above {LOAD_LIMIT} at start: wall-clock figures are not comparable"
+        );
+    }
+    println!(
+        "system: {:?}, nodes: {}, clients: {}, {} s per workload, {} keys",
+        args.system,
+        args.nodes.join(","),
+        args.clients,
+        args.duration_s,
+        args.keys
+    );
+    let data = Arc::new(Data::generate(&args)?);
+    let mean_body =
+        data.musicians.iter().map(Bytes::len).sum::<usize>() / data.musicians.len().max(1);
+    println!("mean musician JSON (the value written): {mean_body} bytes");
+    let target = Arc::new(Target {
+        system: args.system,
+        nodes: args.nodes.clone(),
+        http: client()?,
+    });
+    let mut leadership = target.wait_leader().await.context("waiting for a leader")?;
+    println!(
+        "leader: {} (term {})",
+        target.nodes[leadership.node], leadership.term
+    );
+
+    let started = Instant::now();
+    let cpu_before = cpu_seconds(&args.pids);
+    let loaded = preload(&target, &data, args.clients).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "preload: {} writes in {secs:.1} s ({:.0}/s), {} errors, node CPU ms per write: {}",
+        loaded.ok + loaded.errors,
+        loaded.ok as f64 / secs,
+        loaded.errors,
+        cpu_per_request(cpu_before, cpu_seconds(&args.pids), loaded.ok)
+    );
+    if loaded.errors > 0 {
+        print_errors(&loaded);
+        bail!("the preload had errors: the reads would miss keys");
+    }
+
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for &workload in &args.workloads {
+        let cpu_before = cpu_seconds(&args.pids);
+        let (tally, secs) = run(&target, &data, workload, leadership.node, &args).await?;
+        let cpu = cpu_per_request(
+            cpu_before,
+            cpu_seconds(&args.pids),
+            tally.ok + tally.refused + tally.errors,
+        );
+        let h = &tally.latency_us;
+        let row = format!(
+            "| {} | {:.0} | {cpu} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |",
+            workload.name(),
+            (tally.ok + tally.refused) as f64 / secs,
+            ms(h.value_at_quantile(0.50)),
+            ms(h.value_at_quantile(0.90)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+            tally.refused,
+            tally.errors,
+        );
+        println!("{row}");
+        print_errors(&tally);
+        failed |= tally.errors > 0 || tally.ok + tally.refused == 0;
+        rows.push(row);
+        let now = target.wait_leader().await?;
+        if now != leadership {
+            println!(
+                "LEADER CHANGE during {}: {} (term {}) -> {} (term {})",
+                workload.name(),
+                target.nodes[leadership.node],
+                leadership.term,
+                target.nodes[now.node],
+                now.term
+            );
+            leadership = now;
+        }
+    }
+    println!();
+    println!(
+        "{:?}, {} clients, {} s per workload:",
+        args.system, args.clients, args.duration_s
+    );
+    println!("| workload | ops/s | node CPU ms/op | p50 ms | p90 ms | p99 ms | max ms | refused | errors |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        println!("{row}");
+    }
+    println!("load average at end: {}", load_average());
+    if failed {
+        bail!("a workload had errors or no successful request");
+    }
+    Ok(())
+}

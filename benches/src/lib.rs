@@ -1,0 +1,3 @@
+//! Helpers shared by the benchmark binaries (`engine-bench`, `cluster-bench`).
+
+pub mod host;
