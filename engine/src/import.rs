@@ -9,7 +9,7 @@
 //! `"slots"` key, as a musician otherwise, unless the caller fixes the kind.
 
 use crate::command::{Command, Outcome};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Executed};
 use crate::model::{Gig, Musician};
 use crate::validate::{validate_gig, validate_musician};
 use serde::{Deserialize, Serialize};
@@ -142,9 +142,22 @@ impl Engine {
     /// ```
     pub fn import_jsonl<R: BufRead>(
         &self,
+        input: R,
+        opts: &ImportOptions,
+        progress: impl FnMut(&ImportProgress),
+    ) -> Result<ImportReport, EngineError> {
+        self.import_jsonl_via(input, opts, progress, |cmd| self.execute(cmd))
+    }
+
+    /// [`Engine::import_jsonl`], with each batch's `BulkUpsert` handed to `execute` instead of
+    /// [`Engine::execute`]: a replicated node passes its replicating write, so the batches go
+    /// through the log like every other command.
+    pub fn import_jsonl_via<R: BufRead>(
+        &self,
         mut input: R,
         opts: &ImportOptions,
         mut progress: impl FnMut(&ImportProgress),
+        mut execute: impl FnMut(&Command) -> Result<Executed, EngineError>,
     ) -> Result<ImportReport, EngineError> {
         let batch_size = opts.batch.clamp(1, crate::command::MAX_BULK);
         let mut report = ImportReport::default();
@@ -191,7 +204,13 @@ impl Engine {
                 }
             }
             if !hold_all && musicians.len() + gigs.len() >= batch_size {
-                self.write_batch(&mut musicians, &mut gigs, &mut report, &mut prog)?;
+                write_batch(
+                    &mut execute,
+                    &mut musicians,
+                    &mut gigs,
+                    &mut report,
+                    &mut prog,
+                )?;
                 progress(&prog);
             }
         }
@@ -205,49 +224,51 @@ impl Engine {
             let take_g = gigs.len().min(batch_size - take_m);
             let mut bm: Vec<Musician> = musicians.drain(..take_m).collect();
             let mut bg: Vec<Gig> = gigs.drain(..take_g).collect();
-            self.write_batch(&mut bm, &mut bg, &mut report, &mut prog)?;
+            write_batch(&mut execute, &mut bm, &mut bg, &mut report, &mut prog)?;
             progress(&prog);
         }
         report.applied_seq = self.applied_seq()?;
         Ok(report)
     }
+}
 
-    fn write_batch(
-        &self,
-        musicians: &mut Vec<Musician>,
-        gigs: &mut Vec<Gig>,
-        report: &mut ImportReport,
-        prog: &mut ImportProgress,
-    ) -> Result<(), EngineError> {
-        let (nm, ng) = (musicians.len() as u64, gigs.len() as u64);
-        let cmd = Command::BulkUpsert {
-            musicians: std::mem::take(musicians),
-            gigs: std::mem::take(gigs),
-        };
-        let done = self.execute(&cmd)?;
-        match done.outcome {
-            Outcome::Done(_) => {
-                report.musicians += nm;
-                report.gigs += ng;
-                prog.written += nm + ng;
-            }
-            Outcome::Refused(r) => {
-                // Records were validated line by line, so only a state conflict (a gig update
-                // that would break bookings) lands here; report it against the batch.
-                report.rejected += nm + ng;
-                prog.rejected += nm + ng;
-                if report.errors.len() < 100 {
-                    report.errors.push(LineError {
-                        line: prog.lines,
-                        error: format!("batch ending at this line refused: {r}"),
-                    });
-                }
-            }
-            // The command carries no idempotency key, so it is never replayed.
-            Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } => {}
+/// Executes one `BulkUpsert` of the batch through `execute` and folds its outcome into the
+/// report.
+fn write_batch(
+    execute: &mut impl FnMut(&Command) -> Result<Executed, EngineError>,
+    musicians: &mut Vec<Musician>,
+    gigs: &mut Vec<Gig>,
+    report: &mut ImportReport,
+    prog: &mut ImportProgress,
+) -> Result<(), EngineError> {
+    let (nm, ng) = (musicians.len() as u64, gigs.len() as u64);
+    let cmd = Command::BulkUpsert {
+        musicians: std::mem::take(musicians),
+        gigs: std::mem::take(gigs),
+    };
+    let done = execute(&cmd)?;
+    match done.outcome {
+        Outcome::Done(_) => {
+            report.musicians += nm;
+            report.gigs += ng;
+            prog.written += nm + ng;
         }
-        Ok(())
+        Outcome::Refused(r) => {
+            // Records were validated line by line, so only a state conflict (a gig update
+            // that would break bookings) lands here; report it against the batch.
+            report.rejected += nm + ng;
+            prog.rejected += nm + ng;
+            if report.errors.len() < 100 {
+                report.errors.push(LineError {
+                    line: prog.lines,
+                    error: format!("batch ending at this line refused: {r}"),
+                });
+            }
+        }
+        // The command carries no idempotency key, so it is never replayed.
+        Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } => {}
     }
+    Ok(())
 }
 
 /// Reads one line into `buf`, keeping at most `cap + 1` bytes of it (the rest is consumed and

@@ -219,3 +219,40 @@ async fn concurrent_bookings_of_one_musician_and_date_through_all_nodes_succeed_
     let m: Value = c.get(3, "/v1/musicians/m-1").await.json().await.unwrap();
     assert_eq!(m["booked"].as_array().unwrap().len(), 1, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_import_through_a_follower_is_replicated_like_any_write() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let follower = *c.alive().iter().find(|i| **i != leader).unwrap();
+    let body: String = ["b-1", "b-2", "b-3"]
+        .iter()
+        .map(|id| format!("{}\n", musician(id)))
+        .collect();
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/musicians/bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["accepted"], 3, "{report}");
+    // Before the fix the import wrote the follower's engine directly, ahead of the log, and
+    // the next replicated command there was refused as already applied (500).
+    let r = c
+        .put(follower, "/v1/musicians/after", &musician("after"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    c.wait_converged().await;
+    for id in [1, 2, 3] {
+        for m in ["b-1", "b-2", "b-3", "after"] {
+            let r = c
+                .get(id, &format!("/v1/musicians/{m}?consistency=stale"))
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{m} on node {id}");
+        }
+    }
+}

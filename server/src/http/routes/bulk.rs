@@ -33,19 +33,25 @@ pub async fn post(app: &App, mut req: Request) -> Result<ApiResponse, ApiError> 
     let body = req
         .body(BodyKind::Ndjson, app.config().max_bulk_bytes)
         .await?;
-    let (report, seq) = app
-        .blocking(move |e| -> Result<_, EngineError> {
+    // Each batch goes through the writer, so on a cluster node it is replicated like any
+    // other command (writing the engine directly would put it ahead of the log).
+    let report = app
+        .write(move |w| -> Result<_, EngineError> {
             let opts = ImportOptions {
                 on_error: OnError::Skip,
                 kind: RecordKind::Musicians,
                 ..ImportOptions::default()
             };
-            let report = e.import_jsonl(std::io::Cursor::new(body), &opts, |_| {})?;
-            Ok((report, e.applied_seq()?))
+            w.engine().import_jsonl_via(
+                std::io::Cursor::new(body),
+                &opts,
+                |_| {},
+                |cmd| w.execute(cmd),
+            )
         })
         .await??;
     app.events()
-        .imported(seq, report.musicians, report.rejected);
+        .imported(report.applied_seq, report.musicians, report.rejected);
     ApiResponse::json(
         StatusCode::OK,
         &BulkReport {
