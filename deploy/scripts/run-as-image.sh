@@ -120,7 +120,7 @@ for line in sys.stdin:
     elif k == "MUSSIKON_LOG_FORMAT":
         v = "json"
     print(f"{k}={v}")
-' "$name" "$dir" "${port[$name]}" "$work/secrets/jwt.secret" "$cluster_secret" "$cluster" "${peer_ports:-}" \
+' "$name" "$dir" "${port[$name]}" "$work/secrets/jwt.secret" "$cluster_secret" "${node_cluster:-$cluster}" "${peer_ports:-}" \
     >"$work/$name.env"
   envfile[$name]="$work/$name.env"
 }
@@ -210,7 +210,9 @@ all_present() {
 
 echo "== single node, as the image runs it (binary $bin; uid $([ ${#as_image_user[@]} -gt 0 ] && echo 10001 || id -u))"
 port[solo]=$(free_port)
-node_env solo mussikon-1 "$work/solo/data"
+# The single-node part runs without cluster settings: backup and restore of one node are
+# single-node features (a cluster node refuses a restored single-node directory).
+node_cluster=false node_env solo mussikon-1 "$work/solo/data"
 url[solo]="http://127.0.0.1:${port[solo]}"
 echo "  environment: $(grep -v -e SECRET "${envfile[solo]}" | tr '\n' ' ')"
 check "start: listening on ${url[solo]}" start solo
@@ -238,7 +240,7 @@ window_s=$(since "$t")
 echo "  backup: $(wc -c <"$work/backup.snap") bytes; export + verification ${backup_s} s; node out of service ${window_s} s"
 
 port[restored]=$(free_port)
-node_env restored mussikon-1 "$work/restored/data"
+node_cluster=false node_env restored mussikon-1 "$work/restored/data"
 url[restored]="http://127.0.0.1:${port[restored]}"
 t=$(now)
 check "restore into a fresh data directory (export compared)" env MUSSIKON_BIN="$bin" \
@@ -324,7 +326,10 @@ cat >"$work/restart-node.sh" <<SH
 # Restart hook for rolling-upgrade.sh: stops node \$1 (SIGTERM) and starts it again.
 kill -TERM "\$(cat "$work/n\$1.pid")"
 while kill -0 "\$(cat "$work/n\$1.pid")" 2>/dev/null; do sleep 0.2; done
-cd "$work/n\$1/data" && env -i PATH=/usr/local/bin:/usr/bin:/bin \$(cat "$work/n\$1.env") ${as_image_user[*]} "$bin" serve \
+# cd first, on its own: \`cd … && cmd &\` would background a subshell, and \$! would be the
+# subshell's pid, not the server's (SIGTERM then left the server running).
+cd "$work/n\$1/data" || exit 1
+env -i PATH=/usr/local/bin:/usr/bin:/bin \$(cat "$work/n\$1.env") ${as_image_user[*]} "$bin" serve \
   >"$work/n\$1.out" 2>>"$work/n\$1.err" &
 echo \$! >"$work/n\$1.pid"
 SH
