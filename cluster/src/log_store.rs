@@ -92,14 +92,26 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `dir/name` with `bytes` atomically and durably.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(dir, name, bytes, true)
+}
+
+/// Replaces `dir/name` with `bytes` through a renamed temporary file, so a kill leaves the old
+/// or the new content, never a torn one; `durable` adds the fsyncs that make it survive a
+/// power loss too.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn read_small<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> StorageResult<Option<T>> {
@@ -465,9 +477,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // restart: replaced by rename (a kill never leaves a torn file) but not synced.
         self.run(move |inner| {
             let bytes = encode(&committed).map_err(io_write)?;
-            let tmp = inner.dir.join("committed.tmp");
-            std::fs::write(&tmp, bytes).map_err(io_write)?;
-            std::fs::rename(&tmp, inner.dir.join("committed")).map_err(io_write)?;
+            replace_file(&inner.dir, "committed", &bytes, false).map_err(io_write)?;
             inner.committed = committed;
             Ok(())
         })

@@ -261,6 +261,30 @@ struct Inner {
     leader_changes: AtomicU64,
 }
 
+/// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
+/// `pause` between attempts, and starting none after `wait` has passed. The one retry loop of
+/// this module: writes and membership changes waiting for a leader, and a leader's
+/// linearizable read confirmation.
+async fn retry_for<T, E, Fut>(
+    wait: Duration,
+    pause: Duration,
+    retry: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match attempt().await {
+            Err(e) if retry(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -455,15 +479,13 @@ impl Node {
         // While the leader is unknown, unreachable, or no longer the leader (each means the
         // command was not taken), try again until LEADER_WAIT: an election takes a few
         // heartbeats, and a write should wait for it rather than fail at once.
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            match self.write_once(&req).await {
-                Err(WriteError::NoLeader) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
-        }
+        retry_for(
+            LEADER_WAIT,
+            Duration::from_millis(100),
+            |e| matches!(e, WriteError::NoLeader),
+            || self.write_once(&req),
+        )
+        .await
     }
 
     /// One attempt of [`Node::write`]: here when this node leads, else forwarded once.
@@ -585,18 +607,20 @@ impl Node {
                 // openraft gives each confirming heartbeat one heartbeat interval; on a loaded
                 // machine a round can miss it with no election. Retry until READ_WAIT, unless
                 // this node is no longer the leader.
-                let deadline = tokio::time::Instant::now() + READ_WAIT;
-                loop {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    match tokio::time::timeout(left, raft.ensure_linearizable()).await {
-                        Ok(Ok(id)) => return Ok(id.map(|l| l.index).unwrap_or(0)),
-                        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))))
-                            if tokio::time::Instant::now() < deadline =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        Ok(Err(_)) | Err(_) => return Err(ReadError::NoLeader),
-                    }
+                let confirmed = retry_for(
+                    READ_WAIT,
+                    Duration::from_millis(20),
+                    |e| {
+                        matches!(
+                            e,
+                            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))
+                        )
+                    },
+                    || raft.ensure_linearizable(),
+                );
+                match tokio::time::timeout(READ_WAIT, confirmed).await {
+                    Ok(Ok(id)) => Ok(id.map(|l| l.index).unwrap_or(0)),
+                    Ok(Err(_)) | Err(_) => Err(ReadError::NoLeader),
                 }
             }
             _ => Ok(raft
@@ -612,30 +636,32 @@ impl Node {
     pub async fn change_members(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
         // Right after a leader removed itself (or died) no leader may be known for an election
         // timeout: keep trying for LEADER_WAIT before answering NoLeader.
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        loop {
-            let answer = match self.wait_leader().await {
-                None => Err(AdminError::NoLeader),
-                Some((id, _)) if id == self.inner.id => self.change_members_local(op.clone()).await,
-                Some((id, addr)) => {
-                    let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
-                    let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = self
-                        .inner
-                        .dialer
-                        .post(id, &addr, "members", body.into(), Duration::from_secs(600))
-                        .await;
-                    match answer {
-                        Ok(a) => a,
-                        Err(TransportError::Unreachable(..)) => Err(AdminError::NoLeader),
-                        Err(e) => Err(AdminError::Failed(e.to_string())),
-                    }
+        retry_for(
+            LEADER_WAIT,
+            Duration::from_millis(100),
+            |e| matches!(e, AdminError::NoLeader),
+            || self.change_members_once(op.clone()),
+        )
+        .await
+    }
+
+    /// One attempt of [`Node::change_members`]: here when this node leads, else forwarded.
+    async fn change_members_once(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
+        match self.wait_leader().await {
+            None => Err(AdminError::NoLeader),
+            Some((id, _)) if id == self.inner.id => self.change_members_local(op).await,
+            Some((id, addr)) => {
+                let body = encode(&op).map_err(|e| AdminError::Failed(e.to_string()))?;
+                let answer: Result<Result<ClusterStatus, AdminError>, TransportError> = self
+                    .inner
+                    .dialer
+                    .post(id, &addr, "members", body.into(), Duration::from_secs(600))
+                    .await;
+                match answer {
+                    Ok(a) => a,
+                    Err(TransportError::Unreachable(..)) => Err(AdminError::NoLeader),
+                    Err(e) => Err(AdminError::Failed(e.to_string())),
                 }
-            };
-            match answer {
-                Err(AdminError::NoLeader) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
             }
         }
     }

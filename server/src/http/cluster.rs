@@ -114,6 +114,20 @@ pub fn default_consistency(route: RouteId) -> Option<Consistency> {
     }
 }
 
+/// The default consistency of `method` on route `id` when that request reads replicated data
+/// (GET or HEAD of a data route, POST of a search or an ad-hoc match); `None` for writes and
+/// routes without replicated data. The read barrier and the OpenAPI document both ask here.
+pub fn read_consistency(method: &Method, id: RouteId) -> Option<Consistency> {
+    let read = *method == Method::GET
+        || *method == Method::HEAD
+        || (id == RouteId::MusicianSearch || id == RouteId::Match) && *method == Method::POST;
+    if read {
+        default_consistency(id)
+    } else {
+        None
+    }
+}
+
 /// Waits until this node may answer a read of `resolved` at the requested (or default) level.
 /// Single node, writes and non-data routes pass at once.
 pub async fn read_barrier(
@@ -128,15 +142,10 @@ pub async fn read_barrier(
     let Resolved::Found { id, .. } = resolved else {
         return Ok(());
     };
-    let read = *method == Method::GET
-        || *method == Method::HEAD
-        || (*id == RouteId::MusicianSearch || *id == RouteId::Match) && *method == Method::POST;
-    if !read {
-        return Ok(());
-    }
-    let Some(level) = requested.or_else(|| default_consistency(*id)) else {
+    let Some(default) = read_consistency(method, *id) else {
         return Ok(());
     };
+    let level = requested.unwrap_or(default);
     node.read_barrier(level)
         .await
         .map_err(|e| ApiError::Unavailable {

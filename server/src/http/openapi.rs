@@ -34,15 +34,18 @@ pub mod cluster;
 pub mod events;
 pub mod messages;
 
+use crate::http::cluster::{self as cluster_routes, CONSISTENCY};
 use crate::http::health::{Check, Health, Liveness, Readiness};
 use crate::http::problem::{ApiError, ProblemBody};
 use crate::http::query::ListPage;
 use crate::http::response::{ApiResponse, JSON, PROBLEM_JSON};
+use crate::http::router::ROUTES;
 use crate::http::routes::bookings::BookingBody;
 use crate::http::routes::bulk::BulkReport;
 use crate::http::routes::matching::AdHocBody;
 use crate::http::routes::musicians::RatingBody;
 use bytes::Bytes;
+use mussikon_cluster::Consistency;
 use mussikon_engine::{
     Assignment, BookedDate, Booking, Budget, Candidate, Components, Conflict, Effect, FieldError,
     GeoPoint, Gig, GigView, InstrumentFilter, InstrumentMode, InstrumentSkill, LineError,
@@ -669,32 +672,27 @@ fn error_ref(status: u16) -> Value {
 }
 
 /// Applies what every operation shares; see the module documentation.
-/// True for the operations that read musicians or gigs, which take `consistency` on a
-/// cluster node (`crate::http::cluster::read_barrier`).
-fn reads_replicated_data(method: &str, path: &str) -> bool {
-    let data = path.starts_with("/v1/musicians") || path.starts_with("/v1/gigs");
-    match method {
-        "get" => data,
-        "post" => path == "/v1/musicians/search" || path == "/v1/match",
-        _ => false,
-    }
-}
-
-/// The `consistency` query parameter, with the route's default.
-fn consistency_parameter(path: &str) -> Value {
-    let stale = path == "/v1/musicians/search" || path == "/v1/match" || path.ends_with("/matches");
-    json!({
-        "name": "consistency",
+/// The `consistency` query parameter of the operation `method` on `path`, with the route's
+/// default, when that request reads replicated data (`crate::http::cluster::read_consistency`).
+fn consistency_parameter(method: &str, path: &str) -> Option<Value> {
+    let method = warp::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()?;
+    let route = ROUTES.iter().find(|r| r.template == path)?;
+    let default = match cluster_routes::read_consistency(&method, route.id)? {
+        Consistency::Linearizable => "linearizable",
+        Consistency::Leader => "leader",
+        Consistency::Stale => "stale",
+    };
+    Some(json!({
+        "name": CONSISTENCY,
         "in": "query",
         "required": false,
         "description": format!(
             "On a cluster node, how fresh the read must be: `linearizable` (sees every write \
              acknowledged before it began), `leader` (what the leader has applied) or `stale` \
-             (this node's state at once). Default here: `{}`. A single node ignores it.",
-            if stale { "stale" } else { "linearizable" }
+             (this node's state at once). Default here: `{default}`. A single node ignores it."
         ),
         "schema": {"type": "string", "enum": ["linearizable", "leader", "stale"]},
-    })
+    }))
 }
 
 fn apply_conventions(doc: &mut Value) {
@@ -724,8 +722,8 @@ fn apply_conventions(doc: &mut Value) {
             };
             let params = op.entry("parameters").or_insert_with(|| json!([]));
             if let Some(params) = params.as_array_mut() {
-                if reads_replicated_data(method, path) {
-                    params.push(consistency_parameter(path));
+                if let Some(p) = consistency_parameter(method, path) {
+                    params.push(p);
                 }
                 params.push(json!({
                     "name": "X-Request-Id",
