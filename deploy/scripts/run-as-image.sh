@@ -297,6 +297,10 @@ caught_up() {
   done
   return 1
 }
+# leader_id NAME: the leader's node id as NAME's /v1/cluster/status names it ("" if none).
+leader_id() {
+  api "${url[$1]}/v1/cluster/status" | python3 -c 'import json, sys; l = json.load(sys.stdin).get("leader"); print("" if l is None else l)'
+}
 check "a leader is elected and known to all three" has_leader n1 n2 n3
 for n in 1 2 3; do check "node $n healthy" healthy "n$n"; done
 SMOKE_KEEP=1 SMOKE_ID=smoke-cluster check "smoke test through node 1" bash deploy/scripts/smoke.sh "${url[n1]}"
@@ -340,7 +344,16 @@ wait "$writer" || true
 for n in 1 2 3; do pid_of[n$n]=$(cat "$work/n$n.pid"); pids+=("${pid_of[n$n]}"); done
 check "every write acknowledged during the rolling restart is on every node" eval \
   'caught_up n2 n1 && caught_up n3 n1 && all_present "${url[n1]}" "$work/upgrade-acked.txt" && all_present "${url[n2]}" "$work/upgrade-acked.txt" && all_present "${url[n3]}" "$work/upgrade-acked.txt"'
-for n in 1 2 3; do stop "n$n"; "$bin" export --data-dir "$work/n$n/data" --out "$work/n$n.snap" >/dev/null; done
+# Stop the followers first and the leader last, each once it has applied all the leader has
+# committed: a leader elected after a node stops appends its blank entry on the survivors only,
+# and the exports (which carry the applied index) would then differ by that entry.
+leader=$(leader_id n1)
+followers=()
+for n in 1 2 3; do [ "$n" = "$leader" ] || followers+=("$n"); done
+check "leader known ($leader) and the followers have applied its commit index" eval \
+  '[ ${#followers[@]} -eq 2 ] && caught_up "n${followers[0]}" "n$leader" && caught_up "n${followers[1]}" "n$leader"'
+for n in "${followers[@]}" "$leader"; do stop "n$n"; done
+for n in 1 2 3; do "$bin" export --data-dir "$work/n$n/data" --out "$work/n$n.snap" >/dev/null; done
 check "exports of the three nodes are identical" eval 'cmp -s "$work/n1.snap" "$work/n2.snap" && cmp -s "$work/n1.snap" "$work/n3.snap"'
 echo "run-as-image: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
