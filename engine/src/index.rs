@@ -22,8 +22,9 @@
 //!   bulk loads make large segments instead of many small ones to merge. Readers stay exact
 //!   meanwhile: the engine evaluates changes the searcher lacks from the store.
 //! - Each commit's payload records the applied sequence it covers. On open, an index behind the
-//!   store is brought up to date from the store's change log; a missing, unreadable or
-//!   older-schema index is rebuilt from the store, with progress logged.
+//!   store is brought up to date from the store's change log; a missing, unreadable, damaged
+//!   (tantivy errors or panics on it) or older-schema index, or one older than the change log
+//!   reaches, is deleted and rebuilt from the store, with progress logged.
 
 use crate::geo::point_cells;
 use crate::store::{Changed, MusicianRecord, Store, StoreError};
@@ -389,62 +390,124 @@ fn open_index(dir: &Path) -> Result<(Index, Option<u64>), IndexError> {
     Ok((Index::create_in_dir(dir, schema)?, None))
 }
 
+/// An index brought level with the store, before its indexer thread starts.
+struct Level {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    applied: u64,
+}
+
+/// Opens (or creates) the index in `dir` and brings it level with `store`: nothing to do when it
+/// covers the store's applied sequence, a replay of the change log when it is behind and the
+/// change log still reaches back to it, a build from the store otherwise.
+fn bring_level(dir: &Path, store: &Store, opts: &IndexOptions) -> Result<Level, IndexError> {
+    let (index, covered) = open_index(dir)?;
+    let (_, fields) = schema();
+    let mut writer: IndexWriter = index.writer_with_num_threads(
+        opts.writer_threads.max(1),
+        opts.writer_heap_bytes
+            .max(15_000_000 * opts.writer_threads.max(1)),
+    )?;
+    let applied = store.applied_seq()?;
+    let pruned = store.changes_pruned_upto()?;
+    match covered {
+        Some(seq) if seq >= applied => {}
+        Some(seq) if seq >= pruned => {
+            // A kill during a commit can leave files tantivy wrote but never listed in
+            // meta.json; replaying the same changes would write them again and fail
+            // (FileAlreadyExists). Collect them first.
+            let _ = writer.garbage_collect_files().wait();
+            replay(&mut writer, store, &fields, seq, applied)?;
+        }
+        Some(seq) => {
+            // Older than what the change log still holds (an index directory restored from
+            // elsewhere, say): a replay would miss changes.
+            return Err(IndexError::Corrupt(format!(
+                "the index covers sequence {seq}, the change log starts after {pruned}"
+            )));
+        }
+        None => {
+            let (total, _) = store.counts()?;
+            tracing::info!(musicians = total, "building the index from the store");
+            let started = Instant::now();
+            let mut n = 0u64;
+            for rec in store.musicians_after(None) {
+                writer.add_document(document(&fields, &rec?))?;
+                n += 1;
+                if n.is_multiple_of(100_000) {
+                    tracing::info!(done = n, total, "index rebuild progress");
+                }
+            }
+            commit(&mut writer, applied)?;
+            tracing::info!(
+                musicians = n,
+                secs = started.elapsed().as_secs_f64(),
+                "index rebuilt"
+            );
+        }
+    }
+    store.prune_changes(applied)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok(Level {
+        writer,
+        reader,
+        fields,
+        applied,
+    })
+}
+
+/// [`bring_level`], with a panic (tantivy panics on some damaged files) turned into an error.
+fn bring_level_guarded(
+    dir: &Path,
+    store: &Store,
+    opts: &IndexOptions,
+) -> Result<Level, IndexError> {
+    // The closure's state is dropped with the panic; nothing half-built is used afterwards.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bring_level(dir, store, opts)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(IndexError::Corrupt(format!(
+            "opening the index panicked: {what}"
+        )))
+    })
+}
+
 impl IndexHandle {
     /// Opens the index in `dir`, brings it level with `store`, and starts the indexer thread.
+    /// An existing index that cannot be brought level (damaged files, a failed replay, older
+    /// than the change log) is deleted and rebuilt from the store, which alone is the truth.
     pub(crate) fn open(
         dir: &Path,
         store: Arc<Store>,
         opts: IndexOptions,
     ) -> Result<IndexHandle, IndexError> {
-        let (index, covered) = open_index(dir)?;
-        let (_, fields) = schema();
-        let mut writer: IndexWriter = index.writer_with_num_threads(
-            opts.writer_threads.max(1),
-            opts.writer_heap_bytes
-                .max(15_000_000 * opts.writer_threads.max(1)),
-        )?;
-        let applied = store.applied_seq()?;
-        match covered {
-            Some(seq) if seq >= applied => {}
-            Some(seq) => {
-                // A kill during a commit can leave files tantivy wrote but never listed in
-                // meta.json; replaying the same changes would write them again and fail
-                // (FileAlreadyExists). Collect them first, and if the replay still fails,
-                // rebuild the index from the store (the source of truth).
-                let _ = writer.garbage_collect_files().wait();
-                if let Err(e) = replay(&mut writer, &store, &fields, seq, applied) {
-                    tracing::warn!(error = %e, "replaying the index failed: rebuilding it");
-                    drop(writer);
-                    drop(index);
+        let level = match bring_level_guarded(dir, &store, &opts) {
+            Ok(level) => level,
+            Err(IndexError::Store(e)) => return Err(IndexError::Store(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the index cannot be brought level with the store: rebuilding it");
+                if dir.exists() {
                     std::fs::remove_dir_all(dir)?;
-                    return IndexHandle::open(dir, store, opts);
                 }
+                bring_level_guarded(dir, &store, &opts)?
             }
-            None => {
-                let (total, _) = store.counts()?;
-                tracing::info!(musicians = total, "building the index from the store");
-                let started = Instant::now();
-                let mut n = 0u64;
-                for rec in store.musicians_after(None) {
-                    writer.add_document(document(&fields, &rec?))?;
-                    n += 1;
-                    if n.is_multiple_of(100_000) {
-                        tracing::info!(done = n, total, "index rebuild progress");
-                    }
-                }
-                commit(&mut writer, applied)?;
-                tracing::info!(
-                    musicians = n,
-                    secs = started.elapsed().as_secs_f64(),
-                    "index rebuilt"
-                );
-            }
-        }
-        store.prune_changes(applied)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        };
+        let Level {
+            writer,
+            reader,
+            fields,
+            applied,
+        } = level;
         let (tx, rx) = mpsc::channel();
         let visible = Arc::new((
             Mutex::new(VisibleState {

@@ -139,6 +139,9 @@ const MUSICIAN_COUNT: &[u8] = b"count.musicians";
 const GIG_COUNT: &[u8] = b"count.gigs";
 const IDEM_HEAD: &[u8] = b"idempotency.head";
 const IDEM_TAIL: &[u8] = b"idempotency.tail";
+/// Highest sequence whose change-log entries may have been dropped: an index covering less
+/// cannot be replayed from the change log.
+const CHANGES_PRUNED: &[u8] = b"changes.pruned";
 
 /// A recorded idempotency key.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
@@ -1227,8 +1230,12 @@ impl Store {
         Ok(ids.into_iter().collect())
     }
 
-    /// Drops change-log entries with sequence ≤ `upto` (the index covers them).
+    /// Drops change-log entries with sequence ≤ `upto` (the index covers them). The horizon is
+    /// recorded first, so after a crash it may be ahead of what was really dropped, never behind.
     pub(crate) fn prune_changes(&self, upto: u64) -> Result<(), StoreError> {
+        if upto > self.changes_pruned_upto()? {
+            self.meta.insert(CHANGES_PRUNED, &codec::u64_key(upto))?;
+        }
         let mut batch = sled::Batch::default();
         for r in self.changes.range(..=codec::u64_key(upto)) {
             let (k, _) = r?;
@@ -1236,6 +1243,11 @@ impl Store {
         }
         self.changes.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Highest sequence whose change-log entries may have been dropped (0: none).
+    pub(crate) fn changes_pruned_upto(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(self.meta.get(CHANGES_PRUNED)?))
     }
 
     /// Bytes the database occupies on disk.
