@@ -95,3 +95,68 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
     c.wait_converged().await;
     assert_all_present(&c, &left, &acked).await;
 }
+
+/// A learner is a read replica: it receives the log without voting, serves stale and
+/// linearizable reads, forwards writes, and the voters commit without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learner_serves_reads_and_forwards_writes_without_voting() {
+    let mut c = Cluster::start(3, &[]).await;
+    c.wait_leader(&[1, 2, 3]).await;
+    let mut acked = write_musicians(&c, &[1, 2, 3], "before", 10).await;
+
+    c.spawn_new(4).await;
+    let addr = c.nodes[&4].addr.clone();
+    let (ok, out) = c
+        .cli(2, &["join", "--id", "4", "--addr", &addr, "--learner"])
+        .await;
+    assert!(ok, "join --learner: {out}");
+    let leader = c.wait_converged().await;
+    assert_ne!(leader, 4);
+    let roles = c.roles(leader).await;
+    assert_eq!(
+        roles.get(&4).map(String::as_str),
+        Some("learner"),
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles
+            .values()
+            .filter(|r| *r == "leader" || *r == "voter")
+            .count(),
+        3,
+        "{roles:?}"
+    );
+    assert_eq!(c.status(4).await.unwrap()["state"], "learner");
+    // What was written before it joined reached it.
+    assert_all_present(&c, &[4], &acked).await;
+
+    // A write acknowledged by the leader is seen by a linearizable read (the default) on the
+    // learner at once: no waiting for replication.
+    for i in 0..5 {
+        let id = format!("lin-{i}");
+        let r = c
+            .put(leader, &format!("/v1/musicians/{id}"), &musician(&id))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{id}");
+        let r = c.get(4, &format!("/v1/musicians/{id}")).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{id} read linearizably on the learner"
+        );
+        acked.push(id);
+    }
+    // Writes sent to the learner are forwarded to the leader.
+    acked.extend(write_musicians(&c, &[4], "via-learner", 5).await);
+
+    // The voters commit without it.
+    c.sigkill(4);
+    acked.extend(write_musicians(&c, &[1, 2, 3], "learner-down", 10).await);
+    c.restart(4).await;
+    c.wait_converged().await;
+    assert_all_present(&c, &[1, 2, 3, 4], &acked).await;
+    assert_eq!(
+        c.roles(leader).await.get(&4).map(String::as_str),
+        Some("learner")
+    );
+}
