@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A 3-node MussikOn cluster against a 3-node etcd, driven by the same load generator
 # (cluster-bench, benches/src/bin/cluster-bench.rs): writes to every node in turn and to the
-# leader only, linearizable and stale reads, bookings (etcd: a create-if-absent txn). All
+# leader only, linearizable and stale reads, bookings (etcd: a create-if-absent txn), then a
+# failover: the leader SIGKILLed under write load (time to a new leader and to the next
+# acknowledged write). All
 # processes run on 127.0.0.1 with ports chosen at run time, each node with its own data
 # directory, fsync on; the generator shares the machine's cores with the nodes, and the two
 # clusters run one after the other, never together.
@@ -11,6 +13,7 @@
 #   benches/cluster.sh --no-etcd       # MussikOn only
 #   benches/cluster.sh --smoke         # a few seconds, tiny data: the script and both clusters work
 #   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
+#   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
 # machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
@@ -102,7 +105,7 @@ wait_listening() {
   exit 1
 }
 
-bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS")
+bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS" --failover)
 started=$SECONDS
 
 echo "== MussikOn: 3 nodes =="
@@ -113,7 +116,7 @@ peers="1=${addrs[0]},2=${addrs[1]},3=${addrs[2]}"
 for i in 1 2 3; do
   env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
     "$mussikon" serve --listen "${addrs[$((i - 1))]}" --data-dir "$work/m$i" \
-    --node-id "$i" --peers "$peers" --set rate_limit.enabled=false \
+    --node-id "$i" --peers "$peers" --set rate_limit.enabled=false ${NODE_FLAGS:-} \
     >"$work/m$i.out" 2>"$work/m$i.err" &
   pids+=($!)
   wait_listening "$work/m$i.out" "$!"

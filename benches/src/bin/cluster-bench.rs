@@ -12,6 +12,8 @@
 //! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
 //! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
 //!
+//! `--failover` then SIGKILLs the leader under write load and times the recovery.
+//!
 //! With `--pids` (the nodes' process ids), each workload also reports the CPU time all nodes
 //! spent per request, from `/proc/PID/stat`: unlike the wall-clock figures, it hardly depends on
 //! what else runs on the machine.
@@ -115,6 +117,12 @@ struct Args {
     /// does not depend on how busy the machine is.
     #[arg(long, value_delimiter = ',')]
     pids: Vec<u32>,
+    /// After the workloads, SIGKILL the leader (needs --pids, in --nodes order) while
+    /// `--clients` writers keep writing to the other nodes, and report the failover: time to a
+    /// new leader every survivor agrees on, time to the first acknowledged write sent after the
+    /// kill, and the longest gap between acknowledged writes. The killed node stays down.
+    #[arg(long)]
+    failover: bool,
     /// Seed of the generated data and of the request choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -329,8 +337,15 @@ impl Target {
 
     /// The leader and term, once every node names the same leader; `None` while they do not.
     async fn leadership(&self) -> Option<Leadership> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.leadership_among(&all).await
+    }
+
+    /// The leader and term, once the nodes `among` (indexes in `--nodes`) name the same leader
+    /// and one of them is it; `None` while they do not.
+    async fn leadership_among(&self, among: &[usize]) -> Option<Leadership> {
         let mut seen = Vec::new();
-        for node in 0..self.nodes.len() {
+        for &node in among {
             let body = match self.system {
                 System::Mussikon => self.http.get(self.url(node, "/v1/cluster/status")),
                 System::Etcd => self
@@ -362,11 +377,14 @@ impl Target {
             };
             seen.push((is_leader, leader, term));
         }
-        let node = seen.iter().position(|s| s.0)?;
-        let (_, leader, term) = seen[node];
+        let at = seen.iter().position(|s| s.0)?;
+        let (_, leader, term) = seen[at];
         seen.iter()
             .all(|s| s.1 == leader && s.2 == term)
-            .then_some(Leadership { node, term })
+            .then_some(Leadership {
+                node: among[at],
+                term,
+            })
     }
 
     async fn wait_leader(&self) -> Result<Leadership> {
@@ -554,6 +572,114 @@ async fn run(
     Ok((tally, started.elapsed().as_secs_f64()))
 }
 
+/// What `--failover` measured, in milliseconds from the kill.
+struct Failover {
+    new_leader: Leadership,
+    /// A new leader every survivor agrees on.
+    elected_ms: f64,
+    /// The first acknowledged write that was sent after the kill.
+    first_write_ms: f64,
+    /// The longest time without any acknowledged write, around the kill.
+    longest_gap_ms: f64,
+    tally: Tally,
+}
+
+/// How long `--failover` waits for writes to resume before calling it a failure.
+const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// SIGKILLs the leader (`pid`) while `clients` writers write to the other nodes; see
+/// `Args::failover`.
+async fn failover(
+    target: &Arc<Target>,
+    data: &Arc<Data>,
+    leader: usize,
+    pid: u32,
+    args: &Args,
+) -> Result<Failover> {
+    let survivors: Vec<usize> = (0..target.nodes.len()).filter(|&n| n != leader).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (target, data, stop, survivors) = (
+            target.clone(),
+            data.clone(),
+            stop.clone(),
+            survivors.clone(),
+        );
+        let mut rng = Rng(args.seed ^ ((c as u64 + 1) << 40));
+        tasks.push(tokio::spawn(async move {
+            let client = client()?;
+            let mut tally = Tally::new()?;
+            // (sent, acknowledged) of every acknowledged write.
+            let mut acks = Vec::new();
+            let mut turn = c;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let node = survivors[turn % survivors.len()];
+                let req = target.put(node, &data, rng.below(data.ids.len()));
+                let sent = Instant::now();
+                let ok_before = tally.ok;
+                send(&target, &client, None, req, &mut tally).await?;
+                if tally.ok > ok_before {
+                    acks.push((sent, Instant::now()));
+                }
+            }
+            Ok::<_, anyhow::Error>((tally, acks))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        stop.store(true, Ordering::Relaxed);
+        bail!("kill -KILL {pid} failed");
+    }
+    let since_kill = |t: Instant| t.saturating_duration_since(killed_at).as_secs_f64() * 1000.0;
+    let (new_leader, elected_ms) = loop {
+        if let Some(l) = target.leadership_among(&survivors).await {
+            break (l, since_kill(Instant::now()));
+        }
+        if killed_at.elapsed() > FAILOVER_WAIT {
+            stop.store(true, Ordering::Relaxed);
+            bail!("no new leader {FAILOVER_WAIT:?} after the kill");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Let the writers run on for a second after the election, so that the first writes sent
+    // after the kill have had their chance.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut tally = Tally::new()?;
+    let mut acks = Vec::new();
+    for t in tasks {
+        let (part, a) = t.await??;
+        tally.merge(part)?;
+        acks.extend(a);
+    }
+    let first_write_ms = acks
+        .iter()
+        .filter(|(sent, _)| *sent >= killed_at)
+        .map(|&(_, acked)| since_kill(acked))
+        .min_by(f64::total_cmp)
+        .context("no write sent after the kill was acknowledged")?;
+    let mut times: Vec<Instant> = acks.iter().map(|&(_, acked)| acked).collect();
+    times.sort();
+    let longest_gap_ms = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max);
+    Ok(Failover {
+        new_leader,
+        elected_ms,
+        first_write_ms,
+        longest_gap_ms,
+        tally,
+    })
+}
+
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
 
@@ -694,6 +820,31 @@ async fn main() -> Result<()> {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for row in rows {
         println!("{row}");
+    }
+    if args.failover {
+        let Some(&pid) = args.pids.get(leadership.node) else {
+            bail!("--failover needs --pids, one per node in --nodes order");
+        };
+        if args.pids.len() != args.nodes.len() {
+            bail!("--failover needs --pids, one per node in --nodes order");
+        }
+        println!();
+        println!(
+            "failover: SIGKILL of the leader {} (pid {pid}) under {} writers to the others",
+            target.nodes[leadership.node], args.clients
+        );
+        let f = failover(&target, &data, leadership.node, pid, &args).await?;
+        println!(
+            "| failover | new leader {} (term {}) after {:.0} ms | first write sent after the kill acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            target.nodes[f.new_leader.node],
+            f.new_leader.term,
+            f.elected_ms,
+            f.first_write_ms,
+            f.longest_gap_ms,
+            f.tally.ok,
+            f.tally.errors
+        );
+        print_errors(&f.tally);
     }
     println!("load average at end: {}", load_average());
     if failed {
