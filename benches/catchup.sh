@@ -15,7 +15,8 @@
 #   benches/catchup.sh              # 1,000,000 musicians (about 10 minutes here, 3 GB of /tmp)
 #   benches/catchup.sh 20000        # smaller
 #   benches/catchup.sh --smoke      # 2,000 musicians: the script works
-# Env: CARGO_TARGET_DIR (default /tmp/target-bench), SNAPSHOT_LOGS (default N / 10,000).
+# Env: CARGO_TARGET_DIR (default /tmp/target-bench), SNAPSHOT_LOGS (default N / 10,000),
+# KEEP_WORK=1 keeps the data directories and logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-bench}"
@@ -41,7 +42,7 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -1,5 +1,6 @@
 //! Membership changes through `mussikon cluster join|remove`: 3 → 5 voters and back to 3,
-//! removing the first leader on the way, with writes before, between and after.
+//! removing the first leader on the way, with writes before, between and after and a steady
+//! writer throughout; a learner as a read replica.
 
 use crate::harness::*;
 use reqwest::StatusCode;
@@ -32,11 +33,52 @@ async fn assert_all_present(c: &Cluster, on: &[u64], ids: &[String]) {
     }
 }
 
+/// A steady writer through `bases` (node URLs) until `stop`: the ids whose PUT was answered
+/// 201, and how many other answers it got (a 503 while the leader changes is "outcome
+/// unknown", neither acknowledged nor checked).
+fn steady_writer(
+    bases: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (mut acked, mut other) = (Vec::new(), 0);
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let id = format!("steady-{i}");
+            let url = format!("{}/v1/musicians/{id}", bases[i % bases.len()]);
+            match http.put(url).json(&musician(&id)).send().await {
+                Ok(r) if r.status() == StatusCode::CREATED => acked.push(id),
+                _ => other += 1,
+            }
+            i += 1;
+        }
+        (acked, other)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_write() {
     let mut c = Cluster::start(3, &[]).await;
     let first_leader = c.wait_leader(&[1, 2, 3]).await;
     let mut acked = write_musicians(&c, &[1, 2, 3], "before", 30).await;
+    // Shrinking will remove node 1 and the first leader (or node 2 if that was node 1); a
+    // steady writer goes through the original nodes that stay, during every change.
+    let gone: Vec<u64> = if first_leader == 1 {
+        vec![1, 2]
+    } else {
+        vec![1, first_leader]
+    };
+    let stays: Vec<String> = [1, 2, 3]
+        .into_iter()
+        .filter(|id| !gone.contains(id))
+        .map(|id| c.url(id, ""))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = steady_writer(stays, stop.clone());
 
     // Grow: each new node joins as learner, catches up, and is promoted.
     for id in [4, 5] {
@@ -70,12 +112,7 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
     assert!(!ok, "removing a non-member must fail: {out}");
     assert!(out.contains("not a member"), "{out}");
 
-    // Shrink: remove node 1 and the first leader (or node 2 if that was node 1).
-    let gone: Vec<u64> = if first_leader == 1 {
-        vec![1, 2]
-    } else {
-        vec![1, first_leader]
-    };
+    // Shrink.
     for id in &gone {
         let (ok, out) = c.cli(5, &["remove", "--id", &id.to_string()]).await;
         assert!(ok, "remove {id}: {out}");
@@ -92,6 +129,14 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
         "the removed nodes are gone from the membership"
     );
     acked.extend(write_musicians(&c, &left, "three", 10).await);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (steady, other) = writer.await.unwrap();
+    assert!(
+        steady.len() >= 10,
+        "the steady writer got {} writes acknowledged ({other} other answers)",
+        steady.len()
+    );
+    acked.extend(steady);
     c.wait_converged().await;
     assert_all_present(&c, &left, &acked).await;
 }
