@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most entry bytes one AppendEntries carries (at least one entry is always sent).
+pub const MAX_APPEND_BYTES: u64 = 1024 * 1024;
 /// Record header: length and checksum.
 const HEADER: usize = 8;
 
@@ -310,6 +312,29 @@ impl Inner {
             .collect()
     }
 
+    /// Entries `[start, end)`, stopping before the one that would bring the encoded total
+    /// above `max_bytes`, but always at least the first (a non-empty range never reads empty).
+    fn entries_limited(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: u64,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let mut total = 0u64;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        for loc in self.entries.range(start..end).map(|(_, loc)| loc) {
+            total += u64::from(loc.len);
+            if !out.is_empty() && total > max_bytes {
+                break;
+            }
+            out.push(self.read(loc)?);
+        }
+        Ok(out)
+    }
+
     fn append(&mut self, mut entries: Vec<Entry<TypeConfig>>) -> StorageResult<()> {
         // Entries at or below the purge point are already covered by a snapshot: skip them
         // (openraft's suite appends such entries after a state machine got ahead of the log).
@@ -436,6 +461,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
         self.run(move |inner| inner.entries(range)).await
     }
+
+    /// What replication sends in one AppendEntries: at most [`MAX_APPEND_BYTES`] of entries
+    /// (at least one). openraft gives each AppendEntries one heartbeat interval (100 ms by
+    /// default) to complete, so a count limit alone let a learner catching up on large entries
+    /// (bulk imports, 5,000 musicians each) time out on every attempt and never catch up.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        self.run(move |inner| inner.entries_limited(start, end, MAX_APPEND_BYTES))
+            .await
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -523,5 +561,38 @@ mod tests {
         std::fs::write(dir.path().join("committed"), b"").unwrap();
         let log = LogStore::open(dir.path()).unwrap();
         assert_eq!(log.committed_index(), 0);
+    }
+
+    /// An entry of about `kb` KiB.
+    fn entry(index: u64, kb: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(crate::types::Request(
+                mussikon_engine::Command::DeleteMusician {
+                    id: "x".repeat(kb * 1024),
+                },
+            )),
+        }
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_limited_by_bytes_but_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let mut all: Vec<_> = (1..=10).map(|i| entry(i, 300)).collect();
+        all.push(entry(11, 3 * 1024));
+        all.push(entry(12, 1));
+        log.append_durably(all.clone()).await.unwrap();
+        // 300 KiB entries: three fit in MAX_APPEND_BYTES (1 MiB), a fourth would not.
+        let got = log.limited_get_log_entries(1, 13).await.unwrap();
+        assert_eq!(got, all[0..3]);
+        let got = log.limited_get_log_entries(9, 13).await.unwrap();
+        assert_eq!(got, all[8..10], "the 3 MiB entry does not join a batch");
+        // An entry above the limit is still sent, alone.
+        let got = log.limited_get_log_entries(11, 13).await.unwrap();
+        assert_eq!(got, all[10..11]);
+        let got = log.limited_get_log_entries(12, 13).await.unwrap();
+        assert_eq!(got, all[11..12]);
+        assert!(log.limited_get_log_entries(5, 5).await.unwrap().is_empty());
     }
 }

@@ -28,6 +28,11 @@ pub struct BulkReport {
     pub errors: Vec<LineError>,
 }
 
+/// Musicians per command (per Raft entry on a cluster node): about 440 KB, so that one entry
+/// stays well inside what one AppendEntries carries within openraft's per-RPC timeout (a
+/// heartbeat interval). Larger batches only save little per-transaction work on one node.
+const BULK_BATCH: usize = 1000;
+
 /// `POST /v1/musicians/bulk`.
 pub async fn post(app: &App, mut req: Request) -> Result<ApiResponse, ApiError> {
     let body = req
@@ -40,6 +45,7 @@ pub async fn post(app: &App, mut req: Request) -> Result<ApiResponse, ApiError> 
             let opts = ImportOptions {
                 on_error: OnError::Skip,
                 kind: RecordKind::Musicians,
+                batch: BULK_BATCH,
                 ..ImportOptions::default()
             };
             w.engine().import_jsonl_via(
