@@ -10,7 +10,7 @@ use mussikon_engine::codec::{decode, encode, CodecError, RecordKind, FORMAT_VERS
 use mussikon_engine::snapshot::Frame;
 use mussikon_engine::{Booking, Command, GigRecord, Message, MusicianRecord, Outcome};
 
-const KINDS: [RecordKind; 8] = [
+const KINDS: [RecordKind; 9] = [
     RecordKind::Musician,
     RecordKind::Gig,
     RecordKind::Booking,
@@ -19,6 +19,7 @@ const KINDS: [RecordKind; 8] = [
     RecordKind::SnapshotFrame,
     RecordKind::Outcome,
     RecordKind::Message,
+    RecordKind::Idempotency,
 ];
 
 /// Runs every codec check on `data`.
@@ -48,6 +49,9 @@ fn decode_as(kind: RecordKind, bytes: &[u8]) {
         RecordKind::SnapshotFrame => round_trip::<Frame>(kind, bytes),
         RecordKind::Outcome => round_trip::<Outcome>(kind, bytes),
         RecordKind::Message => round_trip::<Message>(kind, bytes),
+        // The store's private `IdemEntry { fingerprint, at_ms, n, outcome }`: the derived codec
+        // writes fields in order, so this tuple has the same encoding.
+        RecordKind::Idempotency => round_trip::<(u64, i64, u64, Outcome)>(kind, bytes),
     }
 }
 

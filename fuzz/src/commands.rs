@@ -436,6 +436,7 @@ pub fn check(ops: &[Op]) {
             Outcome::Done(_) => true,
             Outcome::Refused(_) => false,
             Outcome::AlreadyApplied { .. } => panic!("execute picked an applied sequence"),
+            Outcome::Replayed { .. } => panic!("a replay, though no command here has a key"),
         };
         assert_eq!(
             done, want,

@@ -1,0 +1,111 @@
+//! Raft RPC bodies as a peer receives them on `POST /raft/{rpc}` (and the answers the sender
+//! decodes), through the decode call the receiving code makes: `mussikon_cluster::types::decode`
+//! at the type `Node::handle_rpc` / `Node::receive_snapshot` name for each RPC.
+//!
+//! The first input byte picks the message (see [`KINDS`]); the rest is the body. A `snapshot`
+//! body is `[u32 LE n][n bytes: (vote, meta)][engine export stream]`, one streamed request (no
+//! chunks): its head is split off as the receiver does (n at most 16 MiB) and decoded; when it
+//! decodes, the stream goes through the `snapshot` checks (the frame reader and restore a
+//! follower's install runs).
+//!
+//! Properties: decoding never panics and never makes one allocation beyond the codec's limit
+//! (run with `-malloc_limit_mb`; `fuzz/run.sh` gives this target 300 MB, just above the 256 MiB
+//! limit); a failure is `CodecError::Decode` with a message; what decodes re-encodes no longer
+//! than the input, the re-encoding decodes to an equal value (`Debug`-equal: openraft's
+//! append-entries request has no `PartialEq`) and its encoding is a fixed point.
+
+use mussikon_cluster::node::AdminOp;
+use mussikon_cluster::types::{decode, encode, CodecError};
+use mussikon_cluster::{NodeId, Request, TypeConfig};
+use openraft::error::Fatal;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, SnapshotMeta, Vote};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+
+/// The messages, by the selector byte (`pick % KINDS.len()`). Seeds in `fuzz/corpus/raft_rpc`
+/// start with this index.
+pub const KINDS: [&str; 8] = [
+    "append",
+    "vote",
+    "write",
+    "members",
+    "snapshot",
+    "append-answer",
+    "vote-answer",
+    "snapshot-answer",
+];
+
+/// Largest snapshot head the receiver reads (`Node::receive_snapshot`).
+const SNAPSHOT_HEAD_MAX: usize = 16 * 1024 * 1024;
+
+/// The snapshot RPC's head: the sender's vote and the snapshot's metadata.
+pub type SnapshotHead = (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>);
+
+/// Runs the check of the message `data[0]` picks on `data[1..]`.
+pub fn check(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let _decoded = match KINDS[usize::from(pick) % KINDS.len()] {
+        "append" => round_trip::<AppendEntriesRequest<TypeConfig>>(body),
+        "vote" => round_trip::<VoteRequest<NodeId>>(body),
+        "write" => round_trip::<Request>(body),
+        "members" => round_trip::<AdminOp>(body),
+        "snapshot" => snapshot(body),
+        "append-answer" => round_trip::<AppendEntriesResponse<NodeId>>(body),
+        "vote-answer" => round_trip::<VoteResponse<NodeId>>(body),
+        _ => round_trip::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(body),
+    };
+}
+
+/// Whether the head decoded.
+fn snapshot(body: &[u8]) -> bool {
+    let Some((len, rest)) = body.split_first_chunk::<4>() else {
+        return false;
+    };
+    let n = u32::from_le_bytes(*len) as usize;
+    if n > SNAPSHOT_HEAD_MAX || rest.len() < n {
+        return false;
+    }
+    let (head, stream) = rest.split_at(n);
+    let decoded = round_trip::<SnapshotHead>(head);
+    if decoded {
+        crate::snapshot::check(stream);
+    }
+    decoded
+}
+
+/// Decodes `bytes` as `T` and checks the round trip; whether it decoded.
+fn round_trip<T: Serialize + DeserializeOwned + Debug>(bytes: &[u8]) -> bool {
+    let value = match decode::<T>(bytes) {
+        Ok(v) => v,
+        Err(CodecError::Decode(m)) => {
+            assert!(!m.is_empty(), "a decode error without a message");
+            return false;
+        }
+        Err(e) => panic!("decoding failed with a non-decode error: {e}"),
+    };
+    let encoded = encode(&value).expect("a decoded value re-encodes");
+    assert!(
+        encoded.len() <= bytes.len(),
+        "re-encoding is longer than the input ({} > {})",
+        encoded.len(),
+        bytes.len()
+    );
+    let back: T = decode(&encoded).expect("a re-encoding decodes");
+    assert_eq!(
+        format!("{back:?}"),
+        format!("{value:?}"),
+        "the re-encoding decodes to another value"
+    );
+    assert_eq!(
+        encode(&back).expect("encode"),
+        encoded,
+        "the encoding is not a fixed point"
+    );
+    true
+}
