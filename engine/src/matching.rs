@@ -44,15 +44,20 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Weights {
-    /// Weight of proximity.
+    /// Weight of proximity, a finite number >= 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub proximity: f64,
-    /// Weight of rating.
+    /// Weight of rating, a finite number >= 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub rating: f64,
-    /// Weight of genre overlap.
+    /// Weight of genre overlap, a finite number >= 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub genres: f64,
-    /// Weight of price.
+    /// Weight of price, a finite number >= 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub price: f64,
-    /// Weight of level.
+    /// Weight of level, a finite number >= 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0))]
     pub level: f64,
 }
 

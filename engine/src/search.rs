@@ -130,7 +130,14 @@ pub struct SearchQuery {
     pub sort: SortBy,
     /// Page size, 1–1000 (default 20).
     pub limit: Option<usize>,
-    /// Cursor from the previous page.
+    /// Cursor from the previous page (its `next_cursor`: `c1.`, the last hit's finite sort key
+    /// as 16 hex digits, `.`, its id).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^c1\.(?:[0-689a-eA-E][0-9a-fA-F]{2}|[7fF][0-9a-eA-E][0-9a-fA-F]|[7fF][fF][0-9a-eA-E])[0-9a-fA-F]{13}\.[A-Za-z0-9._-]{1,64}$"
+        )
+    )]
     pub cursor: Option<String>,
 }
 

@@ -45,6 +45,34 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/cluster/faults"),
 ];
 
+/// The `Allow` value for `method` on `path` when `path` is an admin route's and `method` is not
+/// one it serves (HEAD counts as GET). The admin routes are served beside the router's table
+/// (on a single node they answer 404), so without this such a request fell through to the
+/// router's "no route has this path" 404 instead of the 405 every other route gives.
+pub fn admin_method_not_allowed(method: &Method, path: &str) -> Option<String> {
+    let served: Vec<&str> = ADMIN_ROUTES
+        .iter()
+        .filter(|(_, template)| crate::http::router::capture(template, path).is_some())
+        .map(|(m, _)| *m)
+        .collect();
+    let asked = if *method == Method::HEAD {
+        "get".to_string()
+    } else {
+        method.as_str().to_ascii_lowercase()
+    };
+    if served.is_empty() || served.contains(&asked.as_str()) {
+        return None;
+    }
+    let mut allow = Vec::new();
+    for m in served {
+        allow.push(m.to_ascii_uppercase());
+        if m == "get" {
+            allow.push("HEAD".into());
+        }
+    }
+    Some(allow.join(", "))
+}
+
 /// Response header naming the leader's address.
 pub const LEADER_HEADER: &str = "x-mussikon-leader";
 /// The query parameter choosing a read's consistency.

@@ -31,38 +31,85 @@ pub enum IfMatch {
     Versions(Vec<u64>),
 }
 
+/// The syntax `If-Match` must have (RFC 9110: `*`, or a comma list of entity tags, weak or
+/// strong, of visible ASCII without `"`; empty list elements are allowed and ignored), as a
+/// regular expression; the OpenAPI document gives it to the header. Anything else is refused
+/// with 400. An empty list names no version: it never matches (412).
+pub const IF_MATCH_PATTERN: &str =
+    r#"^(\*|[ \t]*((W/)?"[!#-~]*")?[ \t]*(,[ \t]*((W/)?"[!#-~]*")?[ \t]*)*)$"#;
+
+fn malformed() -> ApiError {
+    ApiError::BadRequest(
+        "If-Match must be * or a comma-separated list of entity tags such as \"7\"".into(),
+    )
+}
+
 impl IfMatch {
-    /// The condition in `headers`, if any (several `If-Match` headers are combined).
+    /// The condition in `headers`, if any (several `If-Match` headers are combined, as one
+    /// comma list). A value not of [`IF_MATCH_PATTERN`] is refused (400).
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
-        let mut versions = Vec::new();
-        let mut any = false;
-        let mut present = false;
+        let mut lines = Vec::new();
         for value in headers.get_all(IF_MATCH) {
-            present = true;
-            let text = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("If-Match must be visible ASCII".into()))?;
-            for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                if tag == "*" {
-                    any = true;
-                } else if let Some(v) = tag
-                    .strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    // Strong comparison is octet equality: only the canonical digits of a
-                    // version match it (`"08"` and `"+8"` are other tags).
-                    .and_then(|t| t.parse::<u64>().ok().filter(|v| v.to_string() == t))
-                {
-                    versions.push(v);
+            lines.push(value.to_str().map_err(|_| malformed())?);
+        }
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let text = lines.join(",");
+        let text = text.trim_matches([' ', '\t']);
+        if text == "*" {
+            return Ok(Some(IfMatch::Any));
+        }
+        // A list of entity tags; an opaque tag may hold commas, so the list is scanned.
+        let bytes = text.as_bytes();
+        let skip_ows = |mut i: usize| {
+            while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+                i += 1;
+            }
+            i
+        };
+        let mut versions = Vec::new();
+        let mut i = 0;
+        loop {
+            i = skip_ows(i);
+            if i < bytes.len() && bytes[i] != b',' {
+                let weak = bytes[i..].starts_with(b"W/");
+                if weak {
+                    i += 2;
                 }
-                // Anything else (a weak tag, a foreign tag) can never match: it is dropped, so
-                // an If-Match made only of such tags fails with 412 as RFC 9110 asks.
+                if bytes.get(i) != Some(&b'"') {
+                    return Err(malformed());
+                }
+                let start = i + 1;
+                let len = bytes[start..]
+                    .iter()
+                    .position(|&b| b == b'"')
+                    .ok_or_else(malformed)?;
+                let inner = &text[start..start + len];
+                if !inner
+                    .bytes()
+                    .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+                {
+                    return Err(malformed());
+                }
+                i = skip_ows(start + len + 1);
+                // A weak tag, or a strong one that is not a version of ours, can never match:
+                // it is dropped, so an If-Match made only of such tags fails with 412 as RFC
+                // 9110 asks. Strong comparison is octet equality: only the canonical digits of
+                // a version match it (`"08"` and `"+8"` are other tags).
+                if !weak {
+                    if let Some(v) = inner.parse::<u64>().ok().filter(|v| v.to_string() == inner) {
+                        versions.push(v);
+                    }
+                }
+            }
+            match bytes.get(i) {
+                None => break,
+                Some(b',') => i += 1,
+                Some(_) => return Err(malformed()),
             }
         }
-        Ok(match (present, any) {
-            (false, _) => None,
-            (true, true) => Some(IfMatch::Any),
-            (true, false) => Some(IfMatch::Versions(versions)),
-        })
+        Ok(Some(IfMatch::Versions(versions)))
     }
 
     /// Ok when the condition holds for a record at `current` (None: no such record).
@@ -106,6 +153,34 @@ mod tests {
             parse(&["W/\"3\", \"abc\""]),
             Some(IfMatch::Versions(vec![]))
         );
+    }
+
+    #[test]
+    fn refuses_what_is_not_entity_tag_syntax() {
+        let cases = [
+            ("J", false),
+            ("null", false),
+            ("7", false),
+            ("\"7", false),
+            ("*, \"7\"", false),
+            ("*,", false),
+            ("w/\"7\"", false),
+            ("\"a\"b\"", false),
+            ("\"1\" \"2\"", false),
+            ("*", true),
+            ("\"7\"", true),
+            ("W/\"7\", \"abc\"", true),
+            ("\"\",\"1\"", true),
+            ("", true),
+            ("\"7\",,\"8\"", true),
+            ("\"a,b\", \"9\"", true),
+        ];
+        for (value, ok) in cases {
+            let mut h = HeaderMap::new();
+            h.append(IF_MATCH, HeaderValue::from_str(value).unwrap());
+            assert_eq!(IfMatch::from_headers(&h).is_ok(), ok, "{value:?}");
+        }
+        assert_eq!(parse(&["\"a,b\", \"9\""]), Some(IfMatch::Versions(vec![9])));
     }
 
     #[test]

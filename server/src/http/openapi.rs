@@ -35,7 +35,9 @@ pub mod events;
 pub mod messages;
 
 use crate::http::cluster::{self as cluster_routes, CONSISTENCY};
+use crate::http::conditional::IF_MATCH_PATTERN;
 use crate::http::health::{Check, Health, Liveness, Readiness};
+use crate::http::idempotency::MAX_KEY_LEN;
 use crate::http::problem::{ApiError, ProblemBody};
 use crate::http::query::ListPage;
 use crate::http::response::{ApiResponse, JSON, PROBLEM_JSON};
@@ -67,7 +69,7 @@ pub const BEARER: &str = "bearerAuth";
 /// Every error status the API may answer, the name of its reusable response, and what it means
 /// in general. Operations say what it means for them.
 const ERRORS: &[(u16, &str, &str)] = &[
-    (400, "BadRequest", "The request is malformed: JSON that does not parse (with `line` and `column`), an unreadable body, or a bad header such as an empty `Idempotency-Key`."),
+    (400, "BadRequest", "The request is malformed: JSON that does not parse (with `line` and `column`), an unreadable body, or a header not of its documented syntax (`Idempotency-Key`, `If-Match`)."),
     (401, "Unauthorized", "No valid bearer token: the `Authorization` header is missing, malformed, expired or not signed by a trusted key."),
     (403, "Forbidden", "The token is valid but does not allow this operation."),
     (404, "NotFound", "The record, or the route, does not exist."),
@@ -138,7 +140,11 @@ pub struct SearchParams {
     /// Page size.
     #[param(minimum = 1, maximum = 1000, default = 20)]
     limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (`c1.`, the last hit's finite sort key as 16 hex
+    /// digits, `.`, its id).
+    #[param(
+        pattern = r"^c1\.(?:[0-689a-eA-E][0-9a-fA-F]{2}|[7fF][0-9a-eA-E][0-9a-fA-F]|[7fF][fF][0-9a-eA-E])[0-9a-fA-F]{13}\.[A-Za-z0-9._-]{1,64}$"
+    )]
     cursor: Option<String>,
     /// Include inactive musicians.
     #[param(default = false)]
@@ -274,7 +280,7 @@ pub mod paths {
     /// The body's `id` must equal the path's. Bookings and rating history are kept.
     #[utoipa::path(put, path = "/v1/musicians/{id}", tag = "musicians", operation_id = "putMusician",
         params(("id" = String, Path, description = ID),
-            ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag is one of these (`*`: only if it exists).")),
+            ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag is one of these (`*`: only if it exists). Entity tags (RFC 9110); weak and foreign tags never match (412), a value that is not entity-tag syntax is refused (400).")),
         request_body = Musician,
         responses(
             (status = 200, description = "Replaced; the stored view.", body = MusicianView,
@@ -306,7 +312,7 @@ pub mod paths {
     /// Releases the musician's bookings.
     #[utoipa::path(delete, path = "/v1/musicians/{id}", tag = "musicians", operation_id = "deleteMusician",
         params(("id" = String, Path, description = ID),
-            ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag is one of these.")),
+            ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag is one of these (`*`: only if it exists). Entity tags (RFC 9110); weak and foreign tags never match (412), a value that is not entity-tag syntax is refused (400).")),
         responses(
             (status = 204, description = "Deleted."),
             (status = 400, description = "`If-Match` is malformed."),
@@ -352,7 +358,7 @@ pub mod paths {
     /// date, fewer seats than booked) is refused with 409 `gig_has_bookings`.
     #[utoipa::path(put, path = "/v1/gigs/{id}", tag = "gigs", operation_id = "putGig",
         params(("id" = String, Path, description = ID),
-            ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag is one of these (`*`: only if it exists).")),
+            ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag is one of these (`*`: only if it exists). Entity tags (RFC 9110); weak and foreign tags never match (412), a value that is not entity-tag syntax is refused (400).")),
         request_body = Gig,
         responses(
             (status = 200, description = "Replaced; the stored view.", body = GigView,
@@ -385,7 +391,7 @@ pub mod paths {
     /// Releases the gig's bookings.
     #[utoipa::path(delete, path = "/v1/gigs/{id}", tag = "gigs", operation_id = "deleteGig",
         params(("id" = String, Path, description = ID),
-            ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag is one of these.")),
+            ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag is one of these (`*`: only if it exists). Entity tags (RFC 9110); weak and foreign tags never match (412), a value that is not entity-tag syntax is refused (400).")),
         responses(
             (status = 204, description = "Deleted."),
             (status = 400, description = "`If-Match` is malformed."),
@@ -508,7 +514,161 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     strip_code_blocks(&mut doc);
     apply_conventions(&mut doc);
+    cross_field_rules(&mut doc);
+    field_rules(&mut doc);
     doc
+}
+
+/// The characters Rust's `str::trim` removes (Unicode `White_Space`), as a regex class body.
+/// Spelled out because `\s` differs between regex dialects (Python's also has U+001C–U+001F).
+const WS: &str = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// The rules `mussikon_engine::validate` (and the server's own checks) enforce on fields whose
+/// Rust type cannot say them (`i64` for a level, `String` for an id or a date), merged into the
+/// generated schemas so that the document refuses what the server refuses. Each entry is
+/// `(schema, property, rules)`; `rules` is merged into the property's schema.
+fn field_rules(doc: &mut Value) {
+    let id = json!({"pattern": "^[A-Za-z0-9._-]{1,64}$"});
+    let text =
+        |max: usize| json!({"minLength": 1, "maxLength": max, "pattern": format!("[^{WS}]")});
+    // A name (instrument, genre): 1–40 characters once trimmed.
+    let name = json!({"pattern": format!("^[{WS}]*[^{WS}]([\\s\\S]{{0,38}}[^{WS}])?[{WS}]*$")});
+    let date = json!({"format": "date",
+        "pattern": "^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"});
+    let level = json!({"minimum": 1, "maximum": 5});
+    let radius = json!({"exclusiveMinimum": 0, "maximum": 20000});
+    let names = json!({"maxItems": 16, "items": name.clone()});
+    let rules = [
+        ("Musician", "id", id.clone()),
+        ("Musician", "name", text(200)),
+        (
+            "Musician",
+            "instruments",
+            json!({"minItems": 1, "maxItems": 16}),
+        ),
+        ("Musician", "genres", names.clone()),
+        ("Musician", "city", text(200)),
+        ("Musician", "travel_radius_km", radius.clone()),
+        (
+            "Musician",
+            "busy",
+            json!({"maxItems": 366, "items": date.clone()}),
+        ),
+        ("Musician", "bio", json!({"maxLength": 4000})),
+        ("InstrumentSkill", "name", name.clone()),
+        ("InstrumentSkill", "level", level.clone()),
+        ("GeoPoint", "lat", json!({"minimum": -90, "maximum": 90})),
+        ("GeoPoint", "lon", json!({"minimum": -180, "maximum": 180})),
+        ("Near", "lat", json!({"minimum": -90, "maximum": 90})),
+        ("Near", "lon", json!({"minimum": -180, "maximum": 180})),
+        ("Near", "radius_km", radius.clone()),
+        ("Money", "amount", json!({"minimum": 0})),
+        ("Money", "currency", json!({"pattern": "^[A-Z]{3}$"})),
+        ("Budget", "max_fee", json!({"minimum": 0})),
+        ("Budget", "currency", json!({"pattern": "^[A-Z]{3}$"})),
+        ("Rating", "count", json!({"minimum": 0})),
+        ("Rating", "average", json!({"minimum": 0, "maximum": 5})),
+        ("RatingBody", "stars", json!({"minimum": 1, "maximum": 5})),
+        ("Gig", "id", id.clone()),
+        ("Gig", "title", text(200)),
+        ("Gig", "date", date.clone()),
+        ("Gig", "radius_km", radius),
+        ("Gig", "slots", json!({"minItems": 1, "maxItems": 16})),
+        ("Gig", "genres", names.clone()),
+        ("Gig", "min_rating", json!({"minimum": 1, "maximum": 5})),
+        ("Gig", "owner", id.clone()),
+        ("Slot", "instrument", name.clone()),
+        ("Slot", "count", json!({"minimum": 1, "maximum": 20})),
+        ("Slot", "min_level", level.clone()),
+        ("SearchQuery", "text", json!({"maxLength": 1000})),
+        ("SearchQuery", "instruments", json!({"maxItems": 16})),
+        ("SearchQuery", "genres", names),
+        ("SearchQuery", "available_on", date.clone()),
+        (
+            "SearchQuery",
+            "min_rating",
+            json!({"minimum": 1, "maximum": 5}),
+        ),
+        (
+            "SearchQuery",
+            "limit",
+            json!({"minimum": 1, "maximum": 1000}),
+        ),
+        ("InstrumentFilter", "name", name),
+        ("InstrumentFilter", "min_level", level),
+    ];
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, property, rule) in rules {
+        merge(&mut schemas[schema]["properties"][property], rule);
+    }
+    // `average` is at least 1 once there are ratings.
+    if let Some(r) = schemas["Rating"].as_object_mut() {
+        r.insert(
+            "if".into(),
+            json!({"properties": {"count": {"minimum": 1}}, "required": ["count"]}),
+        );
+        r.insert(
+            "then".into(),
+            json!({"properties": {"average": {"minimum": 1}}}),
+        );
+    }
+    // The same rules on the query parameters of `GET /v1/musicians/search`; `instrument` and
+    // `genre` values may be comma lists of names.
+    let list = json!({"items": {"pattern": "^[^,]{0,40}(,[^,]{0,40})*$"}});
+    let search = &mut doc["paths"]["/v1/musicians/search"]["get"]["parameters"];
+    if let Some(params) = search.as_array_mut() {
+        for p in params {
+            let rule = match p["name"].as_str() {
+                Some("instrument" | "genre") => list.clone(),
+                Some("available_on") => date.clone(),
+                Some("text") => json!({"maxLength": 1000}),
+                _ => continue,
+            };
+            merge(&mut p["schema"], rule);
+        }
+    }
+}
+
+/// Merges `extra` into `into`, object by object (other values are replaced).
+fn merge(into: &mut Value, extra: Value) {
+    match (into, extra) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (into, extra) => *into = extra,
+    }
+}
+
+/// Rules between fields of one body that no field's own schema states, written as JSON Schema
+/// 2020-12 (OpenAPI 3.1) so that clients and test generators see them:
+/// - `SearchQuery`: `sort: distance` needs `near`;
+/// - `Weights`: not all zero (they are scaled to sum 1).
+///
+/// Rules between query parameters (`lat`/`lon`/`radius_km` together, `max_fee` with `currency`,
+/// `sort=distance` with the circle, not all `w_*` zero) and between the path and the body (a PUT
+/// body's `id` equals the path's) cannot be stated in OpenAPI: the parameters' descriptions and
+/// the operations' 422 responses say them.
+fn cross_field_rules(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    if let Some(q) = schemas["SearchQuery"].as_object_mut() {
+        q.insert(
+            "if".into(),
+            json!({"properties": {"sort": {"const": "distance"}}, "required": ["sort"]}),
+        );
+        q.insert(
+            "then".into(),
+            json!({"properties": {"near": {"type": "object"}}, "required": ["near"]}),
+        );
+    }
+    if let Some(w) = schemas["Weights"].as_object_mut() {
+        let zero: Map<String, Value> = ["proximity", "rating", "genres", "price", "level"]
+            .into_iter()
+            .map(|f| (f.to_string(), json!({"const": 0})))
+            .collect();
+        w.insert("not".into(), json!({"properties": zero}));
+    }
 }
 
 /// Removes fenced code blocks from every `description`: the doc comments that become
@@ -671,6 +831,21 @@ fn error_ref(status: u16) -> Value {
     json!({"$ref": format!("#/components/responses/{name}")})
 }
 
+/// Gives the conditional and idempotency request headers the syntax the server enforces
+/// (anything else is refused with 400): `If-Match` entity tags, `Idempotency-Key` visible ASCII.
+/// utoipa writes an optional header as `string | null`, which no header value can be.
+fn header_syntax(param: &mut Value) {
+    if param["in"] != "header" {
+        return;
+    }
+    let pattern = match param["name"].as_str() {
+        Some("If-Match") => IF_MATCH_PATTERN.to_string(),
+        Some("Idempotency-Key") => format!("^[!-~]{{1,{MAX_KEY_LEN}}}$"),
+        _ => return,
+    };
+    param["schema"] = json!({"type": "string", "pattern": pattern});
+}
+
 /// Applies what every operation shares; see the module documentation.
 /// The `consistency` query parameter of the operation `method` on `path`, with the route's
 /// default, when that request reads replicated data (`crate::http::cluster::read_consistency`).
@@ -720,17 +895,24 @@ fn apply_conventions(doc: &mut Value) {
             let Some(op) = op.as_object_mut() else {
                 continue;
             };
+            let mut has_consistency = false;
             let params = op.entry("parameters").or_insert_with(|| json!([]));
             if let Some(params) = params.as_array_mut() {
                 if let Some(p) = consistency_parameter(method, path) {
                     params.push(p);
+                    has_consistency = true;
                 }
+                for p in params.iter_mut() {
+                    header_syntax(p);
+                }
+                // No pattern: a request id never fails a request; one that is not safe to echo
+                // is replaced, not refused.
                 params.push(json!({
                     "name": "X-Request-Id",
                     "in": "header",
                     "required": false,
-                    "description": "A request id to echo in the response and logs: 1–128 characters of `[A-Za-z0-9._:-]`.",
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                    "description": "A request id to echo in the response and logs. Kept when it is 1–128 characters of `[A-Za-z0-9._:-]`; any other value is replaced by a new UUID (never refused).",
+                    "schema": {"type": "string"},
                 }));
             }
             if secured {
@@ -757,6 +939,20 @@ fn apply_conventions(doc: &mut Value) {
                     Ok(status) if status >= 400 && status != 503 => fill_error(r, status),
                     _ => {}
                 }
+            }
+            // A `consistency` that is not one of its values is refused (422).
+            if has_consistency && !responses.contains_key("422") {
+                let mut r = Map::new();
+                r.insert(
+                    "description".into(),
+                    json!("A parameter is invalid (`consistency`)."),
+                );
+                r.insert(
+                    "headers".into(),
+                    json!({"X-Request-Id": request_id_header()}),
+                );
+                fill_error(&mut r, 422);
+                responses.insert("422".into(), Value::Object(r));
             }
             let mut common = vec![500];
             if secured {

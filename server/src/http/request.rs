@@ -241,7 +241,10 @@ async fn drain(stream: &mut BodyStream) {
 }
 
 /// Decodes one JSON document: 400 with line and column for malformed JSON (trailing bytes
-/// included), 422 naming the field for a document of the wrong shape.
+/// included), 422 naming the field for a document of the wrong shape (a key given twice in one
+/// object included). A whole number written as a float (`3.0`, within ±2^53) is the integer it
+/// spells: JSON Schema's `integer`, which the OpenAPI document uses, admits it, and serde's
+/// integer types alone would refuse it.
 ///
 /// ```
 /// use mussikon_server::http::{problem::ApiError, request::decode_json};
@@ -253,15 +256,87 @@ async fn drain(stream: &mut BodyStream) {
 ///     Err(ApiError::Invalid(errors)) => assert_eq!(errors[0].field, "stars"),
 ///     other => panic!("{other:?}"),
 /// }
+/// assert_eq!(decode_json::<Stars>(b"{\"stars\":5.0}").unwrap().stars, 5);
+/// assert!(decode_json::<Stars>(b"{\"stars\":4.5}").is_err());
+/// assert!(decode_json::<Stars>(b"{\"stars\":4,\"stars\":5}").is_err());
 /// ```
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let Strict(document) =
+        serde::Deserialize::deserialize(&mut de).map_err(|e| json_error(e, "."))?;
+    de.end().map_err(|e| json_error(e, "."))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
         json_error(e.into_inner(), &path)
-    })?;
-    de.end().map_err(|e| json_error(e, "."))?;
-    Ok(value)
+    })
+}
+
+/// A JSON value read with the rules of [`decode_json`]: whole floats become integers, and a key
+/// twice in one object is an error (a `serde_json::Value` would keep the last silently).
+struct Strict(serde_json::Value);
+
+/// Largest magnitude up to which every whole `f64` is exact.
+const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    #[allow(clippy::cast_possible_truncation)] // Whole and within ±2^53: exact.
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() == 0.0 && v.abs() <= EXACT_F64 {
+            return Ok((v as i64).into());
+        }
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate field `{key}`"
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            object.insert(key, v);
+        }
+        Ok(object.into())
+    }
 }
 
 fn json_error(e: serde_json::Error, path: &str) -> ApiError {

@@ -210,7 +210,7 @@ fn allow(methods: &[Method]) -> String {
     names.join(", ")
 }
 
-fn capture(template: &str, path: &str) -> Option<Vec<String>> {
+pub(crate) fn capture(template: &str, path: &str) -> Option<Vec<String>> {
     let mut want = template.split('/');
     let mut have = path.split('/');
     let mut params = Vec::new();

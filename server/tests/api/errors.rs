@@ -181,6 +181,29 @@ fn cases() -> Vec<Case> {
         )
         .json(with(m.clone(), &["name"], json!("Changed")))
         .header("if-match", "\"999\""),
+        // Not entity-tag syntax: refused, no longer read as a tag that never matches (412).
+        case(
+            "if-match not a tag",
+            Method::PUT,
+            "/v1/musicians/m-1",
+            S::BAD_REQUEST,
+        )
+        .json(with(m.clone(), &["name"], json!("Changed")))
+        .header("if-match", "J"),
+        case(
+            "if-match unquoted",
+            Method::DELETE,
+            "/v1/musicians/m-1",
+            S::BAD_REQUEST,
+        )
+        .header("if-match", "7"),
+        case(
+            "if-match star and tag",
+            Method::DELETE,
+            "/v1/gigs/g-1",
+            S::BAD_REQUEST,
+        )
+        .header("if-match", "*, \"1\""),
         case(
             "bad method",
             Method::PATCH,
@@ -453,6 +476,14 @@ fn cases() -> Vec<Case> {
             S::UNPROCESSABLE_ENTITY,
         )
         .fields(&["min_level"]),
+        // Refused even without `instrument`, where the level would otherwise go unused.
+        case(
+            "level 0 alone",
+            Method::GET,
+            "/v1/musicians/search?min_level=0",
+            S::UNPROCESSABLE_ENTITY,
+        )
+        .fields(&["min_level"]),
         case(
             "bad lat",
             Method::GET,
@@ -460,6 +491,21 @@ fn cases() -> Vec<Case> {
             S::UNPROCESSABLE_ENTITY,
         )
         .fields(&["lat"]),
+        // Message numbers are int64: 2^63 is out of range, not read as a u64.
+        case(
+            "messages after 2^63",
+            Method::GET,
+            "/v1/gigs/g-1/messages?after=9223372036854775808",
+            S::UNPROCESSABLE_ENTITY,
+        )
+        .fields(&["after"]),
+        case(
+            "messages after -1",
+            Method::GET,
+            "/v1/gigs/g-1/messages?after=-1",
+            S::UNPROCESSABLE_ENTITY,
+        )
+        .fields(&["after"]),
         case(
             "bad cursor",
             Method::GET,
@@ -519,6 +565,20 @@ fn cases() -> Vec<Case> {
             Method::GET,
             "/v1/musicians/",
             S::NOT_FOUND,
+        ),
+        // The cluster's admin routes are served beside the router's table; a method they do
+        // not serve gets 405 like any other route (it fell through to a 404).
+        case(
+            "trace cluster status",
+            Method::TRACE,
+            "/v1/cluster/status",
+            S::METHOD_NOT_ALLOWED,
+        ),
+        case(
+            "patch cluster member",
+            Method::PATCH,
+            "/v1/cluster/members/2",
+            S::METHOD_NOT_ALLOWED,
         ),
         case(
             "post health",
@@ -643,5 +703,37 @@ async fn a_chunked_body_over_the_limit_gets_413() {
     let p = problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(p["limit_bytes"], 1000);
     problem(s.get("/v1/musicians/m-1").await, StatusCode::NOT_FOUND).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_floats_are_integers_and_a_key_twice_is_refused() {
+    let s = TestServer::start().await;
+    // JSON Schema's `integer` (the document's) admits `4.0`; the server reads it as 4.
+    let mut m = musician("m-1");
+    m["instruments"] = json!([{"name": "guitar", "level": 4.0}]);
+    let view = json_of(s.put("/v1/musicians/m-1", &m).await, StatusCode::CREATED).await;
+    assert_eq!(view["musician"]["instruments"][0]["level"], json!(4));
+    m["instruments"] = json!([{"name": "guitar", "level": 4.5}]);
+    let p = problem(
+        s.put("/v1/musicians/m-1", &m).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(fields(&p).iter().any(|f| f.contains("level")), "{p}");
+    // A key given twice is refused, not resolved to one of its values.
+    let resp = s
+        .client
+        .post(s.url("/v1/musicians/m-1/ratings"))
+        .header("content-type", "application/json")
+        .body(r#"{"stars": 1, "stars": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("duplicate field"),
+        "{p}"
+    );
     s.stop().await;
 }

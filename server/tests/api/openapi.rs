@@ -334,6 +334,87 @@ fn the_schemas_refuse_what_the_server_refuses() {
         "every search field is optional"
     );
     assert!(schemas.check(&query, &json!({"sort": "price"})).is_err());
+    // Rules the server enforces that schemathesis found missing (docs/reliability.md).
+    assert!(schemas.check(&query, &json!({"sort": "distance"})).is_err());
+    let near = json!({"lat": 40.4, "lon": -3.7, "radius_km": 25});
+    assert!(schemas
+        .check(&query, &json!({"sort": "distance", "near": near}))
+        .is_ok());
+    assert!(schemas.check(&query, &json!({"cursor": ""})).is_err());
+    assert!(schemas
+        .check(&query, &json!({"cursor": "c1.3ff0000000000000.m-1"}))
+        .is_ok());
+    assert!(schemas
+        .check(&query, &json!({"cursor": "c1.7ff0000000000000.m-1"}))
+        .is_err());
+    let weights = json!({"$ref": "#/components/schemas/Weights"});
+    let w = |v: f64| json!({"proximity": v, "rating": 0, "genres": 0.0, "price": 0, "level": 0});
+    assert!(schemas.check(&weights, &w(0.0)).is_err(), "all zero");
+    assert!(schemas.check(&weights, &w(-1.0)).is_err(), "negative");
+    assert!(schemas.check(&weights, &w(0.5)).is_ok());
+    let booking = json!({"$ref": "#/components/schemas/BookingBody"});
+    for (slot, ok) in [(0, true), (15, true), (16, false), (-1, false)] {
+        let b = json!({"slot": slot, "musician_id": "m-1"});
+        assert_eq!(schemas.check(&booking, &b).is_ok(), ok, "slot {slot}");
+    }
+    let ad_hoc = json!({"$ref": "#/components/schemas/AdHocBody"});
+    let g = doc["components"]["schemas"]["Gig"]["examples"][0].clone();
+    assert!(schemas.check(&ad_hoc, &json!({"gig": g, "k": 0})).is_err());
+    let message = json!({"$ref": "#/components/schemas/MessageBody"});
+    let m = json!({"author": "m-1", "text": "hi", "message_id": "x-1"});
+    assert!(schemas.check(&message, &m).is_ok());
+    assert!(schemas
+        .check(&message, &json!({"author": "m-1", "text": "  "}))
+        .is_err());
+    assert!(schemas
+        .check(
+            &message,
+            &json!({"author": "m-1", "text": "hi", "extra": 1})
+        )
+        .is_err());
+}
+
+#[test]
+fn header_schemas_have_the_syntax_the_server_enforces() {
+    let doc = openapi::document();
+    let schemas = Schemas::of(&doc);
+    let header = |method: &str, path: &str, name: &str| -> Value {
+        op(&doc, method, path)["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["in"] == "header" && p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path}: no {name}"))["schema"]
+            .clone()
+    };
+    let if_match = header("put", "/v1/musicians/{id}", "If-Match");
+    for good in [
+        "*",
+        "\"7\"",
+        "W/\"7\", \"abc\"",
+        "\"1\",\"2\"",
+        "",
+        "\"1\",,\"2\"",
+    ] {
+        assert!(schemas.check(&if_match, &json!(good)).is_ok(), "{good}");
+    }
+    for bad in ["J", "null", "7", "*, \"1\"", "W/7"] {
+        assert!(schemas.check(&if_match, &json!(bad)).is_err(), "{bad}");
+    }
+    for (method, path) in [
+        ("post", "/v1/gigs/{id}/bookings"),
+        ("post", "/v1/musicians/{id}/ratings"),
+        ("post", "/v1/gigs/{id}/messages"),
+    ] {
+        let key = header(method, path, "Idempotency-Key");
+        assert!(schemas.check(&key, &json!("k-1")).is_ok());
+        for bad in ["", "a b", "tab\there", "é"] {
+            assert!(schemas.check(&key, &json!(bad)).is_err(), "{path}: {bad:?}");
+        }
+    }
+    // A request id never fails a request: any value is schema-valid (the server replaces it).
+    let rid = header("get", "/health", "X-Request-Id");
+    assert!(schemas.check(&rid, &json!("not safe {}")).is_ok());
 }
 
 fn musician_value(id: &str) -> Value {

@@ -21,9 +21,11 @@ use warp::http::StatusCode;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingBody {
-    /// Index of the slot in the gig's `slots`.
+    /// Index of the slot in the gig's `slots` (a gig has at most 16).
+    #[schema(minimum = 0, maximum = 15)]
     pub slot: i64,
     /// The musician to book.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub musician_id: String,
 }
 

@@ -87,6 +87,7 @@ pub struct AdHocBody {
     pub gig: Gig,
     /// Candidates per slot, 1–100 (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub k: Option<usize>,
     /// Ranking weights (default 0.35/0.30/0.15/0.10/0.10).
     #[serde(default)]

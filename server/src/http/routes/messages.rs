@@ -27,20 +27,25 @@ use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 
 /// The body of `POST /v1/gigs/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(examples(json!({"author": "m-1", "text": "Sound check at 18:00?"})))]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
     /// Who writes (an id).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub author: String,
-    /// The text, 1–2000 characters after trimming.
+    /// The text, 1–2000 characters after trimming (so not blank).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub text: String,
-    /// The client's id for the message, unique within the gig.
+    /// The client's id for the message, unique within the gig (a second message with it is
+    /// refused, 409 `message_id_taken`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub message_id: Option<String>,
 }
 
 /// One page of a thread.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessagePage {
     /// Messages in posting order.
     pub items: Vec<Message>,
@@ -80,10 +85,16 @@ pub async fn post(app: &App, gig_id: String, req: Request) -> Result<ApiResponse
 pub async fn list(app: &App, gig_id: String, req: &Request) -> Result<ApiResponse, ApiError> {
     let mut p = Params::parse(&req.query);
     let limit = p.page_limit();
-    let after = p.parsed::<u64>(
-        "after",
-        "must be a message number: an integer from 0 (the next field of a page)",
-    );
+    // Message numbers are documented as int64: larger values are refused like any other
+    // number out of range, not read as u64.
+    let rule = "must be a message number: an integer from 0 to 9223372036854775807 (the next field of a page)";
+    let after = match p.parsed::<i64>("after", rule) {
+        Some(n) if n < 0 => {
+            p.fail("after", rule);
+            None
+        }
+        n => n.map(i64::unsigned_abs),
+    };
     p.finish()?;
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));

@@ -30,9 +30,14 @@ pub async fn dispatch(app: App, resolved: Resolved, req: Request) -> ApiResponse
     let result = match resolved {
         Resolved::Found { id, params, .. } => route(&app, id, params, req).await,
         Resolved::MethodNotAllowed { allow, .. } => Err(ApiError::MethodNotAllowed { allow }),
-        Resolved::NotFound => Err(ApiError::NotFound(
-            "no route has this path; the API lives under /v1".into(),
-        )),
+        Resolved::NotFound => Err(
+            match crate::http::cluster::admin_method_not_allowed(&req.method, &req.path) {
+                Some(allow) => ApiError::MethodNotAllowed { allow },
+                None => {
+                    ApiError::NotFound("no route has this path; the API lives under /v1".into())
+                }
+            },
+        ),
     };
     result.unwrap_or_else(|e| e.into_response(&request_id))
 }

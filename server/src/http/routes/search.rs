@@ -59,9 +59,16 @@ pub async fn get(app: &App, req: &Request) -> Result<ApiResponse, ApiError> {
 pub fn query_from_params(raw: &str) -> Result<SearchQuery, ApiError> {
     let mut p = Params::parse(raw);
     let names = p.list("instrument");
-    let min_level = p
-        .parsed::<i64>("min_level", "must be an integer from 1 to 5")
-        .unwrap_or(1);
+    // Checked here, not only by the engine (which checks it per instrument): without
+    // `instrument` the level would otherwise be dropped unchecked.
+    let level_rule = "must be an integer from 1 to 5";
+    let min_level = match p.parsed::<i64>("min_level", level_rule) {
+        Some(l) if !(1..=5).contains(&l) => {
+            p.fail("min_level", level_rule);
+            1
+        }
+        l => l.unwrap_or(1),
+    };
     let instrument_mode = match p.text("mode").as_deref() {
         None | Some("any") => InstrumentMode::Any,
         Some("all") => InstrumentMode::All,
