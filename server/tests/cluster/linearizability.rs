@@ -1,6 +1,6 @@
 //! A linearizability check of one register (`/v1/musicians/reg`, its value the `name`) against
-//! histories that concurrent clients record on a 3-node cluster, with and without a leader
-//! killed midway.
+//! histories that concurrent clients record on a 3-node cluster: calm, with the leader killed
+//! midway, and with the leader cut from both followers (a partition) and then healed.
 //!
 //! The checker is Wing & Gong's search with Lowe's memoization (as in Knossos and Porcupine):
 //! depth first, it picks an operation that may take effect next (no operation still to place
@@ -878,6 +878,52 @@ async fn the_register_stays_linearizable_when_the_leader_is_killed_and_restarted
     let s = check_clients("leader killed", &sh, tasks).await;
     // The clients went on through the failover and after the restart.
     for (since, what) in [(killed, "the kill"), (restarted, "the restart")] {
+        let acked = |read: bool| {
+            s.history
+                .iter()
+                .filter(|e| e.invoke > since && e.complete.is_some())
+                .filter(|e| matches!(e.op, Op::Read(_)) == read)
+                .count()
+        };
+        assert!(acked(false) > 0, "no acknowledged write after {what}");
+        assert!(acked(true) > 0, "no linearizable read after {what}");
+    }
+}
+
+/// The partition case: the old leader keeps taking requests on its side (writes it cannot
+/// commit, linearizable reads it cannot confirm) while the majority elects a new leader and goes
+/// on; after healing, every answer of both sides must still fit one linearizable history.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_register_stays_linearizable_when_the_leader_is_partitioned_and_healed() {
+    use crate::partition::{cut, heal_all, FAULTS};
+    let c = Cluster::start(3, FAULTS).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let majority: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    let sh = Shared::new(&c);
+    let tasks = spawn_clients(&sh, 6, 1000);
+    wait_finished(&sh, 80).await;
+    let cut_tick = sh.tick();
+    cut(&c, leader, &majority).await;
+    for id in &majority {
+        cut(&c, *id, &[leader]).await;
+    }
+    let new_leader = c.wait_leader(&majority).await;
+    println!(
+        "cut leader {leader} at tick {cut_tick}; node {new_leader} leads the majority at {:.3} s",
+        sh.started.elapsed().as_secs_f64()
+    );
+    wait_finished(&sh, sh.finished.load(Ordering::SeqCst) + 40).await;
+    heal_all(&c).await;
+    let healed = sh.tick();
+    let now_leader = c.wait_leader(&[1, 2, 3]).await;
+    println!(
+        "healed at tick {healed}; node {now_leader} leads at {:.3} s",
+        sh.started.elapsed().as_secs_f64()
+    );
+    wait_finished(&sh, sh.finished.load(Ordering::SeqCst) + 80).await;
+    sh.stop.store(true, Ordering::SeqCst);
+    let s = check_clients("leader partitioned", &sh, tasks).await;
+    for (since, what) in [(cut_tick, "the cut"), (healed, "the heal")] {
         let acked = |read: bool| {
             s.history
                 .iter()

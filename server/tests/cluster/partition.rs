@@ -5,10 +5,10 @@ use crate::harness::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const FAULTS: &[&str] = &["--set", "cluster.fault_injection=true"];
+pub(crate) const FAULTS: &[&str] = &["--set", "cluster.fault_injection=true"];
 
 /// Cuts node `id` from `peers` (on `id` only; call it on both sides for a symmetric cut).
-async fn cut(c: &Cluster, id: u64, peers: &[u64]) {
+pub(crate) async fn cut(c: &Cluster, id: u64, peers: &[u64]) {
     let r = c
         .http
         .put(c.url(id, "/v1/cluster/faults"))
@@ -20,7 +20,7 @@ async fn cut(c: &Cluster, id: u64, peers: &[u64]) {
 }
 
 /// Heals every cut on every node.
-async fn heal_all(c: &Cluster) {
+pub(crate) async fn heal_all(c: &Cluster) {
     for id in c.alive() {
         let r = c
             .http
