@@ -877,17 +877,7 @@ async fn the_register_stays_linearizable_when_the_leader_is_killed_and_restarted
     sh.stop.store(true, Ordering::SeqCst);
     let s = check_clients("leader killed", &sh, tasks).await;
     // The clients went on through the failover and after the restart.
-    for (since, what) in [(killed, "the kill"), (restarted, "the restart")] {
-        let acked = |read: bool| {
-            s.history
-                .iter()
-                .filter(|e| e.invoke > since && e.complete.is_some())
-                .filter(|e| matches!(e.op, Op::Read(_)) == read)
-                .count()
-        };
-        assert!(acked(false) > 0, "no acknowledged write after {what}");
-        assert!(acked(true) > 0, "no linearizable read after {what}");
-    }
+    assert_progress_after(&s, &[(killed, "the kill"), (restarted, "the restart")]);
 }
 
 /// The partition case: the old leader keeps taking requests on its side (writes it cannot
@@ -923,7 +913,13 @@ async fn the_register_stays_linearizable_when_the_leader_is_partitioned_and_heal
     wait_finished(&sh, sh.finished.load(Ordering::SeqCst) + 80).await;
     sh.stop.store(true, Ordering::SeqCst);
     let s = check_clients("leader partitioned", &sh, tasks).await;
-    for (since, what) in [(cut_tick, "the cut"), (healed, "the heal")] {
+    assert_progress_after(&s, &[(cut_tick, "the cut"), (healed, "the heal")]);
+}
+
+/// Asserts that, after each marked tick, some write was acknowledged and some linearizable read
+/// answered: the clients went on through the fault.
+fn assert_progress_after(s: &Summary, marks: &[(u64, &str)]) {
+    for &(since, what) in marks {
         let acked = |read: bool| {
             s.history
                 .iter()
