@@ -64,6 +64,33 @@ impl NodeProc {
     }
 }
 
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 25;
+
+impl Drop for Cluster {
+    /// On a failing test (a panic), prints the end of every node's log, so that CI output says
+    /// what the nodes were doing.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for node in self.nodes.values() {
+            let text = std::fs::read_to_string(log_path(&node.dir)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!(
+                "--- node {} log ({} lines, last {}):",
+                node.id,
+                lines.len(),
+                LOG_TAIL_LINES.min(lines.len())
+            );
+            for line in &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..] {
+                let cut: String = line.chars().take(400).collect();
+                eprintln!("{cut}");
+            }
+        }
+    }
+}
+
 pub struct Cluster {
     pub _tmp: tempfile::TempDir,
     pub peers: String,
@@ -72,7 +99,18 @@ pub struct Cluster {
     pub http: reqwest::Client,
 }
 
+/// Where node `dir`'s log goes: `node{id}.log` beside its data directory, appended across
+/// restarts (printed when a test fails: see `Drop for Cluster`).
+fn log_path(dir: &Path) -> PathBuf {
+    dir.with_extension("log")
+}
+
 pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(dir))
+        .unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", addr, "--data-dir"])
         .arg(dir)
@@ -83,7 +121,7 @@ pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[S
         .env_remove("MUSSIKON_NODE_ID")
         .env_remove("MUSSIKON_PEERS")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .unwrap();
