@@ -303,11 +303,12 @@ impl Engine {
             fw.write(&Frame::Messages(batch))?;
         }
         let (head, tail, keys) = store.idempotency_records()?;
-        for records in keys.chunks(BATCH) {
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
             fw.write(&Frame::Idempotency {
                 head,
                 tail,
-                records: records.to_vec(),
+                records: keys.by_ref().take(BATCH).collect(),
             })?;
         }
         let checksum = fw.sum.0;

@@ -1294,8 +1294,6 @@ impl Store {
         Ok(())
     }
 
-    /// Writes restored messages in one batch per tree, with their index entries (numbers kept;
-    /// a gig's counter becomes the highest number seen for it).
     /// Every recorded idempotency key in recording order, with the window's bounds
     /// (`head`, `tail`), for a snapshot.
     pub(crate) fn idempotency_records(
@@ -1346,6 +1344,8 @@ impl Store {
         Ok(())
     }
 
+    /// Writes restored messages in one batch per tree, with their index entries (numbers kept;
+    /// a gig's counter becomes the highest number seen for it).
     pub(crate) fn load_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
         let mut mb = sled::Batch::default();
         let mut ib = sled::Batch::default();

@@ -50,27 +50,20 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
 /// (on a single node they answer 404), so without this such a request fell through to the
 /// router's "no route has this path" 404 instead of the 405 every other route gives.
 pub fn admin_method_not_allowed(method: &Method, path: &str) -> Option<String> {
-    let served: Vec<&str> = ADMIN_ROUTES
+    let served: Vec<Method> = ADMIN_ROUTES
         .iter()
         .filter(|(_, template)| crate::http::router::capture(template, path).is_some())
-        .map(|(m, _)| *m)
+        .filter_map(|(m, _)| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
         .collect();
     let asked = if *method == Method::HEAD {
-        "get".to_string()
+        &Method::GET
     } else {
-        method.as_str().to_ascii_lowercase()
+        method
     };
-    if served.is_empty() || served.contains(&asked.as_str()) {
+    if served.is_empty() || served.contains(asked) {
         return None;
     }
-    let mut allow = Vec::new();
-    for m in served {
-        allow.push(m.to_ascii_uppercase());
-        if m == "get" {
-            allow.push("HEAD".into());
-        }
-    }
-    Some(allow.join(", "))
+    Some(crate::http::router::allow(&served))
 }
 
 /// Response header naming the leader's address.

@@ -199,7 +199,8 @@ impl Resolved {
     }
 }
 
-fn allow(methods: &[Method]) -> String {
+/// The `Allow` header value for `methods` (HEAD beside every GET).
+pub(crate) fn allow(methods: &[Method]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for m in methods {
         names.push(m.as_str());
