@@ -876,7 +876,7 @@ impl Node {
                 rest = &rest[take..];
                 if need.is_none() && head.len() == 4 {
                     let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-                    if n > 16 * 1024 * 1024 {
+                    if n > crate::types::SNAPSHOT_HEAD_MAX {
                         return Err(RpcError::BadBody("snapshot header too large".into()));
                     }
                     need = Some(n);

@@ -60,10 +60,52 @@ pub enum CodecError {
 }
 
 /// Largest message [`decode`] accepts (snapshots are streamed, not decoded).
-const LIMIT: usize = 256 * 1024 * 1024;
+pub const LIMIT: usize = 256 * 1024 * 1024;
+
+/// Largest snapshot head (the sender's vote and the snapshot's metadata, before the export
+/// stream) a receiver reads; a longer declared head is refused before any of it is buffered.
+pub const SNAPSHOT_HEAD_MAX: usize = 16 * 1024 * 1024;
+
+/// How much memory a decode may claim per input byte. bincode sums, over a whole message, the
+/// in-memory size of what it decodes (8 bytes for a `u64` that took one varint byte, a string's
+/// length for its bytes) and refuses past its limit *before* allocating a declared length. No
+/// valid encoding claims more than 16 times its length (the widest primitive, `u128`, is 16
+/// bytes from at least one), so the limit follows the input: a 10-byte body that declares a
+/// 200 MB string is refused without the allocation.
+const CLAIM_PER_INPUT_BYTE: usize = 16;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<LIMIT>()
+}
+
+/// bincode's limit is a const generic: [`decode`] picks the smallest of these tiers that is at
+/// least [`CLAIM_PER_INPUT_BYTE`] times the input.
+fn limited<const N: usize>() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<N>,
+> {
+    bincode::config::standard().with_limit::<N>()
+}
+
+/// Evaluates `$body` with `$c` bound to the config of the tier an input of `$len` bytes falls in.
+macro_rules! with_tier {
+    ($len:expr, $c:ident => $body:expr) => {{
+        let claim = ($len).saturating_mul(CLAIM_PER_INPUT_BYTE);
+        if claim <= 64 * 1024 {
+            let $c = limited::<{ 64 * 1024 }>();
+            $body
+        } else if claim <= 1024 * 1024 {
+            let $c = limited::<{ 1024 * 1024 }>();
+            $body
+        } else if claim <= 16 * 1024 * 1024 {
+            let $c = limited::<{ 16 * 1024 * 1024 }>();
+            $body
+        } else {
+            let $c = limited::<LIMIT>();
+            $body
+        }
+    }};
 }
 
 /// Encodes a serde value in bincode 2.
@@ -71,9 +113,10 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// Decodes a serde value from bincode 2; trailing bytes are an error.
+/// Decodes a serde value from bincode 2; trailing bytes are an error, and so is a message that
+/// would claim more memory than its tier allows (see [`CLAIM_PER_INPUT_BYTE`]).
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (v, used) = bincode::serde::decode_from_slice(bytes, config())
+    let (v, used) = with_tier!(bytes.len(), c => bincode::serde::decode_from_slice(bytes, c))
         .map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::Decode(format!(
@@ -89,7 +132,8 @@ fn native_encode<T: bincode::Encode>(v: &T) -> Result<Vec<u8>, String> {
 }
 
 fn native_decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
-    let (v, used) = bincode::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+    let (v, used) = with_tier!(bytes.len(), c => bincode::decode_from_slice(bytes, c))
+        .map_err(|e| e.to_string())?;
     if used != bytes.len() {
         return Err("trailing bytes".into());
     }
@@ -184,5 +228,140 @@ mod tests {
         let back: Reply = decode(&encode(&reply).expect("encode")).expect("decode");
         assert_eq!(back, reply);
         assert!(decode::<Reply>(&[1, 2, 3, 4, 5]).is_err());
+    }
+
+    #[test]
+    fn a_short_body_declaring_a_huge_length_is_refused_by_the_limit_not_by_running_out() {
+        // A string of 200 MiB declared in 5 bytes (varint tag 252: a u32 follows).
+        let mut body = vec![252u8];
+        body.extend_from_slice(&(200u32 * 1024 * 1024).to_le_bytes());
+        let err = decode::<String>(&body).expect_err("declared past the input");
+        let CodecError::Decode(message) = err else {
+            panic!("not a decode error: {err:?}")
+        };
+        assert!(message.contains("LimitExceeded"), "{message}");
+        // The same inside a raft request's command bytes.
+        let err = decode::<Request>(&[5, 252, 0, 0, 0, 64]).expect_err("declared past the input");
+        assert!(matches!(err, CodecError::Decode(_)), "{err:?}");
+    }
+
+    #[test]
+    fn integer_heavy_messages_stay_within_their_tier() {
+        // Each zero is one varint byte on the wire and claims 8 (u64) or 16 (u128) bytes: the
+        // densest claims a valid message makes, at every tier boundary.
+        for n in [10usize, 4_000, 70_000, 1_100_000] {
+            let small = vec![0u64; n];
+            let back: Vec<u64> = decode(&encode(&small).expect("encode")).expect("u64s");
+            assert_eq!(back.len(), n);
+            let wide = vec![0u128; n];
+            let back: Vec<u128> = decode(&encode(&wide).expect("encode")).expect("u128s");
+            assert_eq!(back.len(), n);
+        }
+    }
+
+    /// One valid body of each message a peer receives or answers, in the `raft_rpc` fuzz
+    /// target's order (`fuzz/src/raft_rpc.rs`, `KINDS`): its seed corpus. Each round-trips here;
+    /// `MUSSIKON_WRITE_FUZZ_SEEDS=DIR` also writes them to DIR as `[kind][body]` files.
+    #[test]
+    fn every_peer_rpc_body_round_trips_and_seeds_the_fuzz_target() {
+        use crate::node::AdminOp;
+        use openraft::error::Fatal;
+        use openraft::raft::{
+            AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest,
+            VoteResponse,
+        };
+        use openraft::{
+            CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
+            StoredMembership, Vote,
+        };
+        use std::collections::{BTreeMap, BTreeSet};
+
+        fn seed<T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(
+            out: &mut Vec<(String, Vec<u8>)>,
+            kind: u8,
+            name: &str,
+            value: &T,
+        ) {
+            let bytes = encode(value).expect("encode");
+            let back: T = decode(&bytes).expect("decode");
+            assert_eq!(format!("{back:?}"), format!("{value:?}"), "{name}");
+            out.push((name.to_string(), [vec![kind], bytes].concat()));
+        }
+        let log_id = |term, index| LogId::new(CommittedLeaderId::new(term, 1), index);
+        let nodes: BTreeMap<NodeId, BasicNode> = (1..=3)
+            .map(|i| (i, BasicNode::new(format!("127.0.0.1:700{i}"))))
+            .collect();
+        let membership = Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes);
+        let entry = |index, payload| Entry::<TypeConfig> {
+            log_id: log_id(2, index),
+            payload,
+        };
+        let book = Request(Command::Book(Booking {
+            gig_id: "g-1".into(),
+            slot: 0,
+            musician_id: "m-1".into(),
+        }));
+        let mut seeds = Vec::new();
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(1, 4)),
+            entries: vec![
+                entry(5, EntryPayload::Blank),
+                entry(6, EntryPayload::Normal(book.clone())),
+                entry(7, EntryPayload::Membership(membership.clone())),
+            ],
+            leader_commit: Some(log_id(1, 4)),
+        };
+        seed(&mut seeds, 0, "append", &append);
+        let heartbeat = AppendEntriesRequest::<TypeConfig> {
+            entries: Vec::new(),
+            ..append
+        };
+        seed(&mut seeds, 0, "append-heartbeat", &heartbeat);
+        let vote = VoteRequest::new(Vote::new(3, 2), Some(log_id(2, 7)));
+        seed(&mut seeds, 1, "vote", &vote);
+        seed(&mut seeds, 2, "write", &book);
+        let add = AdminOp::Add {
+            id: 4,
+            addr: "127.0.0.1:7004".into(),
+            voter: true,
+        };
+        seed(&mut seeds, 3, "members-add", &add);
+        seed(&mut seeds, 3, "members-remove", &AdminOp::Remove { id: 4 });
+        let meta = SnapshotMeta::<NodeId, BasicNode> {
+            last_log_id: Some(log_id(2, 7)),
+            last_membership: StoredMembership::new(Some(log_id(2, 7)), membership),
+            snapshot_id: "2-1-7-1".into(),
+        };
+        let head = encode(&(Vote::new_committed(2, 1), meta)).expect("encode");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = mussikon_engine::Engine::open(dir.path(), Default::default()).expect("open");
+        let mut stream = Vec::new();
+        engine.export(&mut stream).expect("export");
+        let mut snapshot = vec![4];
+        snapshot.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        snapshot.extend_from_slice(&head);
+        snapshot.extend_from_slice(&stream);
+        seeds.push(("snapshot".into(), snapshot));
+        seed(
+            &mut seeds,
+            5,
+            "append-answer",
+            &AppendEntriesResponse::<NodeId>::Success,
+        );
+        let conflict = AppendEntriesResponse::<NodeId>::HigherVote(Vote::new(4, 3));
+        seed(&mut seeds, 5, "append-answer-higher", &conflict);
+        let granted = VoteResponse::new(Vote::new(3, 2), Some(log_id(2, 7)), true);
+        seed(&mut seeds, 6, "vote-answer", &granted);
+        let installed: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
+            Ok(SnapshotResponse::new(Vote::new_committed(2, 1)));
+        seed(&mut seeds, 7, "snapshot-answer", &installed);
+        let stopped: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = Err(Fatal::Stopped);
+        seed(&mut seeds, 7, "snapshot-answer-stopped", &stopped);
+        if let Ok(out) = std::env::var("MUSSIKON_WRITE_FUZZ_SEEDS") {
+            for (name, bytes) in &seeds {
+                std::fs::write(std::path::Path::new(&out).join(name), bytes).expect("write");
+            }
+        }
     }
 }

@@ -8,14 +8,15 @@
 //! decodes, the stream goes through the `snapshot` checks (the frame reader and restore a
 //! follower's install runs).
 //!
-//! Properties: decoding never panics and never makes one allocation beyond the codec's limit
-//! (run with `-malloc_limit_mb`; `fuzz/run.sh` gives this target 300 MB, just above the 256 MiB
-//! limit); a failure is `CodecError::Decode` with a message; what decodes re-encodes no longer
+//! Properties: decoding never panics and never allocates a declared length the input cannot
+//! back: the codec's memory limit is 16 bytes per input byte, at least 64 KiB (run with
+//! `-malloc_limit_mb`; `fuzz/run.sh` gives this target 64 MB, which a 256 MiB allocation, the
+//! codec's old fixed limit, would exceed); a failure is `CodecError::Decode` with a message; what decodes re-encodes no longer
 //! than the input, the re-encoding decodes to an equal value (`Debug`-equal: openraft's
 //! append-entries request has no `PartialEq`) and its encoding is a fixed point.
 
 use mussikon_cluster::node::AdminOp;
-use mussikon_cluster::types::{decode, encode, CodecError};
+use mussikon_cluster::types::{decode, encode, CodecError, SNAPSHOT_HEAD_MAX};
 use mussikon_cluster::{NodeId, Request, TypeConfig};
 use openraft::error::Fatal;
 use openraft::raft::{
@@ -39,8 +40,6 @@ pub const KINDS: [&str; 8] = [
     "snapshot-answer",
 ];
 
-/// Largest snapshot head the receiver reads (`Node::receive_snapshot`).
-const SNAPSHOT_HEAD_MAX: usize = 16 * 1024 * 1024;
 
 /// The snapshot RPC's head: the sender's vote and the snapshot's metadata.
 pub type SnapshotHead = (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>);
