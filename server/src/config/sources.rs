@@ -98,6 +98,8 @@ pub const KEYS: &[Key] = &[
     k("http.max_bulk_bytes", Kind::Integer),
     k("http.max_json_depth", Kind::Integer),
     k("http.trust_forwarded", Kind::Bool),
+    k("http.max_connections", Kind::Integer),
+    k("http.header_read_timeout_s", Kind::Integer),
     Key {
         name: "auth.secret",
         kind: Kind::Text,
@@ -403,6 +405,10 @@ pub struct HttpSettings {
     pub max_json_depth: usize,
     /// Believe `X-Forwarded-For`/`X-Forwarded-Proto`.
     pub trust_forwarded: bool,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's whole header.
+    pub header_read_timeout_s: u64,
 }
 
 impl Default for HttpSettings {
@@ -412,6 +418,10 @@ impl Default for HttpSettings {
             max_bulk_bytes: DEFAULT_MAX_BULK_BYTES,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             trust_forwarded: false,
+            max_connections: crate::config::ConnectionLimits::default().max_connections,
+            header_read_timeout_s: crate::config::ConnectionLimits::default()
+                .header_read_timeout
+                .as_secs(),
         }
     }
 }
@@ -728,6 +738,12 @@ impl Settings {
         if self.http.max_json_depth == 0 {
             return Err(invalid("http.max_json_depth", "must be at least 1"));
         }
+        if self.http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if self.http.header_read_timeout_s == 0 {
+            return Err(invalid("http.header_read_timeout_s", "must be at least 1"));
+        }
         let origins = match &self.cors.allowed_origins {
             Some(list) => list.clone(),
             None if production => Vec::new(),
@@ -785,7 +801,10 @@ impl Settings {
                     match_k: self.events.match_k.clamp(1, mussikon_engine::MAX_K),
                     match_queue: self.events.match_queue.max(1),
                 },
-                connections: crate::config::ConnectionLimits::default(),
+                connections: crate::config::ConnectionLimits {
+                    max_connections: self.http.max_connections,
+                    header_read_timeout: Duration::from_secs(self.http.header_read_timeout_s),
+                },
             },
         })
     }
@@ -1006,5 +1025,27 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.to_string().contains("trailing slash"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_settings_and_zero_is_refused() {
+        let (env, _) = env_layer(vec![
+            ("MUSSIKON_HTTP_MAX_CONNECTIONS".into(), "5".into()),
+            ("MUSSIKON_HTTP_HEADER_READ_TIMEOUT_S".into(), "3".into()),
+        ])
+        .unwrap();
+        let c = Settings::from_layers(vec![env]).unwrap().resolve().unwrap();
+        assert_eq!(c.http.connections.max_connections, 5);
+        assert_eq!(
+            c.http.connections.header_read_timeout,
+            Duration::from_secs(3)
+        );
+        for key in ["http.max_connections", "http.header_read_timeout_s"] {
+            let e = Settings::from_layers(vec![flag_layer(&pairs(&[(key, "0")])).unwrap()])
+                .unwrap()
+                .resolve()
+                .unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 }

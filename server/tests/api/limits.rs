@@ -1,9 +1,6 @@
 //! Limits and abuse: hostile clients are refused cheaply, with the right status, and the node's
 //! memory stays bounded (resident set measured before and after; the bounds are generous
 //! factors, not tight figures, and nothing here asserts a wall-clock duration).
-//!
-//! NOT YET WIRED: written against the listener and event-hub caps but not compiled before the
-//! issue-6 deadline; add `mod limits;` to `main.rs`, run, and fix before relying on it.
 
 use crate::common::TestServer;
 use mussikon_server::config::{ConnectionLimits, EventsConfig, HttpConfig};
@@ -12,16 +9,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "../support/rss.rs"]
+mod support_rss;
+
 /// Resident set of this process (server and clients together), bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
+    support_rss::rss_of("self")
 }
 
 const MIB: u64 = 1024 * 1024;

@@ -240,6 +240,16 @@ impl Cluster {
         }
     }
 
+    /// Resident set of node `id`'s process, bytes.
+    pub fn rss(&self, id: u64) -> u64 {
+        let pid = self.nodes[&id]
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("node is running");
+        crate::rss::rss_of(&pid.to_string())
+    }
+
     pub fn sigkill(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).unwrap();
         let child = node.child.take().unwrap();

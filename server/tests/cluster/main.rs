@@ -9,3 +9,5 @@ mod linearizability;
 mod membership;
 mod partition;
 mod replication;
+#[path = "../support/rss.rs"]
+mod rss;

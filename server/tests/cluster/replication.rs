@@ -76,6 +76,32 @@ async fn peer_rpcs_without_the_cluster_secret_get_401_and_change_nothing() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{rpc}");
     }
+    // Refused cheaply: 64 MiB bodies streamed at each RPC without the secret are answered 401
+    // before they are read, and the node's memory does not grow by what was sent.
+    const MIB: usize = 1024 * 1024;
+    let rss_before = c.rss(leader);
+    let chunk = bytes::Bytes::from(vec![7u8; MIB]);
+    for rpc in ["append", "vote", "write", "snapshot", "members"] {
+        let chunks = std::iter::repeat_n(chunk.clone(), 64).map(Ok::<_, std::io::Error>);
+        let r = c
+            .http
+            .post(c.url(leader, &format!("/raft/{rpc}")))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+            .await;
+        // The 401 is sent before the body is read; the client may see it, or see the connection
+        // closed under the rest of its upload. Either way the node did not take the body.
+        match r {
+            Ok(r) => assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{rpc}, streamed"),
+            Err(e) => eprintln!("{rpc}: the upload was cut: {e}"),
+        }
+    }
+    let rss_after = c.rss(leader);
+    let grown = rss_after.saturating_sub(rss_before) as usize;
+    eprintln!("leader RSS {rss_before} -> {rss_after} bytes after 5 × 64 MiB refused");
+    assert!(grown < 32 * MIB, "the node grew by {grown} bytes");
     let after = c.status(leader).await.unwrap();
     assert_eq!(before["term"], after["term"]);
     assert_eq!(before["last_log_index"], after["last_log_index"]);
