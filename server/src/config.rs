@@ -310,6 +310,30 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// Replication; `None` runs a single node.
     pub cluster: Option<ClusterConfig>,
+    /// The search index's cadence.
+    pub index: IndexConfig,
+}
+
+/// How the engine keeps its search index (`[index]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Longest time before a write is in a committed index segment. Reads are exact either way
+    /// (the engine evaluates newer changes from the store); longer means fewer, larger segments
+    /// (less indexing work per write) and more changes for each search to evaluate.
+    pub commit_interval: Duration,
+    /// tantivy indexing threads; each commit cuts a segment per thread that received documents.
+    pub writer_threads: usize,
+}
+
+impl IndexConfig {
+    /// Applies these settings to an engine configuration.
+    pub fn apply_to(&self, config: mussikon_engine::Config) -> mussikon_engine::Config {
+        mussikon_engine::Config {
+            index_commit_interval: self.commit_interval,
+            index_writer_threads: self.writer_threads,
+            ..config
+        }
+    }
 }
 
 /// A node's place in a cluster (see docs/cluster.md).

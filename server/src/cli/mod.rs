@@ -115,8 +115,16 @@ pub fn engine_config() -> mussikon_engine::Config {
 
 /// Opens the engine on `dir` with a message that says what to do when it cannot.
 pub fn open_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
+    open_engine_with(dir, engine_config())
+}
+
+/// [`open_engine`] with a given configuration.
+pub fn open_engine_with(
+    dir: &std::path::Path,
+    config: mussikon_engine::Config,
+) -> anyhow::Result<mussikon_engine::Engine> {
     use anyhow::Context;
-    mussikon_engine::Engine::open(dir, engine_config()).with_context(|| {
+    mussikon_engine::Engine::open(dir, config).with_context(|| {
         format!(
             "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
              first (a data directory serves one process at a time)",
@@ -128,14 +136,17 @@ pub fn open_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Eng
 /// Opens the engine of a cluster node on `dir`: periodic flushes (the Raft log is the durable
 /// copy; docs/cluster.md says exactly when a write is on disk), and an index left behind by an
 /// interrupted snapshot install rebuilt.
-pub fn open_replica_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
+pub fn open_replica_engine(
+    dir: &std::path::Path,
+    index: &crate::config::IndexConfig,
+) -> anyhow::Result<mussikon_engine::Engine> {
     use anyhow::Context;
-    let config = mussikon_engine::Config {
+    let config = index.apply_to(mussikon_engine::Config {
         durability: mussikon_engine::Durability::Periodic {
             flush_every_ms: 1000,
         },
         ..mussikon_engine::Config::default()
-    };
+    });
     mussikon_engine::Engine::open_replica(dir, config).with_context(|| {
         format!(
             "could not open the data directory {}; if a `mussikon serve` is using it, stop it \

@@ -179,8 +179,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let engine = match &config.cluster {
-        None => super::open_engine(&config.data_dir)?,
-        Some(_) => super::open_replica_engine(&config.data_dir)?,
+        None => super::open_engine_with(
+            &config.data_dir,
+            config.index.apply_to(super::engine_config()),
+        )?,
+        Some(_) => super::open_replica_engine(&config.data_dir, &config.index)?,
     };
     if config.demo > 0 && config.cluster.is_some() {
         tracing::warn!("--demo is ignored on a cluster node; load data through the API");

@@ -140,6 +140,8 @@ pub const KEYS: &[Key] = &[
     k("events.ping_interval_s", Kind::Integer),
     k("events.match_k", Kind::Integer),
     k("events.match_queue", Kind::Integer),
+    k("index.commit_interval_ms", Kind::Integer),
+    k("index.writer_threads", Kind::Integer),
 ];
 
 /// The setting called `name`, if there is one.
@@ -225,6 +227,8 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// `[events]`.
     pub events: EventsSettings,
+    /// `[index]`.
+    pub index: IndexSettings,
 }
 
 impl Default for Settings {
@@ -241,6 +245,27 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             cluster: ClusterSettings::default(),
             events: EventsSettings::default(),
+            index: IndexSettings::default(),
+        }
+    }
+}
+
+/// `[index]`: the search index's cadence (see `mussikon_engine::Config`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    /// Longest time, ms, before a write is in the index's committed segments.
+    pub commit_interval_ms: u64,
+    /// tantivy indexing threads.
+    pub writer_threads: usize,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        let d = mussikon_engine::Config::default();
+        IndexSettings {
+            commit_interval_ms: d.index_commit_interval.as_millis() as u64,
+            writer_threads: d.index_writer_threads,
         }
     }
 }
@@ -738,6 +763,12 @@ impl Settings {
         if self.http.max_json_depth == 0 {
             return Err(invalid("http.max_json_depth", "must be at least 1"));
         }
+        if !(1..=60_000).contains(&self.index.commit_interval_ms) {
+            return Err(invalid("index.commit_interval_ms", "must be 1 to 60000"));
+        }
+        if !(1..=16).contains(&self.index.writer_threads) {
+            return Err(invalid("index.writer_threads", "must be 1 to 16"));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
@@ -770,6 +801,10 @@ impl Settings {
         }
         Ok(ServeConfig {
             cluster: self.cluster.resolve()?,
+            index: crate::config::IndexConfig {
+                commit_interval: Duration::from_millis(self.index.commit_interval_ms),
+                writer_threads: self.index.writer_threads,
+            },
             mode: self.mode,
             listen: self.listen,
             data_dir: self.data_dir.clone(),
