@@ -5,6 +5,12 @@ use clap::Parser;
 use mussikon_server::cli::{self, Cli};
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: under replicated writes glibc's malloc and free
+/// were about 16 % of the nodes' CPU (sled's node copies, tantivy's segment building,
+/// request buffers); docs/perf.md has the before and after.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let parsed = Cli::parse();
     match cli::run(parsed) {

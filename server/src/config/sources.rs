@@ -260,12 +260,19 @@ pub struct IndexSettings {
     pub writer_threads: usize,
 }
 
+/// A serving node's index defaults, not the engine library's (250 ms, 2 threads): a node's
+/// writes are a trickle of single records, for which one indexing thread and a commit a second
+/// cut indexing CPU per replicated write by 40 % (docs/perf.md). Builds of the whole index
+/// (a restore, a snapshot install) use at least two threads whatever this says.
+pub const DEFAULT_INDEX_COMMIT_INTERVAL_MS: u64 = 1000;
+/// See [`DEFAULT_INDEX_COMMIT_INTERVAL_MS`].
+pub const DEFAULT_INDEX_WRITER_THREADS: usize = 1;
+
 impl Default for IndexSettings {
     fn default() -> Self {
-        let d = mussikon_engine::Config::default();
         IndexSettings {
-            commit_interval_ms: d.index_commit_interval.as_millis() as u64,
-            writer_threads: d.index_writer_threads,
+            commit_interval_ms: DEFAULT_INDEX_COMMIT_INTERVAL_MS,
+            writer_threads: DEFAULT_INDEX_WRITER_THREADS,
         }
     }
 }
