@@ -14,6 +14,7 @@
 #   benches/cluster.sh --smoke         # a few seconds, tiny data: the script and both clusters work
 #   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
+#   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no kill
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
 # machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
@@ -105,7 +106,9 @@ wait_listening() {
   exit 1
 }
 
-bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS" --failover)
+bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS")
+[ -z "${WORKLOADS:-}" ] || bench_args+=(--workloads "$WORKLOADS")
+[ -n "${NO_FAILOVER:-}" ] || bench_args+=(--failover)
 started=$SECONDS
 
 echo "== MussikOn: 3 nodes =="
@@ -126,7 +129,7 @@ if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*
   for i in 1 2 3; do echo "-- node $i stderr (tail):" >&2; tail -n 20 "$work/m$i.err" >&2; done
   exit 1
 fi
-echo "disk after the run (log, snapshots, engine) per node: $(du -sh "$work"/m1 "$work"/m2 "$work"/m3 | cut -f1 | tr '\n' ' ')"
+echo "disk after the run (log, snapshots, engine) per node: $(du -sh "$work"/m1 "$work"/m2 "$work"/m3 2>/dev/null | cut -f1 | tr '\n' ' ')"
 stop_all
 
 if [ "$with_etcd" = 1 ]; then

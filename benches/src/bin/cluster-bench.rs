@@ -598,13 +598,18 @@ async fn failover(
 ) -> Result<Failover> {
     let survivors: Vec<usize> = (0..target.nodes.len()).filter(|&n| n != leader).collect();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set at the kill; a writer whose write sent after it is acknowledged notifies `resumed`.
+    let kill_time = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let resumed = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (target, data, stop, survivors) = (
+        let (target, data, stop, survivors, kill_time, resumed) = (
             target.clone(),
             data.clone(),
             stop.clone(),
             survivors.clone(),
+            kill_time.clone(),
+            resumed.clone(),
         );
         let mut rng = Rng(args.seed ^ ((c as u64 + 1) << 40));
         tasks.push(tokio::spawn(async move {
@@ -622,6 +627,9 @@ async fn failover(
                 send(&target, &client, None, req, &mut tally).await?;
                 if tally.ok > ok_before {
                     acks.push((sent, Instant::now()));
+                    if kill_time.get().is_some_and(|k| sent >= *k) {
+                        resumed.notify_one();
+                    }
                 }
             }
             Ok::<_, anyhow::Error>((tally, acks))
@@ -629,6 +637,7 @@ async fn failover(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = Instant::now();
+    let _ = kill_time.set(killed_at);
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -648,8 +657,11 @@ async fn failover(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    // Let the writers run on for a second after the election, so that the first writes sent
-    // after the kill have had their chance.
+    // Wait for a write sent after the kill to be acknowledged (writers stuck on requests to
+    // the dead leader may take seconds to get to send one: etcd's request timeout is about
+    // 7 s), then let the writers run on for a second.
+    let left = FAILOVER_WAIT.saturating_sub(killed_at.elapsed());
+    let _ = tokio::time::timeout(left, resumed.notified()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     let mut tally = Tally::new()?;
