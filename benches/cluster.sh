@@ -15,6 +15,7 @@
 #   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
 #   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no kill
+#   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
 # machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
@@ -70,7 +71,7 @@ stop_all() {
 }
 cleanup() {
   stop_all
-  rm -rf "$work"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
