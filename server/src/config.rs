@@ -353,6 +353,8 @@ pub struct ClusterConfig {
     pub ready_max_lag: u64,
     /// Raft heartbeat, ms.
     pub heartbeat_ms: u64,
+    /// Election timeout range, ms (the greater is also openraft's leader lease).
+    pub election_ms: (u64, u64),
     /// Accept fault injection (`/v1/cluster/faults`; partition tests only).
     pub fault_injection: bool,
 }

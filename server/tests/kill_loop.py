@@ -532,7 +532,7 @@ def cluster_cycle(args, rng, cl, ledger, cycle, gigs, musicians):
         node = cl.nodes[victim]
         node.kill()
         # The others go on taking writes; long enough in most cycles for them to elect a new
-        # leader when the leader was killed (elections time out after 0.5-1 s, leases last 1 s).
+        # leader when the leader was killed (elections time out after 0.25-0.4 s, leases last 0.4 s).
         time.sleep(rng.uniform(0.3, 4.0))
         ok, out = check_dir(args, node, ledger)
         problems = [] if ok else [f"mussikon check on node {victim}'s directory after the kill: {out}"]

@@ -237,6 +237,7 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
                 keep_logs: c.keep_logs,
                 ready_max_lag: c.ready_max_lag,
                 heartbeat_ms: c.heartbeat_ms,
+                election_ms: Some(c.election_ms),
                 fault_injection: c.fault_injection,
                 ..mussikon_cluster::NodeConfig::new(
                     c.node_id,

@@ -132,6 +132,8 @@ pub const KEYS: &[Key] = &[
     k("cluster.keep_logs", Kind::Integer),
     k("cluster.ready_max_lag", Kind::Integer),
     k("cluster.heartbeat_ms", Kind::Integer),
+    k("cluster.election_min_ms", Kind::Integer),
+    k("cluster.election_max_ms", Kind::Integer),
     k("cluster.fault_injection", Kind::Bool),
     k("events.queue", Kind::Integer),
     k("events.max_subscribers", Kind::Integer),
@@ -331,6 +333,10 @@ pub struct ClusterSettings {
     pub ready_max_lag: u64,
     /// Raft heartbeat, ms.
     pub heartbeat_ms: u64,
+    /// Least election timeout, ms (0: 2.5 heartbeats).
+    pub election_min_ms: u64,
+    /// Greatest election timeout, ms, also openraft's leader lease (0: 4 heartbeats).
+    pub election_max_ms: u64,
     /// Accept fault injection (partition tests only).
     pub fault_injection: bool,
 }
@@ -345,6 +351,8 @@ impl Default for ClusterSettings {
             keep_logs: 1_000,
             ready_max_lag: 1_000,
             heartbeat_ms: 100,
+            election_min_ms: 0,
+            election_max_ms: 0,
             fault_injection: false,
         }
     }
@@ -412,6 +420,24 @@ impl ClusterSettings {
                 "a cluster needs a shared secret of at least 16 bytes (MUSSIKON_CLUSTER_SECRET or --cluster-secret)".into(),
             ));
         }
+        let heartbeat_ms = self.heartbeat_ms.max(10);
+        let (default_min, default_max) = mussikon_cluster::node::default_election_ms(heartbeat_ms);
+        let min = match self.election_min_ms {
+            0 => default_min,
+            n => n,
+        };
+        let max = match self.election_max_ms {
+            0 => default_max,
+            n => n,
+        };
+        if min <= heartbeat_ms * 2 || max <= min {
+            return Err(invalid(
+                "cluster.election_min_ms",
+                format!(
+                    "elections need heartbeat_ms * 2 < election_min_ms < election_max_ms (have {heartbeat_ms}, {min}, {max})"
+                ),
+            ));
+        }
         Ok(Some(crate::config::ClusterConfig {
             node_id,
             peers,
@@ -419,7 +445,8 @@ impl ClusterSettings {
             snapshot_logs: self.snapshot_logs.max(1),
             keep_logs: self.keep_logs,
             ready_max_lag: self.ready_max_lag,
-            heartbeat_ms: self.heartbeat_ms.max(10),
+            heartbeat_ms,
+            election_ms: (min, max),
             fault_injection: self.fault_injection,
         }))
     }
@@ -1088,6 +1115,57 @@ mod tests {
                 .resolve()
                 .unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn election_timeouts_derive_from_the_heartbeat_or_are_checked() {
+        let cluster = |extra: &[(&str, &str)]| {
+            let mut all = vec![
+                ("cluster.node_id", "1"),
+                (
+                    "cluster.peers",
+                    "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+                ),
+            ];
+            all.extend_from_slice(extra);
+            // A secret may not come from a flag.
+            let (env, _) = env_layer(vec![(
+                "MUSSIKON_CLUSTER_SECRET".into(),
+                "0123456789abcdef0123".into(),
+            )])
+            .unwrap();
+            Settings::from_layers(vec![env, flag_layer(&pairs(&all)).unwrap()])
+                .unwrap()
+                .resolve()
+        };
+        let c = cluster(&[]).unwrap().cluster.unwrap();
+        assert_eq!((c.heartbeat_ms, c.election_ms), (100, (250, 400)));
+        let c = cluster(&[("cluster.heartbeat_ms", "50")])
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.election_ms, (125, 200));
+        let c = cluster(&[
+            ("cluster.election_min_ms", "600"),
+            ("cluster.election_max_ms", "900"),
+        ])
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(c.election_ms, (600, 900));
+        for bad in [
+            [
+                ("cluster.election_min_ms", "150"),
+                ("cluster.election_max_ms", "900"),
+            ],
+            [
+                ("cluster.election_min_ms", "500"),
+                ("cluster.election_max_ms", "500"),
+            ],
+        ] {
+            let e = cluster(&bad).unwrap_err();
+            assert!(e.to_string().contains("cluster.election_min_ms"), "{e}");
         }
     }
 }

@@ -18,7 +18,7 @@ cluster_join() {
 cluster_remove() { MUSSIKON_TOKEN="$2" timeout 30 mussikon cluster --node "${1#http://}" remove --id "$3"; }
 # cluster_step_down URL TOKEN: ask the node at URL to hand leadership over, when the binary can
 # (openraft 0.9 has no leader transfer, so today's binary has no step-down: a stopping leader's
-# followers elect a new one within 5-10 heartbeats).
+# followers elect a new one within 5-8 heartbeats).
 cluster_step_down() {
   if mussikon cluster --help 2>/dev/null | grep -q 'step-down'; then
     MUSSIKON_TOKEN="$2" timeout 15 mussikon cluster --node "${1#http://}" step-down
