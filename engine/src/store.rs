@@ -971,14 +971,41 @@ fn book(tx: &Tx<'_>, seq: u64, b: &Booking) -> ExecResult {
     )))
 }
 
+/// How long [`Store::open`] waits for sled's directory lock.
+///
+/// Dropping a store does not release the lock at once: sled's I/O threads finish the buffers
+/// they were writing and hold the file until then (sled's own tests block on the lock for that
+/// reason). So an `Engine` dropped and reopened on the same directory in one process (a restore
+/// followed by an open, found by the `raft_rpc` and `commands` fuzz targets) could fail with
+/// "could not acquire lock". The open retries for this long; a directory another process holds
+/// still fails, after this wait, with sled's message.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled with `config`, retrying while its directory lock is held (see [`LOCK_WAIT`]).
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                // No event to wait for: sled gives no way to learn when its threads let go.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `path`.
     pub(crate) fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(opts.flush_every_ms)
-            .open()?;
+            .flush_every_ms(opts.flush_every_ms);
+        let db = open_waiting_for_lock(&config)?;
         let meta = db.open_tree("meta")?;
         match meta.get(FORMAT)? {
             Some(v) if v.as_ref() != [codec::FORMAT_VERSION] => {

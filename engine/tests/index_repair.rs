@@ -121,3 +121,32 @@ fn an_index_with_an_unreadable_meta_file_is_rebuilt_from_the_store() {
     let e = open_engine(&dir);
     assert_index_agrees(&e);
 }
+
+/// Dropping an engine and opening its directory at once, as a restore followed by an open
+/// does: sled's I/O threads may still hold the directory lock for a moment, and the open waits
+/// for it instead of failing "could not acquire lock" (found by the `raft_rpc` fuzz target under
+/// ASan). Repeated, because the window is short.
+#[test]
+fn an_engine_reopened_at_once_after_a_drop_or_restore_opens() {
+    let src = tempfile::tempdir().unwrap();
+    let mut snapshot = Vec::new();
+    {
+        let e = open_engine(src.path());
+        add_musicians(&e, "m-", 30);
+        e.export(&mut snapshot).unwrap();
+    }
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Engine::restore(dir.path(), snapshot.as_slice(), false).unwrap();
+        let e = open_engine(dir.path());
+        assert_eq!(
+            e.status().unwrap().applied_seq,
+            summary.applied_seq,
+            "round {round}"
+        );
+        e.upsert_musician(musician_json("m-extra")).unwrap();
+        drop(e);
+        let e = open_engine(dir.path());
+        assert_eq!(e.status().unwrap().musicians, 31, "round {round}");
+    }
+}
