@@ -15,7 +15,7 @@
 //! (client forwarding, see [`crate::node`]).
 
 use crate::faults::Faults;
-use crate::types::{decode, encode, NodeId, TypeConfig};
+use crate::types::{decode, encode, snapshot_prefix, NodeId, TypeConfig};
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
     Unreachable,
@@ -252,9 +252,7 @@ impl RaftNetwork<TypeConfig> for Peer {
             .await
             .map_err(|e| net(&e))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let head = encode(&(vote, snapshot.meta.clone())).map_err(|e| net(&e))?;
-        let mut prefix = (head.len() as u32).to_le_bytes().to_vec();
-        prefix.extend_from_slice(&head);
+        let prefix = snapshot_prefix(&(vote, snapshot.meta.clone())).map_err(|e| net(&e))?;
         let stream = futures_util::stream::once(async move {
             Ok::<bytes::Bytes, std::io::Error>(bytes::Bytes::from(prefix))
         })

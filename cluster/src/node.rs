@@ -27,7 +27,7 @@ use futures_util::{Stream, StreamExt};
 use mussikon_engine::{Command, Engine, Executed};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
-use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot, SnapshotMeta, Vote};
+use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -921,7 +921,7 @@ impl Node {
                 "snapshot body shorter than its header".into(),
             ));
         };
-        let (vote, meta): (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>) =
+        let (vote, meta): crate::types::SnapshotHead =
             decode(&head[4..4 + n]).map_err(|e| RpcError::BadBody(e.to_string()))?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = written, "snapshot received");
         let answer: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = self

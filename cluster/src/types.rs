@@ -60,11 +60,27 @@ pub enum CodecError {
 }
 
 /// Largest message [`decode`] accepts (snapshots are streamed, not decoded).
-pub const LIMIT: usize = 256 * 1024 * 1024;
+const LIMIT: usize = 256 * 1024 * 1024;
 
 /// Largest snapshot head (the sender's vote and the snapshot's metadata, before the export
 /// stream) a receiver reads; a longer declared head is refused before any of it is buffered.
 pub const SNAPSHOT_HEAD_MAX: usize = 16 * 1024 * 1024;
+
+/// What precedes the export stream in a snapshot RPC body: the sender's vote and the
+/// snapshot's metadata.
+pub type SnapshotHead = (
+    openraft::Vote<NodeId>,
+    openraft::SnapshotMeta<NodeId, BasicNode>,
+);
+
+/// The start of a snapshot RPC body, `[u32 LE n][n bytes: the encoded head]`; the engine's
+/// export stream follows it. The receiver (`Node::receive_snapshot`) splits it off again.
+pub fn snapshot_prefix(head: &SnapshotHead) -> Result<Vec<u8>, CodecError> {
+    let head = encode(head)?;
+    let mut prefix = (head.len() as u32).to_le_bytes().to_vec();
+    prefix.extend_from_slice(&head);
+    Ok(prefix)
+}
 
 /// How much memory a decode may claim per input byte. bincode sums, over a whole message, the
 /// in-memory size of what it decodes (8 bytes for a `u64` that took one varint byte, a string's
@@ -73,10 +89,6 @@ pub const SNAPSHOT_HEAD_MAX: usize = 16 * 1024 * 1024;
 /// bytes from at least one), so the limit follows the input: a 10-byte body that declares a
 /// 200 MB string is refused without the allocation.
 const CLAIM_PER_INPUT_BYTE: usize = 16;
-
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<LIMIT>()
-}
 
 /// bincode's limit is a const generic: [`decode`] picks the smallest of these tiers that is at
 /// least [`CLAIM_PER_INPUT_BYTE`] times the input.
@@ -110,7 +122,8 @@ macro_rules! with_tier {
 
 /// Encodes a serde value in bincode 2.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, limited::<LIMIT>())
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Decodes a serde value from bincode 2; trailing bytes are an error, and so is a message that
@@ -333,15 +346,12 @@ mod tests {
             last_membership: StoredMembership::new(Some(log_id(2, 7)), membership),
             snapshot_id: "2-1-7-1".into(),
         };
-        let head = encode(&(Vote::new_committed(2, 1), meta)).expect("encode");
+        let prefix = snapshot_prefix(&(Vote::new_committed(2, 1), meta)).expect("encode");
         let dir = tempfile::tempdir().expect("temp dir");
         let engine = mussikon_engine::Engine::open(dir.path(), Default::default()).expect("open");
         let mut stream = Vec::new();
         engine.export(&mut stream).expect("export");
-        let mut snapshot = vec![4];
-        snapshot.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        snapshot.extend_from_slice(&head);
-        snapshot.extend_from_slice(&stream);
+        let snapshot = [vec![4], prefix, stream].concat();
         seeds.push(("snapshot".into(), snapshot));
         seed(
             &mut seeds,

@@ -16,13 +16,13 @@
 //! append-entries request has no `PartialEq`) and its encoding is a fixed point.
 
 use mussikon_cluster::node::AdminOp;
-use mussikon_cluster::types::{decode, encode, CodecError, SNAPSHOT_HEAD_MAX};
+use mussikon_cluster::types::{decode, encode, CodecError, SnapshotHead, SNAPSHOT_HEAD_MAX};
 use mussikon_cluster::{NodeId, Request, TypeConfig};
 use openraft::error::Fatal;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, SnapshotMeta, Vote};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -41,8 +41,6 @@ pub const KINDS: [&str; 8] = [
 ];
 
 
-/// The snapshot RPC's head: the sender's vote and the snapshot's metadata.
-pub type SnapshotHead = (Vote<NodeId>, SnapshotMeta<NodeId, BasicNode>);
 
 /// Runs the check of the message `data[0]` picks on `data[1..]`.
 pub fn check(data: &[u8]) {
