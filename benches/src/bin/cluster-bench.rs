@@ -636,8 +636,7 @@ async fn failover(
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let killed_at = Instant::now();
-    let _ = kill_time.set(killed_at);
+    let killed_at = *kill_time.get_or_init(Instant::now);
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()

@@ -113,6 +113,15 @@ pub fn engine_config() -> mussikon_engine::Config {
     }
 }
 
+/// What to say when the engine cannot open `dir`.
+fn cannot_open(dir: &std::path::Path) -> String {
+    format!(
+        "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
+         first (a data directory serves one process at a time)",
+        dir.display()
+    )
+}
+
 /// Opens the engine on `dir` with a message that says what to do when it cannot.
 pub fn open_engine(dir: &std::path::Path) -> anyhow::Result<mussikon_engine::Engine> {
     open_engine_with(dir, engine_config())
@@ -124,13 +133,7 @@ pub fn open_engine_with(
     config: mussikon_engine::Config,
 ) -> anyhow::Result<mussikon_engine::Engine> {
     use anyhow::Context;
-    mussikon_engine::Engine::open(dir, config).with_context(|| {
-        format!(
-            "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
-             first (a data directory serves one process at a time)",
-            dir.display()
-        )
-    })
+    mussikon_engine::Engine::open(dir, config).with_context(|| cannot_open(dir))
 }
 
 /// Opens the engine of a cluster node on `dir`: periodic flushes (the Raft log is the durable
@@ -147,11 +150,5 @@ pub fn open_replica_engine(
         },
         ..mussikon_engine::Config::default()
     });
-    mussikon_engine::Engine::open_replica(dir, config).with_context(|| {
-        format!(
-            "could not open the data directory {}; if a `mussikon serve` is using it, stop it \
-             first (a data directory serves one process at a time)",
-            dir.display()
-        )
-    })
+    mussikon_engine::Engine::open_replica(dir, config).with_context(|| cannot_open(dir))
 }
