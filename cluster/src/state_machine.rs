@@ -172,31 +172,31 @@ impl StateMachine {
             .map_err(sm_write)?
     }
 
+    /// Applies a batch of committed entries in one engine transaction, with the annex of the
+    /// last one (its log id and the membership as of it).
     fn apply_all(&self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<Vec<Reply>> {
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
         let (_, mut membership) = self.read_annex()?;
-        let mut replies = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let log_id = entry.log_id;
+        let mut steps = Vec::with_capacity(entries.len());
+        for entry in &entries {
             if let EntryPayload::Membership(m) = &entry.payload {
-                membership = StoredMembership::new(Some(log_id), m.clone());
+                membership = StoredMembership::new(Some(entry.log_id), m.clone());
             }
-            let annex = encode(&(Some(log_id), membership.clone())).map_err(sm_write)?;
-            let seq = engine_seq(log_id);
-            let engine = &self.shared.engine;
-            let reply = match &entry.payload {
-                EntryPayload::Normal(req) => Reply(Some(
-                    engine
-                        .apply_annexed(seq, &req.0, &annex)
-                        .map_err(sm_write)?,
-                )),
-                EntryPayload::Blank | EntryPayload::Membership(_) => {
-                    engine.advance(seq, &annex).map_err(sm_write)?;
-                    Reply(None)
-                }
+            let cmd = match &entry.payload {
+                EntryPayload::Normal(req) => Some(&req.0),
+                EntryPayload::Blank | EntryPayload::Membership(_) => None,
             };
-            replies.push(reply);
+            steps.push((engine_seq(entry.log_id), cmd));
         }
-        Ok(replies)
+        let annex = encode(&(Some(last), membership)).map_err(sm_write)?;
+        let executed = self
+            .shared
+            .engine
+            .apply_batch_annexed(&steps, &annex)
+            .map_err(sm_write)?;
+        Ok(executed.into_iter().map(Reply).collect())
     }
 
     /// Makes `meta` (whose data is already in `dir`) the current snapshot and drops all but the

@@ -645,6 +645,49 @@ fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
 
 /// The deterministic heart of the engine: executes one prepared command inside a transaction.
 /// Every refusal is decided before the first write.
+/// One command's part of an apply transaction: the idempotency check, the command (or its
+/// validation refusal), the change record and the key record. The applied sequence and the
+/// annex are the batch's to write.
+fn run_step(
+    tx: &Tx<'_>,
+    seq: u64,
+    prepared: &Result<Command, ValidationError>,
+    idem: Option<&IdempotencyKey>,
+) -> TxResult<Done> {
+    if let Some(k) = idem {
+        if let Some(first) = tx.idem(&k.key)? {
+            return Ok(Done::Seen(if first.fingerprint == k.fingerprint {
+                Outcome::Replayed {
+                    first: Box::new(first.outcome),
+                }
+            } else {
+                Outcome::Refused(Refusal::Conflict(Conflict::IdempotencyKeyReused {
+                    key: k.key.clone(),
+                }))
+            }));
+        }
+    }
+    let done = match prepared {
+        Err(e) => Err(Refusal::Invalid(e.clone())),
+        Ok(cmd) => exec(tx, seq, cmd)?,
+    };
+    if let Ok((_, changed)) = &done {
+        if !changed.is_empty() {
+            let ids: Vec<&str> = changed.iter().map(|c| c.id.as_str()).collect();
+            let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
+            tx.changes.insert(&codec::u64_key(seq), v)?;
+        }
+    }
+    if let Some(k) = idem {
+        let outcome = match &done {
+            Ok((effect, _)) => Outcome::Done(effect.clone()),
+            Err(r) => Outcome::Refused(r.clone()),
+        };
+        tx.record_idem(k, &outcome)?;
+    }
+    Ok(Done::Ran(done))
+}
+
 fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
     match cmd {
         Command::Guarded { guard, command } => {
@@ -1077,15 +1120,49 @@ impl Store {
         cmd: &Command,
         annex: Option<&[u8]>,
     ) -> Result<Applied, StoreError> {
-        let applied = self.applied_seq()?;
-        if seq <= applied {
-            return Ok(Applied {
+        let mut applied = self.apply_batch(&[(seq, Some(cmd))], annex)?;
+        // A step with a command always has an answer; the fallback is never taken.
+        Ok(applied.pop().flatten().unwrap_or(Applied {
+            outcome: Outcome::AlreadyApplied { applied: seq },
+            changed: Vec::new(),
+        }))
+    }
+
+    /// Applies a batch of steps in order, each as its sequence number, in **one** sled
+    /// transaction: a step is a command, or `None` for an entry that only advances the applied
+    /// sequence (a Raft entry without a command). Each step sees the effects of the steps
+    /// before it, exactly as if they were applied one by one; `annex`, when given, is stored
+    /// with them. One transaction instead of one per step is the point: sled writes its log
+    /// buffer out (a `pwrite` and a `sync_file_range`) twice per transaction, whatever its size.
+    ///
+    /// Returns one entry per step, in order: `None` for a step without a command, the
+    /// command's [`Applied`] otherwise. A step whose sequence is not above the applied one (or
+    /// the previous step's) is a no-op ([`Outcome::AlreadyApplied`] for a command); when every
+    /// step is one, nothing is written, the annex included. An error (storage, or a stored
+    /// record that does not decode) writes nothing of the batch. Callers serialize calls.
+    pub(crate) fn apply_batch(
+        &self,
+        steps: &[(u64, Option<&Command>)],
+        annex: Option<&[u8]>,
+    ) -> Result<Vec<Option<Applied>>, StoreError> {
+        let mut applied = self.applied_seq()?;
+        // Decided outside the transaction, which may run more than once: which steps run (and
+        // the answer of those that do not), and each command's prepared form.
+        let mut out: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
+        let mut runs = Vec::new();
+        for (i, &(seq, cmd)) in steps.iter().enumerate() {
+            out.push(cmd.map(|_| Applied {
                 outcome: Outcome::AlreadyApplied { applied },
                 changed: Vec::new(),
-            });
+            }));
+            if seq > applied {
+                applied = seq;
+                runs.push((i, seq, cmd.map(|c| (prepare(c), idempotency_of(c)))));
+            }
         }
-        let prepared = prepare(cmd);
-        let idem = idempotency_of(cmd);
+        if runs.is_empty() {
+            return Ok(out);
+        }
         let result = (
             &self.musicians,
             &self.gigs,
@@ -1106,61 +1183,41 @@ impl Store {
                         message_index,
                         idempotency,
                     };
-                    if let Some(k) = idem {
-                        if let Some(first) = tx.idem(&k.key)? {
-                            tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
-                            return Ok(Done::Seen(if first.fingerprint == k.fingerprint {
-                                Outcome::Replayed {
-                                    first: Box::new(first.outcome),
-                                }
-                            } else {
-                                Outcome::Refused(Refusal::Conflict(
-                                    Conflict::IdempotencyKeyReused { key: k.key.clone() },
-                                ))
-                            }));
+                    let mut done = Vec::with_capacity(runs.len());
+                    for (i, seq, cmd) in &runs {
+                        if let Some((prepared, idem)) = cmd {
+                            done.push((*i, run_step(&tx, *seq, prepared, *idem)?));
                         }
                     }
-                    let done = match &prepared {
-                        Err(e) => Err(Refusal::Invalid(e.clone())),
-                        Ok(cmd) => exec(&tx, seq, cmd)?,
-                    };
                     if let Some(annex) = annex {
                         tx.meta.insert(ANNEX, annex)?;
                     }
-                    if let Ok((_, changed)) = &done {
-                        if !changed.is_empty() {
-                            let ids: Vec<&str> = changed.iter().map(|c| c.id.as_str()).collect();
-                            let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
-                            tx.changes.insert(&codec::u64_key(seq), v)?;
-                        }
-                    }
-                    if let Some(k) = idem {
-                        let outcome = match &done {
-                            Ok((effect, _)) => Outcome::Done(effect.clone()),
-                            Err(r) => Outcome::Refused(r.clone()),
-                        };
-                        tx.record_idem(k, &outcome)?;
-                    }
-                    tx.meta.insert(APPLIED, &codec::u64_key(seq))?;
-                    Ok(Done::Ran(done))
+                    tx.meta.insert(APPLIED, &codec::u64_key(applied))?;
+                    Ok(done)
                 },
             );
-        match result {
-            Ok(Done::Seen(outcome)) => Ok(Applied {
-                outcome,
-                changed: Vec::new(),
-            }),
-            Ok(Done::Ran(Ok((effect, changed)))) => Ok(Applied {
-                outcome: Outcome::Done(effect),
-                changed,
-            }),
-            Ok(Done::Ran(Err(refusal))) => Ok(Applied {
-                outcome: Outcome::Refused(refusal),
-                changed: Vec::new(),
-            }),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        let done = match result {
+            Ok(done) => done,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+        };
+        for (i, d) in done {
+            out[i] = Some(match d {
+                Done::Seen(outcome) => Applied {
+                    outcome,
+                    changed: Vec::new(),
+                },
+                Done::Ran(Ok((effect, changed))) => Applied {
+                    outcome: Outcome::Done(effect),
+                    changed,
+                },
+                Done::Ran(Err(refusal)) => Applied {
+                    outcome: Outcome::Refused(refusal),
+                    changed: Vec::new(),
+                },
+            });
         }
+        Ok(out)
     }
 
     /// Makes every applied command durable (fsync). Returns bytes flushed.
