@@ -9,7 +9,8 @@
 //! per-chunk timeout. Connection failures make openraft back off (50 ms doubling to 2 s).
 //! A node never dials itself. Every request names its sender ([`FROM_HEADER`]), so a peer can
 //! refuse a cut one (fault injection, [`crate::faults`]). Failures count in
-//! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`.
+//! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`; the time of each, answered or not, in
+//! `mussikon_raft_peer_rpc_seconds{rpc}`.
 //!
 //! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write` and `read-index`
 //! (client forwarding, see [`crate::node`]).
@@ -34,6 +35,8 @@ use std::time::Duration;
 pub const SECRET_HEADER: &str = "x-mussikon-cluster-secret";
 /// Header naming the node that sends a peer request.
 pub const FROM_HEADER: &str = "x-mussikon-node-id";
+/// Histogram: seconds per peer RPC this node sends (`rpc`: append, vote), answered or not.
+pub const PEER_RPC_SECONDS: &str = "mussikon_raft_peer_rpc_seconds";
 /// Shortest time allowed for sending a snapshot.
 pub const SNAPSHOT_MIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slowest transfer rate assumed for a snapshot.
@@ -179,11 +182,13 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let started = std::time::Instant::now();
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer: Result<Result<Resp, RaftError<NodeId, E>>, TransportError> = self
             .dialer
             .post(self.target, &self.addr, rpc, body.into(), timeout)
             .await;
+        metrics::histogram!(PEER_RPC_SECONDS, "rpc" => rpc).record(started.elapsed().as_secs_f64());
         match answer {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => {

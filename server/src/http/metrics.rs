@@ -18,6 +18,9 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use mussikon_cluster::log_store::{LOG_APPEND_ENTRIES, LOG_APPEND_SECONDS};
+use mussikon_cluster::network::PEER_RPC_SECONDS;
+use mussikon_cluster::state_machine::{APPLY_ENTRIES, APPLY_SECONDS};
 use mussikon_engine::Status;
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -55,6 +58,9 @@ pub const RATE_LIMITED_TOTAL: &str = "mussikon_rate_limited_total";
 /// Requests refused by authentication (401) or authorization (403), by status.
 pub const AUTH_REJECTED_TOTAL: &str = "mussikon_auth_rejected_total";
 
+/// Upper bounds of the batch-size histograms (Raft log appends, state machine applies), entries.
+pub const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 /// Upper bounds of the latency histograms, seconds.
 pub const LATENCY_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -82,6 +88,20 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(MATCH_DURATION.into()), &LATENCY_BUCKETS)
                 })
+                .and_then(|b| {
+                    [LOG_APPEND_SECONDS, APPLY_SECONDS, PEER_RPC_SECONDS]
+                        .into_iter()
+                        .try_fold(b, |b, name| {
+                            b.set_buckets_for_metric(Matcher::Full(name.into()), &LATENCY_BUCKETS)
+                        })
+                })
+                .and_then(|b| {
+                    [LOG_APPEND_ENTRIES, APPLY_ENTRIES]
+                        .into_iter()
+                        .try_fold(b, |b, name| {
+                            b.set_buckets_for_metric(Matcher::Full(name.into()), &BATCH_BUCKETS)
+                        })
+                })
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| MetricsError(e.to_string()))?;
             describe();
@@ -91,6 +111,31 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
 }
 
 fn describe() {
+    describe_histogram!(
+        LOG_APPEND_SECONDS,
+        Unit::Seconds,
+        "Raft log appends: time to write and fdatasync one batch of entries (cluster nodes)."
+    );
+    describe_histogram!(
+        LOG_APPEND_ENTRIES,
+        Unit::Count,
+        "Raft log appends: entries per batch, each batch one fdatasync (cluster nodes)."
+    );
+    describe_histogram!(
+        APPLY_SECONDS,
+        Unit::Seconds,
+        "State machine: time to apply one batch of committed entries in one store transaction (cluster nodes)."
+    );
+    describe_histogram!(
+        APPLY_ENTRIES,
+        Unit::Count,
+        "State machine: committed entries per applied batch (cluster nodes)."
+    );
+    describe_histogram!(
+        PEER_RPC_SECONDS,
+        Unit::Seconds,
+        "Peer RPCs this node sent (rpc: append, vote), from encoding to the decoded answer or the failure (cluster nodes)."
+    );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,
         "HTTP requests answered, by route template, method and status code."
