@@ -18,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod faults;
+pub mod group_commit;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -18,6 +18,7 @@
 //! - One membership change at a time ([`AdminError::Busy`] otherwise).
 
 use crate::faults::{Faults, FaultsDisabled};
+use crate::group_commit::GroupCommit;
 use crate::log_store::LogStore;
 use crate::network::{http_client, Dialer, Network, TransportError, SECRET_HEADER};
 use crate::state_machine::StateMachine;
@@ -277,6 +278,8 @@ struct Inner {
     ready_max_lag: u64,
     admin: tokio::sync::Mutex<()>,
     leader_changes: AtomicU64,
+    /// This node's writes as leader go through it.
+    commits: GroupCommit,
 }
 
 /// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
@@ -405,6 +408,7 @@ impl Node {
                 tracing::warn!(error = %e, "initialization refused (already initialized?)");
             }
         }
+        let commits = GroupCommit::start(config.id, raft.clone());
         let node = Node {
             inner: Arc::new(Inner {
                 id: config.id,
@@ -415,6 +419,7 @@ impl Node {
                 ready_max_lag: config.ready_max_lag,
                 admin: tokio::sync::Mutex::new(()),
                 leader_changes: AtomicU64::new(0),
+                commits,
             }),
         };
         node.spawn_metrics();
@@ -559,28 +564,10 @@ impl Node {
         }
     }
 
-    /// `client_write` on this node; [`WriteError::NoLeader`] when it is not the leader.
+    /// `client_write` on this node, through its group commit ([`crate::group_commit`]);
+    /// [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
-        let written = tokio::time::timeout(WRITE_WAIT, self.inner.raft.client_write(req)).await;
-        let Ok(written) = written else {
-            return Err(WriteError::Unknown {
-                leader: format!("node {}", self.inner.id),
-                reason: format!(
-                    "not committed within {} s (is this leader cut from its quorum?)",
-                    WRITE_WAIT.as_secs()
-                ),
-            });
-        };
-        match written {
-            Ok(resp) => match resp.data {
-                Reply(Some(done)) => Ok(done),
-                Reply(None) => Err(WriteError::Fatal("no command was applied".into())),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(WriteError::NoLeader)
-            }
-            Err(e) => Err(WriteError::Fatal(e.to_string())),
-        }
+        self.inner.commits.write(req.0).await
     }
 
     /// Waits until a read at `level` may be served from this node's engine.

@@ -5,7 +5,8 @@
 //! count) may influence what a command does; a timestamp, where one is needed, travels inside it.
 //! Commands are what the Raft log carries, so their serde and bincode forms are wire formats.
 //! New variants and fields are only ever appended (bincode is positional), so a command encoded
-//! by an older build still decodes: [`Command::Guarded`], [`Outcome::Replayed`] and the last
+//! by an older build still decodes: [`Command::Guarded`], [`Command::Batch`], [`Outcome::Replayed`],
+//! [`Outcome::Batch`] and the last
 //! [`Conflict`]s came after the first format.
 //!
 //! [`Command::Guarded`] wraps a command with a [`Guard`]: conditions on the record the command
@@ -102,7 +103,20 @@ pub enum Command {
         /// The command to apply.
         command: Box<Command>,
     },
+    /// Several commands applied in order as one sequence number, each exactly as if it were
+    /// applied alone (each sees the ones before it; a refused one changes nothing and the
+    /// others still apply): what a replicated node's group commit puts in one log entry. The
+    /// outcome is [`Outcome::Batch`], one outcome per command. At most [`MAX_BATCH`]
+    /// commands; a batch may not contain a batch. Records changed by the batch all get its
+    /// sequence number as their version.
+    Batch {
+        /// The commands, in order.
+        commands: Vec<Command>,
+    },
 }
+
+/// Most commands one [`Command::Batch`] carries.
+pub const MAX_BATCH: usize = 1024;
 
 /// Conditions and options evaluated in the same apply as the command they guard.
 ///
@@ -228,6 +242,7 @@ impl Command {
             Command::BulkUpsert { .. } => "bulk_upsert",
             Command::PostMessage { .. } => "post_message",
             Command::Guarded { command, .. } => command.name(),
+            Command::Batch { .. } => "batch",
         }
     }
 }
@@ -257,6 +272,11 @@ pub enum Outcome {
     Replayed {
         /// What the command did the first time (`done` or `refused`).
         first: Box<Outcome>,
+    },
+    /// The outcomes of a [`Command::Batch`]'s commands, in order.
+    Batch {
+        /// One per command.
+        outcomes: Vec<Outcome>,
     },
 }
 

@@ -265,8 +265,8 @@ fn write_batch(
                 });
             }
         }
-        // The command carries no idempotency key, so it is never replayed.
-        Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } => {}
+        // The command carries no idempotency key, so it is never replayed, and it is no batch.
+        Outcome::AlreadyApplied { .. } | Outcome::Replayed { .. } | Outcome::Batch { .. } => {}
     }
     Ok(())
 }

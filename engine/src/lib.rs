@@ -49,7 +49,7 @@ pub mod validate;
 
 pub use command::{
     Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
-    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BATCH,
 };
 pub use engine::{
     Config, Durability, Engine, EngineError, Executed, MatchRequest, MatchResult, MatchTarget,

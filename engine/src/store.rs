@@ -35,7 +35,7 @@
 use crate::codec::{self, CodecError, RecordKind};
 use crate::command::{
     Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
-    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BULK, MAX_IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BATCH, MAX_BULK, MAX_IDEMPOTENCY_KEY,
 };
 use crate::model::{BookedDate, Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::{
@@ -455,7 +455,9 @@ fn target(cmd: &Command) -> Option<Target<'_>> {
         Command::CancelBooking { gig_id, .. } | Command::PostMessage { gig_id, .. } => {
             Target::Gig(gig_id)
         }
-        Command::BulkUpsert { .. } | Command::Guarded { .. } => return None,
+        Command::BulkUpsert { .. } | Command::Guarded { .. } | Command::Batch { .. } => {
+            return None
+        }
     })
 }
 
@@ -476,6 +478,9 @@ fn idempotency_of(cmd: &Command) -> Option<&IdempotencyKey> {
 
 /// Validates a guard for the command it wraps.
 fn check_guard_fields(c: &mut Checker, guard: &Guard, cmd: &Command) {
+    if matches!(cmd, Command::Batch { .. }) {
+        c.fail("command", "a batch cannot be guarded (guard its commands)");
+    }
     if matches!(cmd, Command::Guarded { .. }) {
         c.fail("command", "a guarded command cannot be guarded again");
     }
@@ -555,6 +560,13 @@ fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
         Command::RateMusician { musician_id, stars } => {
             check_id(&mut c, "musician_id", musician_id);
             validate::check_stars(&mut c, *stars);
+            cmd.clone()
+        }
+        Command::Batch { .. } => {
+            c.fail(
+                "commands",
+                "a batch is applied on its own, never inside another command",
+            );
             cmd.clone()
         }
         Command::BulkUpsert { musicians, gigs } => {
@@ -645,9 +657,79 @@ fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
 
 /// The deterministic heart of the engine: executes one prepared command inside a transaction.
 /// Every refusal is decided before the first write.
+fn nested_batch() -> ValidationError {
+    let mut c = Checker::default();
+    c.fail(
+        "commands",
+        "a batch is applied on its own, never inside another command",
+    );
+    match c.finish(()) {
+        Err(e) => e,
+        Ok(()) => ValidationError { errors: Vec::new() },
+    }
+}
+
+/// The work of one step of [`Store::apply_batch`], decided before its transaction: each
+/// command prepared (validated and normalized) with its idempotency key.
+enum Work<'c> {
+    /// A command without one (a Raft entry that only advances the sequence).
+    Nothing,
+    /// One command (boxed: a command is large beside the other variants).
+    One(
+        Box<Result<Command, ValidationError>>,
+        Option<&'c IdempotencyKey>,
+    ),
+    /// The commands of a [`Command::Batch`].
+    Many(Vec<(Result<Command, ValidationError>, Option<&'c IdempotencyKey>)>),
+}
+
+impl<'c> Work<'c> {
+    fn of(cmd: Option<&'c Command>) -> Work<'c> {
+        match cmd {
+            None => Work::Nothing,
+            Some(Command::Batch { commands }) if (1..=MAX_BATCH).contains(&commands.len()) => {
+                Work::Many(
+                    commands
+                        .iter()
+                        .map(|c| (prepare(c), idempotency_of(c)))
+                        .collect(),
+                )
+            }
+            Some(Command::Batch { .. }) => {
+                let mut c = Checker::default();
+                c.fail(
+                    "commands",
+                    format!("a batch carries 1 to {MAX_BATCH} commands"),
+                );
+                Work::One(
+                    Box::new(c.finish(Command::Batch { commands: vec![] })),
+                    None,
+                )
+            }
+            Some(cmd) => Work::One(Box::new(prepare(cmd)), idempotency_of(cmd)),
+        }
+    }
+}
+
+/// Writes the change record of sequence `seq`: the ids whose indexed state `done` changed.
+fn record_changes<'a>(tx: &Tx<'_>, seq: u64, done: impl Iterator<Item = &'a Done>) -> TxResult<()> {
+    let ids: Vec<&str> = done
+        .filter_map(|d| match d {
+            Done::Ran(Ok((_, changed))) => Some(changed.iter().map(|c| c.id.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !ids.is_empty() {
+        let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
+        tx.changes.insert(&codec::u64_key(seq), v)?;
+    }
+    Ok(())
+}
+
 /// One command's part of an apply transaction: the idempotency check, the command (or its
-/// validation refusal), the change record and the key record. The applied sequence and the
-/// annex are the batch's to write.
+/// validation refusal) and the key record. The change record, the applied sequence and the
+/// annex are the caller's to write.
 fn run_step(
     tx: &Tx<'_>,
     seq: u64,
@@ -671,13 +753,6 @@ fn run_step(
         Err(e) => Err(Refusal::Invalid(e.clone())),
         Ok(cmd) => exec(tx, seq, cmd)?,
     };
-    if let Ok((_, changed)) = &done {
-        if !changed.is_empty() {
-            let ids: Vec<&str> = changed.iter().map(|c| c.id.as_str()).collect();
-            let v = encode(RecordKind::Changes, &ids, b"changes").or_else(abort)?;
-            tx.changes.insert(&codec::u64_key(seq), v)?;
-        }
-    }
     if let Some(k) = idem {
         let outcome = match &done {
             Ok((effect, _)) => Outcome::Done(effect.clone()),
@@ -690,6 +765,9 @@ fn run_step(
 
 fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
     match cmd {
+        // `prepare` refuses a batch anywhere but at the top, where `Store::apply_batch` splits
+        // it: this arm is never taken.
+        Command::Batch { .. } => Ok(Err(Refusal::Invalid(nested_batch()))),
         Command::Guarded { guard, command } => {
             if let Some(refusal) = tx.check_guard(guard, command)? {
                 return Ok(Err(refusal));
@@ -1157,7 +1235,7 @@ impl Store {
             }));
             if seq > applied {
                 applied = seq;
-                runs.push((i, seq, cmd.map(|c| (prepare(c), idempotency_of(c)))));
+                runs.push((i, seq, Work::of(cmd)));
             }
         }
         if runs.is_empty() {
@@ -1184,9 +1262,22 @@ impl Store {
                         idempotency,
                     };
                     let mut done = Vec::with_capacity(runs.len());
-                    for (i, seq, cmd) in &runs {
-                        if let Some((prepared, idem)) = cmd {
-                            done.push((*i, run_step(&tx, *seq, prepared, *idem)?));
+                    for (i, seq, work) in &runs {
+                        match work {
+                            Work::Nothing => {}
+                            Work::One(prepared, idem) => {
+                                let d = run_step(&tx, *seq, prepared, *idem)?;
+                                record_changes(&tx, *seq, std::iter::once(&d))?;
+                                done.push((*i, vec![d], false));
+                            }
+                            Work::Many(commands) => {
+                                let mut ds = Vec::with_capacity(commands.len());
+                                for (prepared, idem) in commands {
+                                    ds.push(run_step(&tx, *seq, prepared, *idem)?);
+                                }
+                                record_changes(&tx, *seq, ds.iter())?;
+                                done.push((*i, ds, true));
+                            }
                         }
                     }
                     if let Some(annex) = annex {
@@ -1201,21 +1292,27 @@ impl Store {
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
         };
-        for (i, d) in done {
-            out[i] = Some(match d {
-                Done::Seen(outcome) => Applied {
-                    outcome,
-                    changed: Vec::new(),
-                },
-                Done::Ran(Ok((effect, changed))) => Applied {
-                    outcome: Outcome::Done(effect),
-                    changed,
-                },
-                Done::Ran(Err(refusal)) => Applied {
-                    outcome: Outcome::Refused(refusal),
-                    changed: Vec::new(),
-                },
-            });
+        for (i, ds, batch) in done {
+            let mut changed = Vec::new();
+            let mut outcomes: Vec<Outcome> = ds
+                .into_iter()
+                .map(|d| match d {
+                    Done::Seen(outcome) => outcome,
+                    Done::Ran(Ok((effect, c))) => {
+                        changed.extend(c);
+                        Outcome::Done(effect)
+                    }
+                    Done::Ran(Err(refusal)) => Outcome::Refused(refusal),
+                })
+                .collect();
+            let outcome = match (batch, outcomes.pop()) {
+                (false, Some(one)) if outcomes.is_empty() => one,
+                (_, last) => {
+                    outcomes.extend(last);
+                    Outcome::Batch { outcomes }
+                }
+            };
+            out[i] = Some(Applied { outcome, changed });
         }
         Ok(out)
     }

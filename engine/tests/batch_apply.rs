@@ -227,3 +227,85 @@ fn steps_out_of_order_within_a_batch_are_no_ops_after_the_highest() {
     assert!(engine.musician("m-b").unwrap().is_none());
     assert_eq!(engine.applied_seq().unwrap(), 5);
 }
+
+#[test]
+fn a_batch_command_answers_each_command_in_order_and_shares_one_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    let m = musician_json("m-1");
+    let mut bad = musician_json("m-2");
+    bad.name = String::new();
+    let batch = Command::Batch {
+        commands: vec![
+            Command::UpsertMusician { musician: m },
+            Command::UpsertMusician { musician: bad },
+            Command::RateMusician {
+                musician_id: "m-1".into(),
+                stars: 5,
+            },
+            Command::DeleteMusician { id: "m-404".into() },
+        ],
+    };
+    let done = engine.execute(&batch).unwrap();
+    let Outcome::Batch { outcomes } = done.outcome else {
+        panic!("a batch answers Outcome::Batch, got {:?}", done.outcome);
+    };
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes[0].is_done());
+    assert!(
+        matches!(&outcomes[1], Outcome::Refused(Refusal::Invalid(e)) if e.errors.iter().any(|f| f.field == "name")),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(outcomes[2].is_done(), "the rating saw the upsert before it");
+    assert!(matches!(outcomes[3], Outcome::Refused(_)));
+    assert_eq!(engine.applied_seq().unwrap(), done.seq);
+    let view = engine.musician("m-1").unwrap().unwrap();
+    assert_eq!(
+        view.version, done.seq,
+        "records changed by a batch get its sequence"
+    );
+    assert!(engine.musician("m-2").unwrap().is_none());
+}
+
+#[test]
+fn malformed_batches_are_refused_whole_and_change_nothing_but_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    let put = Command::UpsertMusician {
+        musician: musician_json("m-1"),
+    };
+    let empty = Command::Batch { commands: vec![] };
+    let too_many = Command::Batch {
+        commands: vec![put.clone(); MAX_BATCH + 1],
+    };
+    let guarded = Command::Guarded {
+        guard: Guard::default(),
+        command: Box::new(Command::Batch {
+            commands: vec![put.clone()],
+        }),
+    };
+    for cmd in [&empty, &too_many, &guarded] {
+        let done = engine.execute(cmd).unwrap();
+        assert!(
+            matches!(done.outcome, Outcome::Refused(Refusal::Invalid(_))),
+            "{cmd:?} gave {:?}",
+            done.outcome
+        );
+    }
+    // A batch inside a batch: the inner one is refused, the others apply.
+    let nested = Command::Batch {
+        commands: vec![
+            Command::Batch {
+                commands: vec![put.clone()],
+            },
+            put,
+        ],
+    };
+    let Outcome::Batch { outcomes } = engine.execute(&nested).unwrap().outcome else {
+        panic!("a batch answers Outcome::Batch");
+    };
+    assert!(matches!(outcomes[0], Outcome::Refused(Refusal::Invalid(_))));
+    assert!(outcomes[1].is_done());
+    assert_eq!(engine.status().unwrap().musicians, 1);
+}

@@ -403,6 +403,43 @@ fn shared() -> &'static Mutex<Shared> {
     })
 }
 
+/// Executes the queued commands (alone, or as one `Command::Batch`) and checks each outcome
+/// against the model's.
+fn run_pending(state: &mut Shared, model: &mut Model, pending: &mut Vec<(usize, &Op, Command)>) {
+    if pending.is_empty() {
+        return;
+    }
+    let engine = state.engine.as_ref().expect("engine");
+    let outcomes = if pending.len() == 1 {
+        vec![engine.execute(&pending[0].2).expect("execute").outcome]
+    } else {
+        let commands = pending.iter().map(|(_, _, c)| c.clone()).collect();
+        match engine
+            .execute(&Command::Batch { commands })
+            .expect("execute")
+            .outcome
+        {
+            Outcome::Batch { outcomes } => outcomes,
+            other => panic!("a batch answered {other:?}"),
+        }
+    };
+    assert_eq!(outcomes.len(), pending.len(), "one outcome per command");
+    for ((i, op, _), outcome) in pending.drain(..).zip(outcomes) {
+        let want = model.apply(op).expect("a command");
+        let done = match &outcome {
+            Outcome::Done(_) => true,
+            Outcome::Refused(_) => false,
+            Outcome::AlreadyApplied { .. } => panic!("execute picked an applied sequence"),
+            Outcome::Replayed { .. } => panic!("a replay, though no command here has a key"),
+            Outcome::Batch { .. } => panic!("a batch inside a batch's outcomes"),
+        };
+        assert_eq!(
+            done, want,
+            "op {i} {op:?}: engine said {outcome:?}, model expected done={want}\nmodel: {model:?}"
+        );
+    }
+}
+
 /// Applies `ops` to the engine and the model and checks they agree.
 pub fn check(ops: &[Op]) {
     let mut guard = shared().lock().unwrap_or_else(|p| p.into_inner());
@@ -422,27 +459,28 @@ pub fn check(ops: &[Op]) {
         }
     }
     compare(state.engine.as_ref().expect("engine"), &model);
+    // Consecutive commands go one by one or in batches of 2–4 (`Command::Batch`, what a
+    // cluster leader's group commit writes), chosen by the input's length: each command of a
+    // batch must do exactly what the model does with it alone.
+    let group = ops.len() % 4 + 1;
+    let mut pending: Vec<(usize, &Op, Command)> = Vec::new();
     for (i, op) in ops.iter().take(64).enumerate() {
-        let Some(cmd) = command(op) else {
-            state.engine = None; // closes sled and the indexer before reopening
-            state.engine = Some(reopen(state.dir.path()));
-            compare(state.engine.as_ref().expect("engine"), &model);
-            continue;
-        };
-        let engine = state.engine.as_ref().expect("engine");
-        let outcome = engine.execute(&cmd).expect("execute").outcome;
-        let want = model.apply(op).expect("a command");
-        let done = match &outcome {
-            Outcome::Done(_) => true,
-            Outcome::Refused(_) => false,
-            Outcome::AlreadyApplied { .. } => panic!("execute picked an applied sequence"),
-            Outcome::Replayed { .. } => panic!("a replay, though no command here has a key"),
-        };
-        assert_eq!(
-            done, want,
-            "op {i} {op:?}: engine said {outcome:?}, model expected done={want}\nmodel: {model:?}"
-        );
+        match command(op) {
+            Some(cmd) => {
+                pending.push((i, op, cmd));
+                if pending.len() == group {
+                    run_pending(state, &mut model, &mut pending);
+                }
+            }
+            None => {
+                run_pending(state, &mut model, &mut pending);
+                state.engine = None; // closes sled and the indexer before reopening
+                state.engine = Some(reopen(state.dir.path()));
+                compare(state.engine.as_ref().expect("engine"), &model);
+            }
+        }
     }
+    run_pending(state, &mut model, &mut pending);
     let engine = state.engine.as_ref().expect("engine");
     compare(engine, &model);
     engine.refresh().expect("refresh");

@@ -351,7 +351,9 @@ pub fn expect_done(outcome: mussikon_engine::Outcome) -> Result<mussikon_engine:
         mussikon_engine::Outcome::Done(effect) => Ok(effect),
         mussikon_engine::Outcome::Refused(r) => Err(r.into()),
         mussikon_engine::Outcome::Replayed { first } => expect_done(*first),
-        other @ mussikon_engine::Outcome::AlreadyApplied { .. } => {
+        // The API sends no batch (a cluster node splits its group commits before answering).
+        other @ (mussikon_engine::Outcome::AlreadyApplied { .. }
+        | mussikon_engine::Outcome::Batch { .. }) => {
             Err(ApiError::Internal(format!("execute answered {other:?}")))
         }
     }
