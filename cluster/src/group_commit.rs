@@ -18,6 +18,7 @@
 
 use crate::node::{WriteError, WRITE_WAIT};
 use crate::types::{NodeId, Raft, Reply, Request};
+use futures_util::future::BoxFuture;
 use mussikon_engine::{Command, Executed, Outcome, MAX_BATCH};
 use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
@@ -34,44 +35,75 @@ const _: () = assert!(MAX_COMMANDS <= MAX_BATCH);
 
 type Answer = Result<Executed, WriteError>;
 
-struct Pending {
-    cmd: Command,
+struct Pending<T> {
+    item: T,
     answer: oneshot::Sender<Answer>,
 }
 
-/// The queue in front of this node's `client_write`. Cheap to clone.
-#[derive(Clone)]
-pub struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+/// What a [`Queue`] does with each batch it takes: one answer per item, in order.
+pub type Submit<T> = Arc<dyn Fn(Vec<T>) -> BoxFuture<'static, Vec<Answer>> + Send + Sync + 'static>;
+
+/// A queue whose items are taken in batches by a task: up to `max` items per batch, at most
+/// `in_flight` batches submitted at once, an item that `solo` accepts always alone. The
+/// leader's group commit and a follower's forwarding of writes are each one. Cheap to clone.
+pub struct Queue<T> {
+    queue: mpsc::Sender<Pending<T>>,
 }
 
-impl GroupCommit {
-    /// Starts the task that drains the queue into `raft`. It ends when every handle is dropped.
-    pub fn start(me: NodeId, raft: Raft) -> GroupCommit {
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(drain(me, raft, rx));
-        GroupCommit { queue }
-    }
-
-    /// Writes `cmd` through this node's Raft (which must be the leader, else `NoLeader`), in an
-    /// entry shared with whatever other writes are queued.
-    pub async fn write(&self, cmd: Command) -> Answer {
-        let (answer, rx) = oneshot::channel();
-        if self.queue.send(Pending { cmd, answer }).await.is_err() {
-            return Err(WriteError::Fatal("the node is shutting down".into()));
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            queue: self.queue.clone(),
         }
-        rx.await
-            .unwrap_or_else(|_| Err(WriteError::Fatal("the node is shutting down".into())))
     }
 }
 
-fn is_bulk(cmd: &Command) -> bool {
-    matches!(cmd, Command::BulkUpsert { .. })
+impl<T: Send + 'static> Queue<T> {
+    /// Starts the task that drains the queue through `submit`. It ends when every handle is
+    /// dropped.
+    pub fn start(in_flight: usize, max: usize, solo: fn(&T) -> bool, submit: Submit<T>) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(drain(rx, in_flight, max, solo, submit));
+        Queue { queue }
+    }
+
+    /// Queues `item` and waits for its answer.
+    pub async fn call(&self, item: T) -> Answer {
+        self.enqueue(item).await.answer().await
+    }
+
+    /// Queues `item` (waiting while the queue is full); the answer comes through the ticket.
+    async fn enqueue(&self, item: T) -> Ticket {
+        let (answer, rx) = oneshot::channel();
+        match self.queue.send(Pending { item, answer }).await {
+            Ok(()) => Ticket(Some(rx)),
+            Err(_) => Ticket(None),
+        }
+    }
 }
 
-async fn drain(me: NodeId, raft: Raft, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut carry: Option<Pending> = None;
+/// A queued item's claim on its answer.
+struct Ticket(Option<oneshot::Receiver<Answer>>);
+
+impl Ticket {
+    async fn answer(self) -> Answer {
+        let shut = || WriteError::Fatal("the node is shutting down".into());
+        match self.0 {
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(shut())),
+            None => Err(shut()),
+        }
+    }
+}
+
+async fn drain<T: Send + 'static>(
+    mut rx: mpsc::Receiver<Pending<T>>,
+    in_flight: usize,
+    max: usize,
+    solo: fn(&T) -> bool,
+    submit: Submit<T>,
+) {
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    let mut carry: Option<Pending<T>> = None;
     loop {
         let first = match carry.take() {
             Some(p) => p,
@@ -80,15 +112,15 @@ async fn drain(me: NodeId, raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 None => return,
             },
         };
-        // Waiting for a slot is what lets the queue fill while earlier entries commit.
+        // Waiting for a slot is what lets the queue fill while earlier batches are out.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let mut batch = vec![first];
-        if !is_bulk(&batch[0].cmd) {
-            while batch.len() < MAX_COMMANDS {
+        if !solo(&batch[0].item) {
+            while batch.len() < max {
                 match rx.try_recv() {
-                    Ok(p) if is_bulk(&p.cmd) => {
+                    Ok(p) if solo(&p.item) => {
                         carry = Some(p);
                         break;
                     }
@@ -97,51 +129,63 @@ async fn drain(me: NodeId, raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 }
             }
         }
-        let raft = raft.clone();
+        let submit = submit.clone();
         tokio::spawn(async move {
-            submit(me, &raft, batch).await;
+            let (items, answers): (Vec<T>, Vec<_>) =
+                batch.into_iter().map(|p| (p.item, p.answer)).unzip();
+            let n = items.len();
+            let got = submit(items).await;
+            if got.len() == n {
+                for (answer, got) in answers.into_iter().zip(got) {
+                    let _ = answer.send(got);
+                }
+            } else {
+                let e = WriteError::Fatal(format!("{n} writes were answered {} times", got.len()));
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
             drop(slot);
         });
     }
 }
 
-/// Sends `batch` as one entry and answers each writer.
-async fn submit(me: NodeId, raft: &Raft, mut batch: Vec<Pending>) {
+/// The leader's group commit: commands queued by concurrent writers, each batch one entry.
+pub fn commit_queue(me: NodeId, raft: Raft) -> Queue<Command> {
+    let submit: Submit<Command> = Arc::new(move |batch| {
+        let raft = raft.clone();
+        Box::pin(async move { submit_entry(me, &raft, batch).await })
+    });
+    Queue::start(IN_FLIGHT, MAX_COMMANDS, is_bulk, submit)
+}
+
+/// A bulk command never shares an entry or a forwarded request.
+pub fn is_bulk(cmd: &Command) -> bool {
+    matches!(cmd, Command::BulkUpsert { .. })
+}
+
+/// Sends `batch` as one entry (a lone command as itself); one answer per command.
+async fn submit_entry(me: NodeId, raft: &Raft, mut batch: Vec<Command>) -> Vec<Answer> {
     if batch.len() == 1 {
-        if let Some(p) = batch.pop() {
-            let answer = client_write(me, raft, p.cmd).await;
-            let _ = p.answer.send(answer);
-        }
-        return;
+        return match batch.pop() {
+            Some(cmd) => vec![client_write(me, raft, cmd).await],
+            None => Vec::new(),
+        };
     }
-    let mut answers = Vec::with_capacity(batch.len());
-    let commands = batch
-        .into_iter()
-        .map(|p| {
-            answers.push(p.answer);
-            p.cmd
-        })
-        .collect();
-    match client_write(me, raft, Command::Batch { commands }).await {
+    let n = batch.len();
+    match client_write(me, raft, Command::Batch { commands: batch }).await {
         Ok(Executed {
             seq,
             outcome: Outcome::Batch { outcomes },
-        }) if outcomes.len() == answers.len() => {
-            for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                let _ = answer.send(Ok(Executed { seq, outcome }));
-            }
-        }
+        }) if outcomes.len() == n => outcomes
+            .into_iter()
+            .map(|outcome| Ok(Executed { seq, outcome }))
+            .collect(),
         Ok(other) => {
             let e = WriteError::Fatal(format!("a batch of commands was answered {other:?}"));
-            for answer in answers {
-                let _ = answer.send(Err(e.clone()));
-            }
+            vec![Err(e); n]
         }
-        Err(e) => {
-            for answer in answers {
-                let _ = answer.send(Err(e.clone()));
-            }
-        }
+        Err(e) => vec![Err(e); n],
     }
 }
 
@@ -164,5 +208,92 @@ async fn client_write(me: NodeId, raft: &Raft, cmd: Command) -> Answer {
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
         Err(e) => Err(WriteError::Fatal(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    type Batches = Arc<Mutex<Vec<Vec<u64>>>>;
+    use tokio::sync::Notify;
+
+    fn executed(seq: u64) -> Answer {
+        Ok(Executed {
+            seq,
+            outcome: Outcome::AlreadyApplied { applied: seq },
+        })
+    }
+
+    /// A queue whose submit records each batch, answers item `i` with sequence `i`, and holds
+    /// its first batch until `gate` is opened.
+    fn recording(in_flight: usize) -> (Queue<u64>, Batches, Arc<Notify>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Notify::new());
+        let (b, g) = (batches.clone(), gate.clone());
+        let submit: Submit<u64> = Arc::new(move |items: Vec<u64>| {
+            let (b, g) = (b.clone(), g.clone());
+            Box::pin(async move {
+                let first = {
+                    let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+                    b.push(items.clone());
+                    b.len() == 1
+                };
+                if first {
+                    g.notified().await;
+                }
+                items.into_iter().map(executed).collect()
+            })
+        });
+        let solo = |i: &u64| *i >= 1000;
+        (Queue::start(in_flight, 8, solo, submit), batches, gate)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_while_a_batch_is_out_go_together_and_each_gets_its_own_answer() {
+        let (queue, batches, gate) = recording(1);
+        let first = tokio::spawn({
+            let q = queue.clone();
+            async move { q.call(0).await }
+        });
+        // The first batch is out (and held) once submit has recorded it.
+        while batches.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Eleven more writers queue, in this order, while it is out: 1..=10, and a solo item.
+        let mut waiting = Vec::new();
+        for i in (1..=10).chain([1000]) {
+            waiting.push((i, queue.enqueue(i).await));
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().seq, 0);
+        for (i, ticket) in waiting {
+            assert_eq!(
+                ticket.answer().await.unwrap().seq,
+                i,
+                "writer {i} got another's answer"
+            );
+        }
+        let batches = batches.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // At most 8 per batch, in queue order, and the solo item alone.
+        assert_eq!(
+            batches,
+            vec![
+                vec![0],
+                vec![1, 2, 3, 4, 5, 6, 7, 8],
+                vec![9, 10],
+                vec![1000]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_with_the_wrong_count_fails_each_writer_instead_of_misanswering() {
+        let submit: Submit<u64> = Arc::new(|_items: Vec<u64>| Box::pin(async { Vec::new() }));
+        let queue = Queue::start(1, 8, |_| false, submit);
+        let e = queue.call(7).await.unwrap_err();
+        assert!(matches!(e, WriteError::Fatal(_)), "{e:?}");
     }
 }

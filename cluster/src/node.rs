@@ -18,7 +18,7 @@
 //! - One membership change at a time ([`AdminError::Busy`] otherwise).
 
 use crate::faults::{Faults, FaultsDisabled};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{self, Queue};
 use crate::log_store::LogStore;
 use crate::network::{http_client, Dialer, Network, TransportError, SECRET_HEADER};
 use crate::state_machine::StateMachine;
@@ -144,6 +144,30 @@ pub enum StartError {
     /// The settings are unusable.
     #[error("{0}")]
     Config(String),
+}
+
+/// How long a follower waits for the leader's answer to forwarded writes.
+const FORWARD_WAIT: Duration = Duration::from_secs(30);
+
+/// The follower's forwarding queue: concurrent writes to be forwarded share one request.
+fn forward_queue(me: std::sync::Weak<Inner>) -> Queue<Request> {
+    let submit: group_commit::Submit<Request> = Arc::new(move |batch| {
+        let me = me.clone();
+        Box::pin(async move {
+            match me.upgrade() {
+                Some(inner) => Node { inner }.forward(batch).await,
+                None => {
+                    vec![Err(WriteError::Fatal("the node is shutting down".into())); batch.len()]
+                }
+            }
+        })
+    });
+    Queue::start(
+        group_commit::IN_FLIGHT,
+        group_commit::MAX_COMMANDS,
+        |r: &Request| group_commit::is_bulk(&r.0),
+        submit,
+    )
 }
 
 /// Why a write failed.
@@ -279,7 +303,9 @@ struct Inner {
     admin: tokio::sync::Mutex<()>,
     leader_changes: AtomicU64,
     /// This node's writes as leader go through it.
-    commits: GroupCommit,
+    commits: Queue<Command>,
+    /// Writes this node forwards to the leader go through it (several per request).
+    forwards: Queue<Request>,
 }
 
 /// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
@@ -408,9 +434,9 @@ impl Node {
                 tracing::warn!(error = %e, "initialization refused (already initialized?)");
             }
         }
-        let commits = GroupCommit::start(config.id, raft.clone());
+        let commits = group_commit::commit_queue(config.id, raft.clone());
         let node = Node {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 id: config.id,
                 raft,
                 sm,
@@ -420,6 +446,7 @@ impl Node {
                 admin: tokio::sync::Mutex::new(()),
                 leader_changes: AtomicU64::new(0),
                 commits,
+                forwards: forward_queue(me.clone()),
             }),
         };
         node.spawn_metrics();
@@ -512,36 +539,82 @@ impl Node {
         .await
     }
 
-    /// One attempt of [`Node::write`]: here when this node leads, else forwarded once.
+    /// One attempt of [`Node::write`]: here when this node leads (or no leader is known),
+    /// else forwarded once, in a request shared with other writes being forwarded.
     async fn write_once(&self, req: &Request) -> Result<Executed, WriteError> {
-        match self.write_local(req.clone()).await {
-            Err(WriteError::NoLeader) => {}
-            other => return other,
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        if leader.is_none_or(|id| id == self.inner.id) {
+            match self.write_local(req.clone()).await {
+                Err(WriteError::NoLeader) => {}
+                other => return other,
+            }
         }
+        let done = self.inner.forwards.call(req.clone()).await?;
+        self.await_local_apply(&done).await;
+        Ok(done)
+    }
+
+    /// Sends `batch` to the leader in one `writes` RPC (a lone write as a `write` RPC, which
+    /// every version serves); one answer per write. Written here if this node became leader.
+    async fn forward(&self, mut batch: Vec<Request>) -> Vec<Result<Executed, WriteError>> {
+        let n = batch.len();
         let Some((id, addr)) = self.wait_leader().await else {
-            return Err(WriteError::NoLeader);
+            return vec![Err(WriteError::NoLeader); n];
         };
         if id == self.inner.id {
-            return self.write_local(req.clone()).await;
+            return futures_util::future::join_all(batch.into_iter().map(|r| self.write_local(r)))
+                .await;
         }
-        let body = encode(req).map_err(|e| WriteError::Fatal(e.to_string()))?;
-        let answer: Result<WireWrite, TransportError> = self
-            .inner
-            .dialer
-            .post(id, &addr, "write", body.into(), Duration::from_secs(30))
-            .await;
-        match answer {
-            Ok(Ok(Reply(Some(done)))) => {
-                self.await_local_apply(&done).await;
-                Ok(done)
-            }
-            Ok(Ok(Reply(None))) => Err(WriteError::Fatal("the leader applied no command".into())),
-            Ok(Err(e)) => Err(e),
-            Err(TransportError::Unreachable(..)) => Err(WriteError::NoLeader),
-            Err(e) => Err(WriteError::Unknown {
-                leader: addr,
-                reason: e.to_string(),
-            }),
+        let answers: Result<Vec<WireWrite>, TransportError> = if n == 1 {
+            let Some(req) = batch.pop() else {
+                return Vec::new();
+            };
+            let body = match encode(&req) {
+                Ok(b) => b,
+                Err(e) => return vec![Err(WriteError::Fatal(e.to_string()))],
+            };
+            let one: Result<WireWrite, TransportError> = self
+                .inner
+                .dialer
+                .post(id, &addr, "write", body.into(), FORWARD_WAIT)
+                .await;
+            one.map(|a| vec![a])
+        } else {
+            let body = match encode(&batch) {
+                Ok(b) => b,
+                Err(e) => return vec![Err(WriteError::Fatal(e.to_string())); n],
+            };
+            self.inner
+                .dialer
+                .post(id, &addr, "writes", body.into(), FORWARD_WAIT)
+                .await
+        };
+        match answers {
+            Ok(answers) if answers.len() == n => answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(Reply(Some(done))) => Ok(done),
+                    Ok(Reply(None)) => {
+                        Err(WriteError::Fatal("the leader applied no command".into()))
+                    }
+                    Err(e) => Err(e),
+                })
+                .collect(),
+            Ok(answers) => vec![
+                Err(WriteError::Unknown {
+                    leader: addr,
+                    reason: format!("{n} forwarded writes were answered {} times", answers.len()),
+                });
+                n
+            ],
+            Err(TransportError::Unreachable(..)) => vec![Err(WriteError::NoLeader); n],
+            Err(e) => vec![
+                Err(WriteError::Unknown {
+                    leader: addr,
+                    reason: e.to_string(),
+                });
+                n
+            ],
         }
     }
 
@@ -567,7 +640,7 @@ impl Node {
     /// `client_write` on this node, through its group commit ([`crate::group_commit`]);
     /// [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
-        self.inner.commits.write(req.0).await
+        self.inner.commits.call(req.0).await
     }
 
     /// Waits until a read at `level` may be served from this node's engine.
@@ -819,7 +892,8 @@ impl Node {
         metrics::gauge!("mussikon_raft_snapshot_duration_seconds").set(f.seconds);
     }
 
-    /// Serves a peer RPC (`append`, `vote`, `write`, `read-index`, `applied-index`, `members`)
+    /// Serves a peer RPC (`append`, `vote`, `write`, `writes`, `read-index`, `applied-index`,
+    /// `members`)
     /// whose body is `body`; the answer's bytes. The caller has checked the secret.
     pub async fn handle_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, RpcError> {
         let bad = |e: crate::types::CodecError| RpcError::BadBody(e.to_string());
@@ -840,6 +914,22 @@ impl Node {
                 let req: Request = decode(body).map_err(bad)?;
                 let answer: WireWrite = self.write_local(req).await.map(|d| Reply(Some(d)));
                 out(encode(&answer))
+            }
+            "writes" => {
+                let reqs: Vec<Request> = decode(body).map_err(bad)?;
+                if reqs.len() > group_commit::MAX_COMMANDS {
+                    return Err(RpcError::BadBody(format!(
+                        "{} writes in one request; at most {}",
+                        reqs.len(),
+                        group_commit::MAX_COMMANDS
+                    )));
+                }
+                let answers: Vec<WireWrite> = futures_util::future::join_all(
+                    reqs.into_iter()
+                        .map(|r| async { self.write_local(r).await.map(|d| Reply(Some(d))) }),
+                )
+                .await;
+                out(encode(&answers))
             }
             "read-index" | "applied-index" => {
                 let level = if rpc == "read-index" {

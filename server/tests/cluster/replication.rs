@@ -282,3 +282,61 @@ async fn a_bulk_import_through_a_follower_is_replicated_like_any_write() {
         }
     }
 }
+
+/// Group commit and batched forwarding: many writes at once through every node, so the leader
+/// packs them into shared entries and followers forward them in shared requests. Each writer
+/// must get its own answer, and nothing may be lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writes_through_every_node_each_get_their_own_answer_and_none_is_lost() {
+    let c = Cluster::start(3, &[]).await;
+    c.wait_leader(&[1, 2, 3]).await;
+    let r = c.put(1, "/v1/musicians/rated", &musician("rated")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut tasks = Vec::new();
+    for i in 0..90u64 {
+        let (http, via) = (c.http.clone(), 1 + i % 3);
+        let put = c.url(via, &format!("/v1/musicians/c-{i}"));
+        let rate = c.url(via, "/v1/musicians/rated/ratings");
+        let body = musician(&format!("c-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let created = http.put(put).json(&body).send().await.unwrap();
+            let (status, etag) = (created.status(), created.headers().get("etag").cloned());
+            let answer: Value = created.json().await.unwrap();
+            let rated = http
+                .post(rate)
+                .json(&json!({"stars": 1 + i % 5}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            (i, status, etag, answer, rated)
+        }));
+    }
+    for t in tasks {
+        let (i, status, etag, answer, rated) = t.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "c-{i}: {answer}");
+        assert_eq!(
+            answer["musician"]["id"],
+            format!("c-{i}"),
+            "c-{i} got {answer}"
+        );
+        assert!(etag.is_some(), "c-{i} has no ETag");
+        assert!(rated.is_success(), "rating {i}: {rated}");
+    }
+    c.wait_converged().await;
+    for id in [1, 2, 3] {
+        let m: Value = c
+            .get(id, "/v1/musicians/rated?consistency=stale")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(m["musician"]["rating"]["count"], 90, "node {id}: {m}");
+        for i in [0u64, 44, 89] {
+            let r = c
+                .get(id, &format!("/v1/musicians/c-{i}?consistency=stale"))
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "c-{i} on node {id}");
+        }
+    }
+}
