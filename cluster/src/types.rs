@@ -334,6 +334,19 @@ mod tests {
         let vote = VoteRequest::new(Vote::new(3, 2), Some(log_id(2, 7)));
         seed(&mut seeds, 1, "vote", &vote);
         seed(&mut seeds, 2, "write", &book);
+        let cancel = Request(Command::CancelBooking {
+            gig_id: "g-1".into(),
+            musician_id: "m-1".into(),
+        });
+        seed(&mut seeds, 8, "writes", &vec![book.clone(), cancel.clone()]);
+        let batch = Request(Command::Batch {
+            commands: vec![book.0.clone(), cancel.0],
+        });
+        seed(&mut seeds, 0, "append-batch", &{
+            let mut a = heartbeat.clone();
+            a.entries = vec![entry(8, EntryPayload::Normal(batch))];
+            a
+        });
         let add = AdminOp::Add {
             id: 4,
             addr: "127.0.0.1:7004".into(),

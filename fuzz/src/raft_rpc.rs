@@ -29,7 +29,7 @@ use std::fmt::Debug;
 
 /// The messages, by the selector byte (`pick % KINDS.len()`). Seeds in `fuzz/corpus/raft_rpc`
 /// start with this index.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "append",
     "vote",
     "write",
@@ -38,6 +38,7 @@ pub const KINDS: [&str; 8] = [
     "append-answer",
     "vote-answer",
     "snapshot-answer",
+    "writes",
 ];
 
 
@@ -55,6 +56,7 @@ pub fn check(data: &[u8]) {
         "snapshot" => snapshot(body),
         "append-answer" => round_trip::<AppendEntriesResponse<NodeId>>(body),
         "vote-answer" => round_trip::<VoteResponse<NodeId>>(body),
+        "writes" => round_trip::<Vec<Request>>(body),
         _ => round_trip::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(body),
     };
 }
