@@ -500,7 +500,10 @@ impl Node {
 
     /// The current leader's id and address, if known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        // Borrowed, not cloned: every API answer names the leader, and a clone copies the
+        // whole metrics (membership, replication map) each time.
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
         let id = m.current_leader?;
         let addr = m
             .membership_config
