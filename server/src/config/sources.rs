@@ -430,11 +430,25 @@ impl ClusterSettings {
             0 => default_max,
             n => n,
         };
-        if min <= heartbeat_ms * 2 || max <= min {
+        // The error names the setting that breaks the rule (a default counts as not set).
+        if min <= heartbeat_ms * 2 {
             return Err(invalid(
                 "cluster.election_min_ms",
                 format!(
-                    "elections need heartbeat_ms * 2 < election_min_ms < election_max_ms (have {heartbeat_ms}, {min}, {max})"
+                    "must be more than twice cluster.heartbeat_ms (have {min} ms, heartbeat {heartbeat_ms} ms)"
+                ),
+            ));
+        }
+        if max <= min {
+            let (field, set) = if self.election_max_ms != 0 || self.election_min_ms == 0 {
+                ("cluster.election_max_ms", "must be greater than")
+            } else {
+                ("cluster.election_min_ms", "must be less than")
+            };
+            return Err(invalid(
+                field,
+                format!(
+                    "{set} the other election bound: election_min_ms < election_max_ms (have {min} ms and {max} ms)"
                 ),
             ));
         }
@@ -1154,18 +1168,45 @@ mod tests {
         .cluster
         .unwrap();
         assert_eq!(c.election_ms, (600, 900));
-        for bad in [
-            [
-                ("cluster.election_min_ms", "150"),
-                ("cluster.election_max_ms", "900"),
-            ],
-            [
-                ("cluster.election_min_ms", "500"),
-                ("cluster.election_max_ms", "500"),
-            ],
-        ] {
-            let e = cluster(&bad).unwrap_err();
-            assert!(e.to_string().contains("cluster.election_min_ms"), "{e}");
+        // Each error names the setting at fault.
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (
+                &[
+                    ("cluster.election_min_ms", "150"),
+                    ("cluster.election_max_ms", "900"),
+                ],
+                "cluster.election_min_ms",
+            ),
+            (
+                &[
+                    ("cluster.election_min_ms", "500"),
+                    ("cluster.election_max_ms", "500"),
+                ],
+                "cluster.election_max_ms",
+            ),
+            // Only the maximum set, below the default minimum (250 ms): the maximum is wrong.
+            (
+                &[("cluster.election_max_ms", "200")],
+                "cluster.election_max_ms",
+            ),
+            // Only the minimum set, above the default maximum (400 ms): the minimum is wrong.
+            (
+                &[("cluster.election_min_ms", "450")],
+                "cluster.election_min_ms",
+            ),
+        ];
+        for (bad, field) in cases {
+            let e = cluster(bad).unwrap_err().to_string();
+            assert!(e.contains(field), "{bad:?}: {e}");
+            let other = if field.ends_with("min_ms") {
+                "max_ms"
+            } else {
+                "min_ms"
+            };
+            assert!(
+                !e.contains(&format!("cluster.election_{other}")),
+                "{bad:?} blames the other bound: {e}"
+            );
         }
     }
 }
