@@ -210,6 +210,7 @@ impl Engine {
                     &mut gigs,
                     &mut report,
                     &mut prog,
+                    opts.max_errors,
                 )?;
                 progress(&prog);
             }
@@ -224,7 +225,14 @@ impl Engine {
             let take_g = gigs.len().min(batch_size - take_m);
             let mut bm: Vec<Musician> = musicians.drain(..take_m).collect();
             let mut bg: Vec<Gig> = gigs.drain(..take_g).collect();
-            write_batch(&mut execute, &mut bm, &mut bg, &mut report, &mut prog)?;
+            write_batch(
+                &mut execute,
+                &mut bm,
+                &mut bg,
+                &mut report,
+                &mut prog,
+                opts.max_errors,
+            )?;
             progress(&prog);
         }
         report.applied_seq = self.applied_seq()?;
@@ -233,13 +241,14 @@ impl Engine {
 }
 
 /// Executes one `BulkUpsert` of the batch through `execute` and folds its outcome into the
-/// report.
+/// report (which keeps at most `max_errors` errors, like the line errors).
 fn write_batch(
     execute: &mut impl FnMut(&Command) -> Result<Executed, EngineError>,
     musicians: &mut Vec<Musician>,
     gigs: &mut Vec<Gig>,
     report: &mut ImportReport,
     prog: &mut ImportProgress,
+    max_errors: usize,
 ) -> Result<(), EngineError> {
     let (nm, ng) = (musicians.len() as u64, gigs.len() as u64);
     let cmd = Command::BulkUpsert {
@@ -258,7 +267,7 @@ fn write_batch(
             // that would break bookings) lands here; report it against the batch.
             report.rejected += nm + ng;
             prog.rejected += nm + ng;
-            if report.errors.len() < 100 {
+            if report.errors.len() < max_errors {
                 report.errors.push(LineError {
                     line: prog.lines,
                     error: format!("batch ending at this line refused: {r}"),

@@ -633,3 +633,39 @@ fn a_bulk_naming_a_new_id_twice_counts_it_once() {
     assert_eq!((st.musicians, st.gigs), (1, 1));
     assert_eq!(engine.list_gigs(None, 10).unwrap().len(), 1);
 }
+
+#[test]
+fn an_import_batch_refused_by_the_store_is_reported_within_max_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(dir.path());
+    e.upsert_musician(musician_json("m-1")).unwrap();
+    e.upsert_gig(gig_json("g-1")).unwrap();
+    e.book(Booking {
+        gig_id: "g-1".into(),
+        slot: 0,
+        musician_id: "m-1".into(),
+    })
+    .unwrap();
+    // The gig moved to another date while it has a booking: the whole batch is refused.
+    let mut moved = gig_json("g-1");
+    moved.date = "2026-12-06".parse().unwrap();
+    let line = format!("{}\n", serde_json::to_string(&moved).unwrap());
+    for (max_errors, reported) in [(0usize, 0usize), (1, 1)] {
+        let opts = ImportOptions {
+            max_errors,
+            ..Default::default()
+        };
+        let r = e.import_jsonl(line.as_bytes(), &opts, |_| {}).unwrap();
+        assert_eq!((r.gigs, r.rejected), (0, 1), "max_errors {max_errors}");
+        assert_eq!(
+            r.errors.len(),
+            reported,
+            "max_errors {max_errors}: {:?}",
+            r.errors
+        );
+    }
+    assert_eq!(
+        e.gig("g-1").unwrap().unwrap().gig.date,
+        gig_json("g-1").date
+    );
+}
