@@ -216,9 +216,9 @@ async fn client_write(me: NodeId, raft: &Raft, cmd: Command) -> Answer {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use tokio::sync::Notify;
 
     type Batches = Arc<Mutex<Vec<Vec<u64>>>>;
-    use tokio::sync::Notify;
 
     fn executed(seq: u64) -> Answer {
         Ok(Executed {

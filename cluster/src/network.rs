@@ -12,7 +12,7 @@
 //! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`; the time of each, answered or not, in
 //! `mussikon_raft_peer_rpc_seconds{rpc}`.
 //!
-//! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write` and `read-index`
+//! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write`, `writes` and `read-index`
 //! (client forwarding, see [`crate::node`]).
 
 use crate::faults::Faults;

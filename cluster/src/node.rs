@@ -565,8 +565,7 @@ impl Node {
             return vec![Err(WriteError::NoLeader); n];
         };
         if id == self.inner.id {
-            return futures_util::future::join_all(batch.into_iter().map(|r| self.write_local(r)))
-                .await;
+            return self.write_all_local(batch).await;
         }
         let answers: Result<Vec<WireWrite>, TransportError> = if n == 1 {
             let Some(req) = batch.pop() else {
@@ -644,6 +643,11 @@ impl Node {
     /// [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
         self.inner.commits.call(req.0).await
+    }
+
+    /// [`Node::write_local`] of each of `reqs`, all queued at once so they can share entries.
+    async fn write_all_local(&self, reqs: Vec<Request>) -> Vec<Result<Executed, WriteError>> {
+        futures_util::future::join_all(reqs.into_iter().map(|r| self.write_local(r))).await
     }
 
     /// Waits until a read at `level` may be served from this node's engine.
@@ -927,11 +931,12 @@ impl Node {
                         group_commit::MAX_COMMANDS
                     )));
                 }
-                let answers: Vec<WireWrite> = futures_util::future::join_all(
-                    reqs.into_iter()
-                        .map(|r| async { self.write_local(r).await.map(|d| Reply(Some(d))) }),
-                )
-                .await;
+                let answers: Vec<WireWrite> = self
+                    .write_all_local(reqs)
+                    .await
+                    .into_iter()
+                    .map(|a| a.map(|d| Reply(Some(d))))
+                    .collect();
                 out(encode(&answers))
             }
             "read-index" | "applied-index" => {

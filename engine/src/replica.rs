@@ -54,15 +54,12 @@ impl Engine {
         cmd: &Command,
         annex: &[u8],
     ) -> Result<Executed, EngineError> {
-        let _w = self.writer_lock();
-        let applied = self.store().apply_annexed(seq, cmd, Some(annex))?;
-        if !matches!(applied.outcome, crate::Outcome::AlreadyApplied { .. }) {
-            self.index().send(seq, applied.changed);
-        }
-        Ok(Executed {
+        let done = self.apply_batch_annexed(&[(seq, Some(cmd))], annex)?;
+        // A step with a command always has an answer; the fallback is never taken.
+        Ok(done.into_iter().flatten().next().unwrap_or(Executed {
             seq,
-            outcome: applied.outcome,
-        })
+            outcome: crate::Outcome::AlreadyApplied { applied: seq },
+        }))
     }
 
     /// Applies a batch of log entries in one store transaction, storing `annex` (which
@@ -114,7 +111,9 @@ impl Engine {
     /// False (nothing written) when `seq` is not above the applied sequence.
     pub fn advance(&self, seq: u64, annex: &[u8]) -> Result<bool, EngineError> {
         let _w = self.writer_lock();
-        Ok(self.store().advance(seq, annex)?)
+        let before = self.store().applied_seq()?;
+        self.store().apply_batch(&[(seq, None)], Some(annex))?;
+        Ok(seq > before)
     }
 
     /// The annex of the last annexed apply, advance or install; `None` for a store that never

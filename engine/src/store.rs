@@ -563,10 +563,7 @@ fn prepare(cmd: &Command) -> Result<Command, ValidationError> {
             cmd.clone()
         }
         Command::Batch { .. } => {
-            c.fail(
-                "commands",
-                "a batch is applied on its own, never inside another command",
-            );
+            c.fail("commands", NESTED_BATCH);
             cmd.clone()
         }
         Command::BulkUpsert { musicians, gigs } => {
@@ -655,58 +652,64 @@ fn check_gig_update(old: &GigRecord, new: &Gig) -> Result<(), Conflict> {
     Ok(())
 }
 
-/// The deterministic heart of the engine: executes one prepared command inside a transaction.
-/// Every refusal is decided before the first write.
-fn nested_batch() -> ValidationError {
-    let mut c = Checker::default();
-    c.fail(
-        "commands",
-        "a batch is applied on its own, never inside another command",
-    );
-    match c.finish(()) {
-        Err(e) => e,
-        Ok(()) => ValidationError { errors: Vec::new() },
-    }
-}
+/// The rule a batch breaks anywhere but at the top of a step (inside a guard or a batch).
+const NESTED_BATCH: &str = "a batch is applied on its own, never inside another command";
 
-/// The work of one step of [`Store::apply_batch`], decided before its transaction: each
-/// command prepared (validated and normalized) with its idempotency key.
+/// A command prepared (validated and normalized) before its transaction, with its
+/// idempotency key.
+type Prepared<'c> = (Result<Command, ValidationError>, Option<&'c IdempotencyKey>);
+
+/// The work of one step of [`Store::apply_batch`], decided before its transaction.
 enum Work<'c> {
-    /// A command without one (a Raft entry that only advances the sequence).
+    /// No command (a Raft entry that only advances the sequence).
     Nothing,
-    /// One command (boxed: a command is large beside the other variants).
-    One(
-        Box<Result<Command, ValidationError>>,
-        Option<&'c IdempotencyKey>,
-    ),
-    /// The commands of a [`Command::Batch`].
-    Many(Vec<(Result<Command, ValidationError>, Option<&'c IdempotencyKey>)>),
+    /// The step's commands: one, or those of a [`Command::Batch`] (`batch`), whose outcome is
+    /// then an [`Outcome::Batch`].
+    Commands {
+        batch: bool,
+        commands: Vec<Prepared<'c>>,
+    },
 }
 
 impl<'c> Work<'c> {
     fn of(cmd: Option<&'c Command>) -> Work<'c> {
+        let prepared = |c: &'c Command| (prepare(c), idempotency_of(c));
         match cmd {
             None => Work::Nothing,
             Some(Command::Batch { commands }) if (1..=MAX_BATCH).contains(&commands.len()) => {
-                Work::Many(
-                    commands
-                        .iter()
-                        .map(|c| (prepare(c), idempotency_of(c)))
-                        .collect(),
-                )
+                Work::Commands {
+                    batch: true,
+                    commands: commands.iter().map(prepared).collect(),
+                }
             }
-            Some(Command::Batch { .. }) => {
-                let mut c = Checker::default();
-                c.fail(
-                    "commands",
-                    format!("a batch carries 1 to {MAX_BATCH} commands"),
-                );
-                Work::One(
-                    Box::new(c.finish(Command::Batch { commands: vec![] })),
+            Some(Command::Batch { .. }) => Work::Commands {
+                batch: false,
+                commands: vec![(
+                    Err(ValidationError::single(
+                        "commands",
+                        format!("a batch carries 1 to {MAX_BATCH} commands"),
+                    )),
                     None,
-                )
+                )],
+            },
+            Some(cmd) => Work::Commands {
+                batch: false,
+                commands: vec![prepared(cmd)],
+            },
+        }
+    }
+}
+
+impl Done {
+    /// The outcome, moving the changed musicians (of a command that ran) into `changed`.
+    fn into_outcome(self, changed: &mut Vec<Changed>) -> Outcome {
+        match self {
+            Done::Seen(outcome) => outcome,
+            Done::Ran(Ok((effect, c))) => {
+                changed.extend(c);
+                Outcome::Done(effect)
             }
-            Some(cmd) => Work::One(Box::new(prepare(cmd)), idempotency_of(cmd)),
+            Done::Ran(Err(refusal)) => Outcome::Refused(refusal),
         }
     }
 }
@@ -763,11 +766,16 @@ fn run_step(
     Ok(Done::Ran(done))
 }
 
+/// The deterministic heart of the engine: executes one prepared command inside a transaction.
+/// Every refusal is decided before the first write.
 fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
     match cmd {
         // `prepare` refuses a batch anywhere but at the top, where `Store::apply_batch` splits
         // it: this arm is never taken.
-        Command::Batch { .. } => Ok(Err(Refusal::Invalid(nested_batch()))),
+        Command::Batch { .. } => Ok(Err(Refusal::Invalid(ValidationError::single(
+            "commands",
+            NESTED_BATCH,
+        )))),
         Command::Guarded { guard, command } => {
             if let Some(refusal) = tx.check_guard(guard, command)? {
                 return Ok(Err(refusal));
@@ -1157,20 +1165,6 @@ impl Store {
         Ok(read_u64(self.meta.get(APPLIED)?))
     }
 
-    /// Advances the applied sequence to `seq` without a command (a Raft entry that carries
-    /// none) and stores `annex`, atomically (one batch on `meta`). False, and nothing written,
-    /// when `seq` is not above the applied sequence. Callers serialize calls.
-    pub(crate) fn advance(&self, seq: u64, annex: &[u8]) -> Result<bool, StoreError> {
-        if seq <= self.applied_seq()? {
-            return Ok(false);
-        }
-        let mut batch = sled::Batch::default();
-        batch.insert(APPLIED, &codec::u64_key(seq));
-        batch.insert(ANNEX, annex);
-        self.meta.apply_batch(batch)?;
-        Ok(true)
-    }
-
     /// The replication layer's metadata stored by the last annexed apply or load, if any.
     pub(crate) fn annex(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(ANNEX)?.map(|v| v.to_vec()))
@@ -1184,21 +1178,10 @@ impl Store {
         ))
     }
 
-    /// Applies `cmd` as sequence `seq`. Callers serialize calls.
+    /// Applies `cmd` as sequence `seq` ([`Store::apply_batch`] of one step, without an annex).
+    /// Callers serialize calls.
     pub(crate) fn apply(&self, seq: u64, cmd: &Command) -> Result<Applied, StoreError> {
-        self.apply_annexed(seq, cmd, None)
-    }
-
-    /// Applies `cmd` as sequence `seq` and, in the same transaction, stores `annex` under
-    /// `meta/annex` (the replication layer's metadata: last applied log id and membership), so
-    /// both survive a crash together or not at all. Callers serialize calls.
-    pub(crate) fn apply_annexed(
-        &self,
-        seq: u64,
-        cmd: &Command,
-        annex: Option<&[u8]>,
-    ) -> Result<Applied, StoreError> {
-        let mut applied = self.apply_batch(&[(seq, Some(cmd))], annex)?;
+        let mut applied = self.apply_batch(&[(seq, Some(cmd))], None)?;
         // A step with a command always has an answer; the fallback is never taken.
         Ok(applied.pop().flatten().unwrap_or(Applied {
             outcome: Outcome::AlreadyApplied { applied: seq },
@@ -1263,21 +1246,13 @@ impl Store {
                     };
                     let mut done = Vec::with_capacity(runs.len());
                     for (i, seq, work) in &runs {
-                        match work {
-                            Work::Nothing => {}
-                            Work::One(prepared, idem) => {
-                                let d = run_step(&tx, *seq, prepared, *idem)?;
-                                record_changes(&tx, *seq, std::iter::once(&d))?;
-                                done.push((*i, vec![d], false));
+                        if let Work::Commands { batch, commands } = work {
+                            let mut ds = Vec::with_capacity(commands.len());
+                            for (prepared, idem) in commands {
+                                ds.push(run_step(&tx, *seq, prepared, *idem)?);
                             }
-                            Work::Many(commands) => {
-                                let mut ds = Vec::with_capacity(commands.len());
-                                for (prepared, idem) in commands {
-                                    ds.push(run_step(&tx, *seq, prepared, *idem)?);
-                                }
-                                record_changes(&tx, *seq, ds.iter())?;
-                                done.push((*i, ds, true));
-                            }
+                            record_changes(&tx, *seq, ds.iter())?;
+                            done.push((*i, ds, *batch));
                         }
                     }
                     if let Some(annex) = annex {
@@ -1296,20 +1271,15 @@ impl Store {
             let mut changed = Vec::new();
             let mut outcomes: Vec<Outcome> = ds
                 .into_iter()
-                .map(|d| match d {
-                    Done::Seen(outcome) => outcome,
-                    Done::Ran(Ok((effect, c))) => {
-                        changed.extend(c);
-                        Outcome::Done(effect)
-                    }
-                    Done::Ran(Err(refusal)) => Outcome::Refused(refusal),
-                })
+                .map(|d| d.into_outcome(&mut changed))
                 .collect();
-            let outcome = match (batch, outcomes.pop()) {
-                (false, Some(one)) if outcomes.is_empty() => one,
-                (_, last) => {
-                    outcomes.extend(last);
-                    Outcome::Batch { outcomes }
+            let outcome = if batch {
+                Outcome::Batch { outcomes }
+            } else {
+                // A step that is not a batch has exactly one command.
+                match outcomes.pop() {
+                    Some(one) => one,
+                    None => continue,
                 }
             };
             out[i] = Some(Applied { outcome, changed });

@@ -48,6 +48,18 @@ impl fmt::Display for ValidationError {
     }
 }
 
+impl ValidationError {
+    /// An error with one broken rule.
+    pub(crate) fn single(field: impl std::fmt::Display, rule: impl Into<String>) -> Self {
+        ValidationError {
+            errors: vec![FieldError {
+                field: field.to_string(),
+                rule: rule.into(),
+            }],
+        }
+    }
+}
+
 /// Collects field errors while a record is checked.
 #[derive(Default)]
 pub(crate) struct Checker {

@@ -22,7 +22,6 @@ use openraft::error::Fatal;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -40,8 +39,6 @@ pub const KINDS: [&str; 9] = [
     "snapshot-answer",
     "writes",
 ];
-
-
 
 /// Runs the check of the message `data[0]` picks on `data[1..]`.
 pub fn check(data: &[u8]) {
