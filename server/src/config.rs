@@ -310,8 +310,19 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// Replication; `None` runs a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Span export.
+    pub tracing: TracingConfig,
     /// The search index's cadence.
     pub index: IndexConfig,
+}
+
+/// Span export over OTLP (`[tracing]`; see `crate::telemetry`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`…/v1/traces`); `None`: spans are not exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 /// How the engine keeps its search index (`[index]`).

@@ -16,6 +16,7 @@
 //!   [`http::auth`] tokens and access rules, [`http::ratelimit`] per-client limits,
 //!   [`http::cors`] CORS and security headers (see `docs/security.md`).
 //! - [`logging`]: the tracing subscriber and the panic hook.
+//! - [`telemetry`]: span export over OTLP (off unless `tracing.otlp_endpoint` is set).
 //!
 //! Architecture invariant: this crate is the only one that knows HTTP. It changes state only by
 //! executing engine commands, and calls the engine only from blocking tasks.
@@ -35,3 +36,4 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod telemetry;

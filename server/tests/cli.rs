@@ -420,3 +420,153 @@ async fn an_idempotency_key_replays_the_first_answer_after_a_restart() {
     server.sigterm();
     assert_eq!(server.exit_code().await, 0);
 }
+
+/// A stand-in OTLP/HTTP collector: every body POSTed to `/v1/traces`, decoded. Answers 200
+/// with an empty body (an empty `ExportTraceServiceResponse`).
+async fn fake_collector() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    >,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    use warp::Filter as _;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let route = warp::post()
+        .and(warp::path!("v1" / "traces"))
+        .and(warp::body::bytes())
+        .map(move |body: bytes::Bytes| {
+            let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+            let _ = tx.send(request);
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}"), rx)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushed_at_shutdown() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let (collector, mut received) = fake_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("tracing.otlp_endpoint={collector}");
+    let server = serve(dir.path(), &["--set", &endpoint]).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, traceparent: Option<&str>| {
+        let mut r = client.get(format!("{}{path}", server.base));
+        if let Some(t) = traceparent {
+            r = r.header("traceparent", t);
+        }
+        r.send()
+    };
+
+    // The caller did not sample this trace: no span may be exported for it.
+    let unsampled = "00-11111111111111111111111111111111-2222222222222222-00";
+    let r = get("/health", Some(unsampled)).await.unwrap();
+    assert_eq!(r.headers()["traceparent"].to_str().unwrap().len(), 55);
+    // A sampled caller: our span joins its trace under its span.
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = get("/v1/musicians/nobody", Some(caller)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let joined = r.headers()["traceparent"].to_str().unwrap().to_string();
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    // No caller: a new trace, sampled because spans are exported.
+    let r = get("/health", None).await.unwrap();
+    let fresh = r.headers()["traceparent"].to_str().unwrap().to_string();
+    assert!(fresh.ends_with("-01"), "{fresh}");
+
+    // Whatever is still queued must reach the collector before the process exits.
+    server.sigterm();
+    assert_eq!(server.exit_code().await, 0);
+    let mut spans = Vec::new();
+    while let Ok(batch) = received.try_recv() {
+        for resource in batch.resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.clone());
+            assert_eq!(service, Some(Any::StringValue("mussikon".into())));
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+    }
+    let find = |traceparent: &str| {
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        spans
+            .iter()
+            .find(|s| hex(&s.trace_id) == parts[1] && hex(&s.span_id) == parts[2])
+            .unwrap_or_else(|| panic!("no span for {traceparent} among {spans:#?}"))
+    };
+
+    let span = find(&joined);
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(span.name, "GET /v1/musicians/{id}");
+    assert_eq!(span.kind, 2, "SPAN_KIND_SERVER");
+    assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    let attr = |name: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == name)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    assert_eq!(attr("http.response.status_code"), Some(Any::IntValue(404)));
+    assert_eq!(
+        attr("http.request.method"),
+        Some(Any::StringValue("GET".into()))
+    );
+    assert_eq!(
+        attr("url.path"),
+        Some(Any::StringValue("/v1/musicians/nobody".into()))
+    );
+    assert_eq!(
+        attr("mussikon.request_id"),
+        Some(Any::StringValue(request_id))
+    );
+
+    let root = find(&fresh);
+    assert!(
+        root.parent_span_id.is_empty(),
+        "a new trace's span has no parent"
+    );
+    assert_eq!(root.name, "GET /health");
+
+    assert!(
+        !spans
+            .iter()
+            .any(|s| hex(&s.trace_id) == "11111111111111111111111111111111"),
+        "the unsampled trace was exported"
+    );
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_otlp_endpoint_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for bad in ["otel:4318", "http://", "http://otel:4318/x?y=1"] {
+        let set = format!("tracing.otlp_endpoint={bad}");
+        let out = run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            d,
+            "--set",
+            &set,
+        ])
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = text(&out.stderr);
+        assert!(err.contains("tracing.otlp_endpoint"), "{bad}: {err}");
+    }
+}

@@ -18,6 +18,7 @@
 use crate::config::sources::{self, Settings};
 use crate::config::{Mode, ServeConfig};
 use crate::http::{self, app::App};
+use crate::telemetry::SpanExport;
 use anyhow::Context;
 use clap::Args;
 use mussikon_engine::generate::{GenConfig, Generator};
@@ -190,15 +191,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else if config.demo > 0 {
         fill_demo(&engine, config.demo)?;
     }
+    let spans = SpanExport::start(&config.tracing)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mussikon")
         .build()
         .context("could not start the async runtime")?;
-    let result = runtime.block_on(serve(engine.clone(), &config));
+    let result = runtime.block_on(serve(engine.clone(), &config, spans.clone()));
     // Blocking engine calls of requests cut off by the grace period may still run; do not wait
     // for them forever.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    if let Some(spans) = spans {
+        spans.shutdown();
+    }
     result?;
     engine.flush().context(
         "the final flush of the store failed; writes acknowledged before it are on disk",
@@ -207,7 +212,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
+async fn serve(
+    engine: Engine,
+    config: &ServeConfig,
+    spans: Option<SpanExport>,
+) -> anyhow::Result<()> {
     let signals = Signals::install().context("could not install the SIGTERM/SIGINT handlers")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -227,8 +236,9 @@ async fn serve(engine: Engine, config: &ServeConfig) -> anyhow::Result<()> {
         out.flush().context("could not write to stdout")?;
     }
     tracing::info!(%addr, "listening");
-    let mut app =
-        App::new(engine.clone(), config.http.clone()).context("could not load the token key")?;
+    let mut app = App::new(engine.clone(), config.http.clone())
+        .context("could not load the token key")?
+        .with_span_export(spans);
     let node = match &config.cluster {
         None => None,
         Some(c) => {

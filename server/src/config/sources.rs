@@ -144,6 +144,8 @@ pub const KEYS: &[Key] = &[
     k("events.match_queue", Kind::Integer),
     k("index.commit_interval_ms", Kind::Integer),
     k("index.writer_threads", Kind::Integer),
+    k("tracing.otlp_endpoint", Kind::Text),
+    k("tracing.service_name", Kind::Text),
 ];
 
 /// The setting called `name`, if there is one.
@@ -231,6 +233,8 @@ pub struct Settings {
     pub events: EventsSettings,
     /// `[index]`.
     pub index: IndexSettings,
+    /// `[tracing]`.
+    pub tracing: TracingSettings,
 }
 
 impl Default for Settings {
@@ -248,8 +252,76 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             events: EventsSettings::default(),
             index: IndexSettings::default(),
+            tracing: TracingSettings::default(),
         }
     }
+}
+
+/// `[tracing]`: span export over OTLP (see `crate::telemetry`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans go to
+    /// `{base}/v1/traces`. Empty or absent: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings {
+            otlp_endpoint: None,
+            service_name: "mussikon".to_string(),
+        }
+    }
+}
+
+impl TracingSettings {
+    fn resolve(&self) -> Result<crate::config::TracingConfig, ConfigError> {
+        let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+        let name = self.service_name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(invalid(
+                "tracing.service_name",
+                "must be 1 to 100 characters".to_string(),
+            ));
+        }
+        let otlp_endpoint = match self.otlp_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => Some(
+                traces_url(url)
+                    .map_err(|m| invalid("tracing.otlp_endpoint", format!("`{url}` {m}")))?,
+            ),
+        };
+        Ok(crate::config::TracingConfig {
+            otlp_endpoint,
+            service_name: name.to_string(),
+        })
+    }
+}
+
+/// The OTLP/HTTP traces URL of a collector's base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` is
+/// read: `http[s]://host[:port][/prefix]` + `/v1/traces`.
+///
+/// ```
+/// use mussikon_server::config::sources::traces_url;
+/// assert_eq!(traces_url("http://otel:4318/").unwrap(), "http://otel:4318/v1/traces");
+/// assert!(traces_url("otel:4318").is_err());
+/// ```
+pub fn traces_url(base: &str) -> Result<String, &'static str> {
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || base.contains(['?', '#', ' ']) {
+        return Err("must be a collector's base URL: scheme, host, optional port and path");
+    }
+    let url = format!("{}/v1/traces", base.trim_end_matches('/'));
+    url.parse::<warp::http::Uri>()
+        .map_err(|_| "is not a valid URL")?;
+    Ok(url)
 }
 
 /// `[index]`: the search index's cadence (see `mussikon_engine::Config`).
@@ -849,6 +921,7 @@ impl Settings {
         }
         Ok(ServeConfig {
             cluster: self.cluster.resolve()?,
+            tracing: self.tracing.resolve()?,
             index: crate::config::IndexConfig {
                 commit_interval: Duration::from_millis(self.index.commit_interval_ms),
                 writer_threads: self.index.writer_threads,

@@ -1,5 +1,5 @@
 //! The state every handler shares: the engine, the HTTP settings, the token verifier, the rate
-//! limiters, the metrics handle and the event hub; and the ways handlers
+//! limiters, the metrics handle, the event hub and the span exporter; and the ways handlers
 //! call the engine.
 //!
 //! Engine calls block (sled, tantivy), so they never run on the async workers:
@@ -15,6 +15,7 @@ use crate::http::events::{Events, Hub};
 use crate::http::metrics;
 use crate::http::problem::ApiError;
 use crate::http::ratelimit::RateLimits;
+use crate::telemetry::SpanExport;
 use metrics_exporter_prometheus::PrometheusHandle;
 use mussikon_cluster::Node;
 use mussikon_engine::{Command, Engine, EngineError, Executed};
@@ -28,6 +29,7 @@ struct Inner {
     metrics: Result<PrometheusHandle, metrics::MetricsError>,
     events: Events,
     cluster: Option<Node>,
+    spans: Option<SpanExport>,
 }
 
 /// The engine as a write handler sees it: reads through [`Writer::engine`], commands through
@@ -80,6 +82,7 @@ impl App {
                 config,
                 metrics,
                 cluster: None,
+                spans: None,
             }),
         })
     }
@@ -97,6 +100,26 @@ impl App {
         App {
             inner: Arc::new(inner),
         }
+    }
+
+    /// The same state, exporting each request's span through `spans` (`crate::telemetry`).
+    pub fn with_span_export(self, spans: Option<SpanExport>) -> App {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                tracing::error!("with_span_export on a shared App; spans are not exported");
+                return App { inner: shared };
+            }
+        };
+        inner.spans = spans;
+        App {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The span exporter, when spans are exported.
+    pub fn span_export(&self) -> Option<&SpanExport> {
+        self.inner.spans.as_ref()
     }
 
     /// The cluster node, when this server is one.

@@ -107,9 +107,12 @@ pub async fn handle(
     body: BodyStream,
 ) -> warp::reply::Response {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let _in_flight = metrics::InFlight::start();
     let id = request_id(&headers);
-    let trace = trace::TraceContext::from_headers(&headers);
+    let trace = trace::TraceContext::from_headers(&headers, app.span_export().is_some());
+    // The path goes on into the request; the exported span needs its own copy.
+    let span_path = app.span_export().map(|_| path.clone());
     let resolved = router::resolve(&method, &path);
     let route = resolved.template();
     let method_label = metrics::method_label(&method);
@@ -170,6 +173,20 @@ pub async fn handle(
     }
     let took = started.elapsed();
     metrics::record_request(route, method_label, resp.status.as_u16(), took);
+    if let (Some(spans), Some(path)) = (app.span_export(), &span_path) {
+        spans.request(
+            &trace,
+            crate::telemetry::RequestSpan {
+                method: method_label,
+                route,
+                path,
+                status: resp.status.as_u16(),
+                request_id: &id,
+                start: started_at,
+                end: started_at + took,
+            },
+        );
+    }
     span.in_scope(|| {
         tracing::info!(
             status = resp.status.as_u16(),

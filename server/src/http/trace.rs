@@ -7,8 +7,9 @@
 //! line of the request carries it), and the response echoes `traceparent` with the same trace
 //! id and this request's span id, so a caller can find our logs for its trace.
 //!
-//! Spans are not exported (no OTLP): the trace id in the logs is what ties a request to its
-//! caller's trace for now.
+//! When spans are exported ([`crate::telemetry`]), a new trace is started sampled (flags `01`)
+//! and the request's span is exported under these ids; otherwise a new trace's flags are `00`
+//! (nothing records it).
 
 use warp::http::HeaderMap;
 
@@ -70,8 +71,9 @@ pub fn parse(value: &str) -> Option<(String, String, u8)> {
 }
 
 impl TraceContext {
-    /// The context of a request with `headers`.
-    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
+    /// The context of a request with `headers`; a new trace is marked sampled when
+    /// `sample_new` (spans are being exported).
+    pub fn from_headers(headers: &HeaderMap, sample_new: bool) -> TraceContext {
         let incoming = headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
@@ -87,7 +89,7 @@ impl TraceContext {
                 trace_id: random_hex(16),
                 span_id: random_hex(8),
                 parent_id: None,
-                flags: 0,
+                flags: u8::from(sample_new),
             },
         }
     }
@@ -111,7 +113,7 @@ mod tests {
             TRACEPARENT,
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
-        let c = TraceContext::from_headers(&h);
+        let c = TraceContext::from_headers(&h, false);
         assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(c.parent_id.as_deref(), Some("00f067aa0ba902b7"));
         assert_ne!(c.span_id, "00f067aa0ba902b7");
@@ -128,8 +130,10 @@ mod tests {
             "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
         ] {
             h.insert(TRACEPARENT, HeaderValue::from_str(bad).unwrap());
-            let c = TraceContext::from_headers(&h);
+            let c = TraceContext::from_headers(&h, false);
             assert_eq!(c.parent_id, None, "{bad:?}");
+            assert_eq!(c.flags, 0, "{bad:?}");
+            assert_eq!(TraceContext::from_headers(&h, true).flags, 1, "{bad:?}");
             assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16));
             assert!(parse(&c.header_value()).is_some());
         }
