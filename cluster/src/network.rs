@@ -13,7 +13,9 @@
 //! `mussikon_raft_peer_rpc_seconds{rpc}`.
 //!
 //! Routes served by the peer: `append`, `vote`, `snapshot` (raft), `write`, `writes` and `read-index`
-//! (client forwarding, see [`crate::node`]).
+//! (client forwarding, see [`crate::node`]). Forwarded writes carry their clients' W3C trace
+//! context ([`TRACEPARENT_HEADER`], [`TRACE_LINKS_HEADER`]), so the leader's logs and spans
+//! join the clients' traces.
 
 use crate::faults::Faults;
 use crate::types::{decode, encode, snapshot_prefix, NodeId, TypeConfig};
@@ -37,6 +39,12 @@ pub const SECRET_HEADER: &str = "x-mussikon-cluster-secret";
 pub const FROM_HEADER: &str = "x-mussikon-node-id";
 /// Histogram: seconds per peer RPC this node sends (`rpc`: append, vote), answered or not.
 pub const PEER_RPC_SECONDS: &str = "mussikon_raft_peer_rpc_seconds";
+/// W3C trace context of the (first) client request a forwarded write serves.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// The `traceparent` values of the other client requests a batch of forwarded writes serves,
+/// comma-separated.
+pub const TRACE_LINKS_HEADER: &str = "x-mussikon-trace-links";
+
 /// Shortest time allowed for sending a snapshot.
 pub const SNAPSHOT_MIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slowest transfer rate assumed for a snapshot.
@@ -77,6 +85,22 @@ impl Dialer {
         body: reqwest::Body,
         timeout: Duration,
     ) -> Result<Resp, TransportError> {
+        self.post_traced(target, addr, rpc, body, timeout, &[])
+            .await
+    }
+
+    /// [`Dialer::post`] on behalf of client requests in the traces `trace` names (W3C
+    /// `traceparent` values): the first goes as the `traceparent` header, the others as
+    /// [`TRACE_LINKS_HEADER`], so the peer's work joins the first trace and links the rest.
+    pub async fn post_traced<Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        rpc: &str,
+        body: reqwest::Body,
+        timeout: Duration,
+        trace: &[String],
+    ) -> Result<Resp, TransportError> {
         if target == self.me {
             return Err(TransportError::SelfDial);
         }
@@ -86,7 +110,7 @@ impl Dialer {
                 "cut by fault injection".into(),
             ));
         }
-        post(self, addr, rpc, body, timeout).await
+        post(self, addr, rpc, body, timeout, trace).await
     }
 }
 
@@ -135,14 +159,22 @@ async fn post<Resp: DeserializeOwned>(
     rpc: &str,
     body: reqwest::Body,
     timeout: Duration,
+    trace: &[String],
 ) -> Result<Resp, TransportError> {
     let url = format!("http://{addr}/raft/{rpc}");
-    let resp = dialer
+    let mut request = dialer
         .client
         .post(&url)
         .header(SECRET_HEADER, &dialer.secret)
         .header(FROM_HEADER, dialer.me.to_string())
-        .header("content-type", "application/octet-stream")
+        .header("content-type", "application/octet-stream");
+    if let Some((first, others)) = trace.split_first() {
+        request = request.header(TRACEPARENT_HEADER, first);
+        if !others.is_empty() {
+            request = request.header(TRACE_LINKS_HEADER, others.join(","));
+        }
+    }
+    let resp = request
         .timeout(timeout)
         .body(body)
         .send()

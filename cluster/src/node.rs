@@ -149,9 +149,17 @@ pub enum StartError {
 /// How long a follower waits for the leader's answer to forwarded writes.
 const FORWARD_WAIT: Duration = Duration::from_secs(30);
 
+/// A write waiting to be forwarded, with the W3C `traceparent` of the client request it
+/// serves.
+#[derive(Clone, Debug)]
+struct Forward {
+    req: Request,
+    traceparent: Option<String>,
+}
+
 /// The follower's forwarding queue: concurrent writes to be forwarded share one request.
-fn forward_queue(me: std::sync::Weak<Inner>) -> Queue<Request> {
-    let submit: group_commit::Submit<Request> = Arc::new(move |batch| {
+fn forward_queue(me: std::sync::Weak<Inner>) -> Queue<Forward> {
+    let submit: group_commit::Submit<Forward> = Arc::new(move |batch| {
         let me = me.clone();
         Box::pin(async move {
             match me.upgrade() {
@@ -165,7 +173,7 @@ fn forward_queue(me: std::sync::Weak<Inner>) -> Queue<Request> {
     Queue::start(
         group_commit::IN_FLIGHT,
         group_commit::MAX_COMMANDS,
-        |r: &Request| group_commit::is_bulk(&r.0),
+        |f: &Forward| group_commit::is_bulk(&f.req.0),
         submit,
     )
 }
@@ -305,7 +313,7 @@ struct Inner {
     /// This node's writes as leader go through it.
     commits: Queue<Command>,
     /// Writes this node forwards to the leader go through it (several per request).
-    forwards: Queue<Request>,
+    forwards: Queue<Forward>,
 }
 
 /// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
@@ -529,7 +537,20 @@ impl Node {
     /// Replicates `cmd` and returns what the engine did with it, forwarding to the leader when
     /// this node is not it.
     pub async fn write(&self, cmd: Command) -> Result<Executed, WriteError> {
-        let req = Request(cmd);
+        self.write_traced(cmd, None).await
+    }
+
+    /// [`Node::write`] on behalf of a client request in the W3C trace `traceparent`: when the
+    /// write is forwarded, the leader joins that trace (see [`crate::network::TRACEPARENT_HEADER`]).
+    pub async fn write_traced(
+        &self,
+        cmd: Command,
+        traceparent: Option<String>,
+    ) -> Result<Executed, WriteError> {
+        let req = Forward {
+            req: Request(cmd),
+            traceparent,
+        };
         // While the leader is unknown, unreachable, or no longer the leader (each means the
         // command was not taken), try again until LEADER_WAIT: an election takes a few
         // heartbeats, and a write should wait for it rather than fail at once.
@@ -544,10 +565,10 @@ impl Node {
 
     /// One attempt of [`Node::write`]: here when this node leads (or no leader is known),
     /// else forwarded once, in a request shared with other writes being forwarded.
-    async fn write_once(&self, req: &Request) -> Result<Executed, WriteError> {
+    async fn write_once(&self, req: &Forward) -> Result<Executed, WriteError> {
         let leader = self.inner.raft.metrics().borrow().current_leader;
         if leader.is_none_or(|id| id == self.inner.id) {
-            match self.write_local(req.clone()).await {
+            match self.write_local(req.req.clone()).await {
                 Err(WriteError::NoLeader) => {}
                 other => return other,
             }
@@ -559,11 +580,13 @@ impl Node {
 
     /// Sends `batch` to the leader in one `writes` RPC (a lone write as a `write` RPC, which
     /// every version serves); one answer per write. Written here if this node became leader.
-    async fn forward(&self, mut batch: Vec<Request>) -> Vec<Result<Executed, WriteError>> {
+    async fn forward(&self, batch: Vec<Forward>) -> Vec<Result<Executed, WriteError>> {
         let n = batch.len();
         let Some((id, addr)) = self.wait_leader().await else {
             return vec![Err(WriteError::NoLeader); n];
         };
+        let trace: Vec<String> = batch.iter().filter_map(|f| f.traceparent.clone()).collect();
+        let mut batch: Vec<Request> = batch.into_iter().map(|f| f.req).collect();
         if id == self.inner.id {
             return self.write_all_local(batch).await;
         }
@@ -578,7 +601,7 @@ impl Node {
             let one: Result<WireWrite, TransportError> = self
                 .inner
                 .dialer
-                .post(id, &addr, "write", body.into(), FORWARD_WAIT)
+                .post_traced(id, &addr, "write", body.into(), FORWARD_WAIT, &trace)
                 .await;
             one.map(|a| vec![a])
         } else {
@@ -588,7 +611,7 @@ impl Node {
             };
             self.inner
                 .dialer
-                .post(id, &addr, "writes", body.into(), FORWARD_WAIT)
+                .post_traced(id, &addr, "writes", body.into(), FORWARD_WAIT, &trace)
                 .await
         };
         match answers {

@@ -22,8 +22,8 @@
 use crate::config::TracingConfig;
 use crate::http::trace::TraceContext;
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,
-    TraceState, Tracer as _, TracerProvider as _,
+    Link, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
+    TraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
@@ -71,6 +71,9 @@ pub struct RequestSpan<'a> {
     pub start: SystemTime,
     /// When it was answered.
     pub end: SystemTime,
+    /// `traceparent` values of other traces this work also serves (a batch of forwarded
+    /// writes), exported as span links.
+    pub links: &'a [String],
 }
 
 impl SpanExport {
@@ -125,6 +128,18 @@ impl SpanExport {
             )),
             _ => Context::new(),
         };
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", span.method.to_string()),
+            KeyValue::new("http.route", span.route.to_string()),
+            KeyValue::new("url.path", span.path.to_string()),
+            KeyValue::new("http.response.status_code", i64::from(span.status)),
+        ];
+        if !span.request_id.is_empty() {
+            attributes.push(KeyValue::new(
+                "mussikon.request_id",
+                span.request_id.to_string(),
+            ));
+        }
         let mut out = self
             .tracer
             .span_builder(format!("{} {}", span.method, span.route))
@@ -132,13 +147,8 @@ impl SpanExport {
             .with_trace_id(trace_id)
             .with_span_id(span_id)
             .with_start_time(span.start)
-            .with_attributes([
-                KeyValue::new("http.request.method", span.method.to_string()),
-                KeyValue::new("http.route", span.route.to_string()),
-                KeyValue::new("url.path", span.path.to_string()),
-                KeyValue::new("http.response.status_code", i64::from(span.status)),
-                KeyValue::new("mussikon.request_id", span.request_id.to_string()),
-            ])
+            .with_attributes(attributes)
+            .with_links(span.links.iter().filter_map(|l| link(l)).collect())
             .start_with_context(&self.tracer, &parent);
         if span.status >= 500 {
             out.set_status(Status::error(format!("answered {}", span.status)));
@@ -153,4 +163,17 @@ impl SpanExport {
             tracing::warn!(error = %e, "flushing the queued spans failed");
         }
     }
+}
+
+/// A span link to the span a `traceparent` value names.
+fn link(traceparent: &str) -> Option<Link> {
+    let (trace_id, span_id, flags) = crate::http::trace::parse(traceparent)?;
+    let context = SpanContext::new(
+        TraceId::from_hex(&trace_id).ok()?,
+        SpanId::from_hex(&span_id).ok()?,
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    );
+    Some(Link::with_context(context))
 }

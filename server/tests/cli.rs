@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "support/otlp.rs"]
+mod otlp;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mussikon");
 /// Longest a child may take to exit after SIGTERM in these tests.
 const EXIT_DEADLINE: Duration = Duration::from_secs(30);
@@ -421,42 +424,13 @@ async fn an_idempotency_key_replays_the_first_answer_after_a_restart() {
     assert_eq!(server.exit_code().await, 0);
 }
 
-/// A stand-in OTLP/HTTP collector: every body POSTed to `/v1/traces`, decoded. Answers 200
-/// with an empty body (an empty `ExportTraceServiceResponse`).
-async fn fake_collector() -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-    >,
-) {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message as _;
-    use warp::Filter as _;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let route = warp::post()
-        .and(warp::path!("v1" / "traces"))
-        .and(warp::body::bytes())
-        .map(move |body: bytes::Bytes| {
-            let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
-            let _ = tx.send(request);
-            warp::reply()
-        });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(route).incoming(listener).run());
-    (format!("http://{addr}"), rx)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushed_at_shutdown() {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-    let (collector, mut received) = fake_collector().await;
+    use otlp::{attribute, hex, ids, Collector};
+    let mut collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = format!("tracing.otlp_endpoint={collector}");
+    let endpoint = format!("tracing.otlp_endpoint={}", collector.base);
     let server = serve(dir.path(), &["--set", &endpoint]).await;
     let client = reqwest::Client::new();
     let get = |path: &str, traceparent: Option<&str>| {
@@ -485,27 +459,17 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
     // Whatever is still queued must reach the collector before the process exits.
     server.sigterm();
     assert_eq!(server.exit_code().await, 0);
-    let mut spans = Vec::new();
-    while let Ok(batch) = received.try_recv() {
-        for resource in batch.resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.clone());
-            assert_eq!(service, Some(Any::StringValue("mussikon".into())));
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-    }
+    let spans = collector.drain();
+    assert!(spans
+        .iter()
+        .all(|s| s.service.as_deref() == Some("mussikon")));
     let find = |traceparent: &str| {
-        let parts: Vec<&str> = traceparent.split('-').collect();
-        spans
+        let (trace, span) = ids(traceparent);
+        &spans
             .iter()
-            .find(|s| hex(&s.trace_id) == parts[1] && hex(&s.span_id) == parts[2])
-            .unwrap_or_else(|| panic!("no span for {traceparent} among {spans:#?}"))
+            .find(|s| hex(&s.span.trace_id) == trace && hex(&s.span.span_id) == span)
+            .unwrap_or_else(|| panic!("no span for {traceparent}"))
+            .span
     };
 
     let span = find(&joined);
@@ -513,23 +477,20 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
     assert_eq!(span.name, "GET /v1/musicians/{id}");
     assert_eq!(span.kind, 2, "SPAN_KIND_SERVER");
     assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
-    let attr = |name: &str| {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key == name)
-            .and_then(|kv| kv.value.as_ref()?.value.clone())
-    };
-    assert_eq!(attr("http.response.status_code"), Some(Any::IntValue(404)));
     assert_eq!(
-        attr("http.request.method"),
+        attribute(span, "http.response.status_code"),
+        Some(Any::IntValue(404))
+    );
+    assert_eq!(
+        attribute(span, "http.request.method"),
         Some(Any::StringValue("GET".into()))
     );
     assert_eq!(
-        attr("url.path"),
+        attribute(span, "url.path"),
         Some(Any::StringValue("/v1/musicians/nobody".into()))
     );
     assert_eq!(
-        attr("mussikon.request_id"),
+        attribute(span, "mussikon.request_id"),
         Some(Any::StringValue(request_id))
     );
 
@@ -543,10 +504,10 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
     assert!(
         !spans
             .iter()
-            .any(|s| hex(&s.trace_id) == "11111111111111111111111111111111"),
+            .any(|s| hex(&s.span.trace_id) == "11111111111111111111111111111111"),
         "the unsampled trace was exported"
     );
-    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,8 @@ pub struct Writer<'a> {
     engine: &'a Engine,
     events: &'a Events,
     cluster: Option<&'a Node>,
+    /// The request's `traceparent`, for a write forwarded to the leader.
+    traceparent: Option<String>,
 }
 
 impl Writer<'_> {
@@ -52,7 +54,7 @@ impl Writer<'_> {
     pub fn execute(&self, cmd: &Command) -> Result<Executed, EngineError> {
         let done = match self.cluster {
             None => self.engine.execute(cmd)?,
-            Some(node) => crate::http::cluster::replicate(node, cmd)?,
+            Some(node) => crate::http::cluster::replicate(node, cmd, self.traceparent.clone())?,
         };
         self.events.executed(&done);
         Ok(done)
@@ -187,11 +189,13 @@ impl App {
     {
         let events = self.inner.events.clone();
         let cluster = self.inner.cluster.clone();
+        let traceparent = crate::http::trace::current();
         self.blocking(move |engine| {
             f(&Writer {
                 engine,
                 events: &events,
                 cluster: cluster.as_ref(),
+                traceparent,
             })
         })
         .await

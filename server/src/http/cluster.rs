@@ -23,13 +23,15 @@ use crate::http::problem::ApiError;
 use crate::http::request::BodyStream;
 use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
+use crate::http::trace::{self, TraceContext};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use mussikon_cluster::network::FROM_HEADER;
+use mussikon_cluster::network::{FROM_HEADER, TRACE_LINKS_HEADER};
 use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
 use mussikon_cluster::{Consistency, Node};
 use mussikon_engine::{Command, EngineError, Executed};
 use serde::Deserialize;
+use tracing::Instrument as _;
 use warp::http::header::{HeaderName, HeaderValue};
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
@@ -74,12 +76,17 @@ pub const CONSISTENCY: &str = "consistency";
 const MAX_RPC_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Replicates `cmd` through `node` from a blocking-pool thread (where [`App::write`] runs
-/// writers); a failure travels as an I/O error that [`unavailable`] turns into a 503.
-pub fn replicate(node: &Node, cmd: &Command) -> Result<Executed, EngineError> {
+/// writers), on behalf of the request in the trace `traceparent`; a failure travels as an I/O
+/// error that [`unavailable`] turns into a 503.
+pub fn replicate(
+    node: &Node,
+    cmd: &Command,
+    traceparent: Option<String>,
+) -> Result<Executed, EngineError> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
     handle
-        .block_on(node.write(cmd.clone()))
+        .block_on(node.write_traced(cmd.clone(), traceparent))
         .map_err(|e| EngineError::Io(std::io::Error::other(e)))
 }
 
@@ -205,13 +212,79 @@ pub fn raft_filter(
         .and(warp::path::end())
         .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
         .and(warp::header::optional::<String>(FROM_HEADER))
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream().map(super::boxed_body))
         .then(
-            move |rpc: String, secret: Option<String>, from: Option<String>, body: BodyStream| {
+            move |rpc: String,
+                  secret: Option<String>,
+                  from: Option<String>,
+                  headers: HeaderMap,
+                  body: BodyStream| {
                 let app = app.clone();
-                async move { raft_rpc(app, rpc, secret, from, body).await }
+                async move {
+                    let started = std::time::SystemTime::now();
+                    let Some(trace) = forwarded_trace(&rpc, &headers) else {
+                        return raft_rpc(app, rpc, secret, from, body).await;
+                    };
+                    // Writes forwarded on behalf of traced client requests: their logs here
+                    // carry the client's trace id, and the span joins its trace.
+                    let span = tracing::info_span!(
+                        "forwarded",
+                        trace_id = %trace.context.trace_id,
+                        rpc = %rpc,
+                        linked = trace.links.len(),
+                    );
+                    let route = format!("/raft/{rpc}");
+                    let resp = raft_rpc(app.clone(), rpc, secret, from, body)
+                        .instrument(span)
+                        .await;
+                    if let Some(spans) = app.span_export() {
+                        let ended = std::time::SystemTime::now();
+                        spans.request(
+                            &trace.context,
+                            crate::telemetry::RequestSpan {
+                                method: "POST",
+                                route: &route,
+                                path: &route,
+                                status: resp.status().as_u16(),
+                                request_id: "",
+                                start: started,
+                                end: ended.max(started),
+                                links: &trace.links,
+                            },
+                        );
+                    }
+                    resp
+                }
             },
         )
+}
+
+/// The trace context a forwarded write RPC carries: the first client request's, joined, and
+/// the other requests' as links.
+struct ForwardedTrace {
+    context: TraceContext,
+    links: Vec<String>,
+}
+
+/// The trace of `write`/`writes` RPCs that carry a `traceparent`; `None` otherwise (other
+/// RPCs are openraft's own, on behalf of no client request).
+fn forwarded_trace(rpc: &str, headers: &HeaderMap) -> Option<ForwardedTrace> {
+    if rpc != "write" && rpc != "writes" {
+        return None;
+    }
+    let context = TraceContext::joined(headers)?;
+    let links = headers
+        .get(TRACE_LINKS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(',')
+                .filter(|t| trace::parse(t).is_some())
+                .map(|t| t.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ForwardedTrace { context, links })
 }
 
 async fn raft_rpc(

@@ -152,7 +152,9 @@ pub async fn handle(
                             Request::new(method, path, query, headers.clone(), id.clone(), body)
                                 .with_caller(caller)
                                 .with_max_json_depth(config.max_json_depth);
-                        isolated(routes::dispatch(app.clone(), resolved, req), &span, &id).await
+                        let work =
+                            trace::serving(&trace, routes::dispatch(app.clone(), resolved, req));
+                        isolated(work, &span, &id).await
                     }
                 }
             }
@@ -184,6 +186,7 @@ pub async fn handle(
                 request_id: &id,
                 start: started_at,
                 end: started_at + took,
+                links: &[],
             },
         );
     }

@@ -16,6 +16,26 @@ use warp::http::HeaderMap;
 /// The header.
 pub const TRACEPARENT: &str = "traceparent";
 
+tokio::task_local! {
+    /// The `traceparent` of the request a task serves (our span as the parent), set around
+    /// each request's handler, so that work it causes elsewhere (a write forwarded to the
+    /// leader) joins its trace.
+    static CURRENT: String;
+}
+
+/// Runs `work` as serving the request of `context` (see [`current`]).
+pub fn serving<F: std::future::Future>(
+    context: &TraceContext,
+    work: F,
+) -> tokio::task::futures::TaskLocalFuture<String, F> {
+    CURRENT.scope(context.header_value(), work)
+}
+
+/// The `traceparent` of the request this task serves, if any.
+pub fn current() -> Option<String> {
+    CURRENT.try_with(String::clone).ok()
+}
+
 /// A request's place in a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -71,20 +91,26 @@ pub fn parse(value: &str) -> Option<(String, String, u8)> {
 }
 
 impl TraceContext {
+    /// The context of a request whose `headers` carry a well-formed `traceparent`: that trace
+    /// joined under a new span id; `None` without one.
+    pub fn joined(headers: &HeaderMap) -> Option<TraceContext> {
+        let (trace_id, parent, flags) = headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse)?;
+        Some(TraceContext {
+            trace_id,
+            span_id: random_hex(8),
+            parent_id: Some(parent),
+            flags,
+        })
+    }
+
     /// The context of a request with `headers`; a new trace is marked sampled when
     /// `sample_new` (spans are being exported).
     pub fn from_headers(headers: &HeaderMap, sample_new: bool) -> TraceContext {
-        let incoming = headers
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse);
-        match incoming {
-            Some((trace_id, parent, flags)) => TraceContext {
-                trace_id,
-                span_id: random_hex(8),
-                parent_id: Some(parent),
-                flags,
-            },
+        match TraceContext::joined(headers) {
+            Some(joined) => joined,
             None => TraceContext {
                 trace_id: random_hex(16),
                 span_id: random_hex(8),

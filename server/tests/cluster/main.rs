@@ -7,6 +7,8 @@
 mod harness;
 mod linearizability;
 mod membership;
+#[path = "../support/otlp.rs"]
+mod otlp;
 mod partition;
 mod replication;
 #[path = "../support/rss.rs"]

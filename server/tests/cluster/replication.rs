@@ -340,3 +340,53 @@ async fn concurrent_writes_through_every_node_each_get_their_own_answer_and_none
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_forwarded_by_a_follower_joins_the_clients_trace_on_the_leader() {
+    use crate::otlp::{attribute, hex, ids, Collector};
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let mut collector = Collector::start().await;
+    let endpoint = format!("tracing.otlp_endpoint={}", collector.base);
+    let c = Cluster::start(3, &["--set", &endpoint]).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let follower = *c.alive().iter().find(|i| **i != leader).unwrap();
+    let caller = "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-01";
+    let r = c
+        .http
+        .put(c.url(follower, "/v1/musicians/m-traced"))
+        .header("traceparent", caller)
+        .json(&musician("m-traced"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (trace, follower_span) = ids(r.headers()["traceparent"].to_str().unwrap());
+    assert_eq!(trace, "5bf92f3577b34da6a3ce929d0e0e4736");
+
+    let mut seen = Vec::new();
+    // The follower's own request span, under the caller's.
+    let on_follower = collector
+        .wait_for(DEADLINE, &mut seen, |s| {
+            hex(&s.span.span_id) == follower_span
+        })
+        .await
+        .expect("the follower's request span was not exported");
+    assert_eq!(
+        hex(&seen[on_follower].span.parent_span_id),
+        "10f067aa0ba902b7"
+    );
+    // The leader's span for the forwarded write: the same trace, under the follower's span.
+    let on_leader = collector
+        .wait_for(DEADLINE, &mut seen, |s| {
+            hex(&s.span.trace_id) == trace && hex(&s.span.parent_span_id) == follower_span
+        })
+        .await
+        .expect("the leader exported no span under the follower's request span");
+    let span = &seen[on_leader].span;
+    assert_eq!(span.name, "POST /raft/write", "a lone forwarded write");
+    assert_eq!(
+        attribute(span, "http.response.status_code"),
+        Some(Any::IntValue(200))
+    );
+    assert_ne!(span.span_id, seen[on_follower].span.span_id);
+}
