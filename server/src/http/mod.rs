@@ -152,8 +152,13 @@ pub async fn handle(
                             Request::new(method, path, query, headers.clone(), id.clone(), body)
                                 .with_caller(caller)
                                 .with_max_json_depth(config.max_json_depth);
-                        let work =
-                            trace::serving(&trace, routes::dispatch(app.clone(), resolved, req));
+                        // Only a cluster node sends work elsewhere (forwarded writes).
+                        let propagate = app.cluster().is_some();
+                        let work = trace::serving(
+                            &trace,
+                            propagate,
+                            routes::dispatch(app.clone(), resolved, req),
+                        );
                         isolated(work, &span, &id).await
                     }
                 }

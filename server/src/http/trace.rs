@@ -19,21 +19,23 @@ pub const TRACEPARENT: &str = "traceparent";
 tokio::task_local! {
     /// The `traceparent` of the request a task serves (our span as the parent), set around
     /// each request's handler, so that work it causes elsewhere (a write forwarded to the
-    /// leader) joins its trace.
-    static CURRENT: String;
+    /// leader) joins its trace. `None` where nothing would use it.
+    static CURRENT: Option<String>;
 }
 
-/// Runs `work` as serving the request of `context` (see [`current`]).
+/// Runs `work` as serving the request of `context` (see [`current`]); `propagate` false
+/// (a single node: no work leaves the process) skips formatting the header.
 pub fn serving<F: std::future::Future>(
     context: &TraceContext,
+    propagate: bool,
     work: F,
-) -> tokio::task::futures::TaskLocalFuture<String, F> {
-    CURRENT.scope(context.header_value(), work)
+) -> tokio::task::futures::TaskLocalFuture<Option<String>, F> {
+    CURRENT.scope(propagate.then(|| context.header_value()), work)
 }
 
 /// The `traceparent` of the request this task serves, if any.
 pub fn current() -> Option<String> {
-    CURRENT.try_with(String::clone).ok()
+    CURRENT.try_with(Option::clone).ok().flatten()
 }
 
 /// A request's place in a trace.
