@@ -675,6 +675,16 @@ impl Node {
 
     /// Waits until a read at `level` may be served from this node's engine.
     pub async fn read_barrier(&self, level: Consistency) -> Result<(), ReadError> {
+        self.read_barrier_traced(level, None).await
+    }
+
+    /// [`Node::read_barrier`] on behalf of a client request in the W3C trace `traceparent`:
+    /// when the leader is asked for the read index, it joins that trace.
+    pub async fn read_barrier_traced(
+        &self,
+        level: Consistency,
+        traceparent: Option<String>,
+    ) -> Result<(), ReadError> {
         let rpc = match level {
             Consistency::Stale => return Ok(()),
             Consistency::Linearizable => "read-index",
@@ -689,7 +699,14 @@ impl Node {
                     let answer: Result<Result<u64, ReadError>, TransportError> = self
                         .inner
                         .dialer
-                        .post(id, &addr, rpc, Vec::new().into(), READ_WAIT)
+                        .post_traced(
+                            id,
+                            &addr,
+                            rpc,
+                            Vec::new().into(),
+                            READ_WAIT,
+                            traceparent.as_slice(),
+                        )
                         .await;
                     answer.map_err(|_| ReadError::NoLeader)??
                 }

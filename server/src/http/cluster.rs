@@ -156,13 +156,15 @@ pub fn read_consistency(method: &Method, id: RouteId) -> Option<Consistency> {
     }
 }
 
-/// Waits until this node may answer a read of `resolved` at the requested (or default) level.
+/// Waits until this node may answer a read of `resolved` at the requested (or default) level,
+/// for the request in the trace `trace` (the leader's read-index answer joins it).
 /// Single node, writes and non-data routes pass at once.
 pub async fn read_barrier(
     app: &App,
     method: &Method,
     resolved: &Resolved,
     requested: Option<Consistency>,
+    trace: &TraceContext,
 ) -> Result<(), ApiError> {
     let Some(node) = app.cluster() else {
         return Ok(());
@@ -174,7 +176,7 @@ pub async fn read_barrier(
         return Ok(());
     };
     let level = requested.unwrap_or(default);
-    node.read_barrier(level)
+    node.read_barrier_traced(level, Some(trace.header_value()))
         .await
         .map_err(|e| ApiError::Unavailable {
             reason: match e {
@@ -226,8 +228,8 @@ pub fn raft_filter(
                     let Some(trace) = forwarded_trace(&rpc, &headers) else {
                         return raft_rpc(app, rpc, secret, from, body).await;
                     };
-                    // Writes forwarded on behalf of traced client requests: their logs here
-                    // carry the client's trace id, and the span joins its trace.
+                    // Work for traced client requests elsewhere: its logs here carry the
+                    // client's trace id, and its span joins that trace.
                     let span = tracing::info_span!(
                         "forwarded",
                         trace_id = %trace.context.trace_id,
@@ -267,10 +269,11 @@ struct ForwardedTrace {
     links: Vec<String>,
 }
 
-/// The trace of `write`/`writes` RPCs that carry a `traceparent`; `None` otherwise (other
-/// RPCs are openraft's own, on behalf of no client request).
+/// The trace of the RPCs a node sends on behalf of a client request (forwarded writes, a
+/// follower's read-index question) when they carry a `traceparent`; `None` otherwise
+/// (openraft's own RPCs serve no single request).
 fn forwarded_trace(rpc: &str, headers: &HeaderMap) -> Option<ForwardedTrace> {
-    if rpc != "write" && rpc != "writes" {
+    if !matches!(rpc, "write" | "writes" | "read-index" | "applied-index") {
         return None;
     }
     let context = TraceContext::joined(headers)?;

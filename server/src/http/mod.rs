@@ -139,7 +139,7 @@ pub async fn handle(
                 let (query, level) = cluster::take_consistency(&query);
                 let barrier = match level {
                     Ok(level) => {
-                        cluster::read_barrier(&app, &method, &resolved, level)
+                        cluster::read_barrier(&app, &method, &resolved, level, &trace)
                             .instrument(span.clone())
                             .await
                     }

@@ -342,7 +342,8 @@ async fn concurrent_writes_through_every_node_each_get_their_own_answer_and_none
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_write_forwarded_by_a_follower_joins_the_clients_trace_on_the_leader() {
+async fn a_write_forwarded_and_a_read_index_asked_by_a_follower_join_the_clients_trace_on_the_leader(
+) {
     use crate::otlp::{attribute, hex, ids, Collector};
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
     let mut collector = Collector::start().await;
@@ -389,4 +390,24 @@ async fn a_write_forwarded_by_a_follower_joins_the_clients_trace_on_the_leader()
         Some(Any::IntValue(200))
     );
     assert_ne!(span.span_id, seen[on_follower].span.span_id);
+
+    // A linearizable read on the follower asks the leader for its read index: that question
+    // joins the reader's trace too.
+    let reader = "00-6bf92f3577b34da6a3ce929d0e0e4736-20f067aa0ba902b7-01";
+    let r = c
+        .http
+        .get(c.url(follower, "/v1/musicians/m-traced"))
+        .header("traceparent", reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (trace, read_span) = ids(r.headers()["traceparent"].to_str().unwrap());
+    let on_leader = collector
+        .wait_for(DEADLINE, &mut seen, |s| {
+            hex(&s.span.trace_id) == trace && hex(&s.span.parent_span_id) == read_span
+        })
+        .await
+        .expect("the leader exported no span for the read index question");
+    assert_eq!(seen[on_leader].span.name, "POST /raft/read-index");
 }
