@@ -8,6 +8,7 @@
 #   MUSICIANS=100000 DURATION=5 benches/http.sh
 #   benches/http.sh http://HOST:PORT     # a server that is already running (demo data in it)
 #   PROFILE=debug MUSICIANS=2000 DURATION=2 benches/http.sh   # a smoke run of the script itself
+#   SERVE_ARGS="--set tracing.otlp_endpoint=http://127.0.0.1:4318" benches/http.sh  # more serve args
 #
 # Scenarios (each prints requests/s, p50/p95/p99 latency and non-2xx/socket errors):
 #   get        GET /v1/musicians/{random id}
@@ -40,8 +41,10 @@ if [ -z "$url" ]; then
   if [ "$PROFILE" = release ]; then release=(--release); else release=(); fi
   nice -n 19 cargo build "${release[@]}" -p mussikon-server --bin mussikon
   echo "filling $MUSICIANS musicians (--demo) ..." >&2
+  # SERVE_ARGS: more `mussikon serve` arguments (benches/otlp-overhead.sh sets span export).
+  # shellcheck disable=SC2086
   start_server "${CARGO_TARGET_DIR:-target}/$PROFILE/mussikon" --demo "$MUSICIANS" \
-    --set rate_limit.enabled=false
+    --set rate_limit.enabled=false ${SERVE_ARGS:-}
 fi
 until curl -fsS "$url/health/ready" >/dev/null 2>&1; do sleep 0.2; done
 

@@ -317,12 +317,14 @@ pub struct ServeConfig {
 }
 
 /// Span export over OTLP (`[tracing]`; see `crate::telemetry`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TracingConfig {
     /// The collector's traces URL (`…/v1/traces`); `None`: spans are not exported.
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported spans.
     pub service_name: String,
+    /// Share of new traces sampled, 0 to 1.
+    pub sample_ratio: f64,
 }
 
 /// How the engine keeps its search index (`[index]`).

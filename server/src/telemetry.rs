@@ -6,7 +6,8 @@
 //! ([`crate::http::trace`]): the trace id (the caller's, or a new one), the request's own span
 //! id, and the caller's span id as its parent, so a trace viewer shows the request under the
 //! caller's span. Sampling follows the caller: a `traceparent` whose sampled flag is 0 is not
-//! exported; a request without one starts a sampled trace (its answer says so, flag 01).
+//! exported. A request without one starts a trace that is sampled for a share
+//! `tracing.sample_ratio` of trace ids (default all; its answer's flags say which).
 //! Attributes follow OpenTelemetry's HTTP server conventions (`http.request.method`,
 //! `http.route`, `url.path`, `http.response.status_code`) plus `mussikon.request_id`; a 5xx
 //! answer marks the span as an error.
@@ -28,7 +29,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use opentelemetry_sdk::Resource;
 use std::time::{Duration, SystemTime};
@@ -52,6 +53,7 @@ pub struct TelemetryError(String);
 pub struct SpanExport {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    sample_ratio: f64,
 }
 
 /// What a request's span records.
@@ -101,17 +103,33 @@ impl SpanExport {
             .with_service_name(config.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
+        // The sampling decision is the trace context's (its flags); the SDK records what it
+        // is given.
         let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
             .with_span_processor(processor)
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("mussikon");
         tracing::info!(endpoint = %endpoint, service = %config.service_name, "exporting request spans over OTLP");
-        Ok(Some(SpanExport { provider, tracer }))
+        Ok(Some(SpanExport {
+            provider,
+            tracer,
+            sample_ratio: config.sample_ratio,
+        }))
     }
 
-    /// Records the span of one answered request (queued; sent by the background thread).
+    /// The share of new traces sampled (`tracing.sample_ratio`).
+    pub fn sample_ratio(&self) -> f64 {
+        self.sample_ratio
+    }
+
+    /// Records the span of one answered request (queued; sent by the background thread), if
+    /// its trace is sampled.
     pub fn request(&self, trace: &TraceContext, span: RequestSpan<'_>) {
+        if !trace.sampled() {
+            return;
+        }
         let (Ok(trace_id), Ok(span_id)) = (
             TraceId::from_hex(&trace.trace_id),
             SpanId::from_hex(&trace.span_id),

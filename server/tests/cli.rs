@@ -511,12 +511,20 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_otlp_endpoint_is_refused_at_start() {
+async fn a_bad_tracing_setting_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    for bad in ["otel:4318", "http://", "http://otel:4318/x?y=1"] {
-        let set = format!("tracing.otlp_endpoint={bad}");
-        let out = run(&[
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    for (name, bad) in [
+        ("tracing.otlp_endpoint", "otel:4318"),
+        ("tracing.otlp_endpoint", "http://"),
+        ("tracing.otlp_endpoint", "http://otel:4318/x?y=1"),
+        ("tracing.sample_ratio", "1.5"),
+        ("tracing.sample_ratio", "-0.1"),
+        ("tracing.service_name", ""),
+    ] {
+        let set = format!("{name}={bad}");
+        let args = [
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -524,10 +532,14 @@ async fn a_bad_otlp_endpoint_is_refused_at_start() {
             d,
             "--set",
             &set,
-        ])
-        .await;
-        assert_eq!(out.status.code(), Some(1), "{bad}");
+        ];
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), Some(1), "{set}");
         let err = text(&out.stderr);
-        assert!(err.contains("tracing.otlp_endpoint"), "{bad}: {err}");
+        assert!(err.contains(name), "{set}: {err}");
     }
+    assert!(
+        !Path::new(d).exists(),
+        "a refused start created no data directory"
+    );
 }

@@ -146,6 +146,7 @@ pub const KEYS: &[Key] = &[
     k("index.writer_threads", Kind::Integer),
     k("tracing.otlp_endpoint", Kind::Text),
     k("tracing.service_name", Kind::Text),
+    k("tracing.sample_ratio", Kind::Number),
 ];
 
 /// The setting called `name`, if there is one.
@@ -266,6 +267,8 @@ pub struct TracingSettings {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported spans.
     pub service_name: String,
+    /// Share of new traces (requests without a sampled caller) exported, 0 to 1.
+    pub sample_ratio: f64,
 }
 
 impl Default for TracingSettings {
@@ -273,6 +276,7 @@ impl Default for TracingSettings {
         TracingSettings {
             otlp_endpoint: None,
             service_name: "mussikon".to_string(),
+            sample_ratio: 1.0,
         }
     }
 }
@@ -294,9 +298,16 @@ impl TracingSettings {
                     .map_err(|m| invalid("tracing.otlp_endpoint", format!("`{url}` {m}")))?,
             ),
         };
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(invalid(
+                "tracing.sample_ratio",
+                "must be a number from 0 to 1".to_string(),
+            ));
+        }
         Ok(crate::config::TracingConfig {
             otlp_endpoint,
             service_name: name.to_string(),
+            sample_ratio: self.sample_ratio,
         })
     }
 }

@@ -110,7 +110,8 @@ pub async fn handle(
     let started_at = std::time::SystemTime::now();
     let _in_flight = metrics::InFlight::start();
     let id = request_id(&headers);
-    let trace = trace::TraceContext::from_headers(&headers, app.span_export().is_some());
+    let new_trace_ratio = app.span_export().map_or(0.0, |s| s.sample_ratio());
+    let trace = trace::TraceContext::from_headers(&headers, new_trace_ratio);
     // The path goes on into the request; the exported span needs its own copy.
     let span_path = app.span_export().map(|_| path.clone());
     let resolved = router::resolve(&method, &path);

@@ -57,13 +57,26 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// `bytes` uniformly random bytes in hex (a trace id's bits must all be random: sampling reads
+/// its last 8 bytes; a v4 UUID's would not do, its version and variant bits are fixed). All
+/// zeros, which W3C forbids, is drawn again.
 fn random_hex(bytes: usize) -> String {
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    let mut buf = vec![0u8; bytes];
+    loop {
+        if getrandom::fill(&mut buf).is_err() {
+            // No OS randomness: fall back to the generator behind v4 UUIDs. The two halves of
+            // one have their fixed bits (version, variant) in different places, so their XOR
+            // is uniform.
+            for chunk in buf.chunks_mut(8) {
+                let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+                let n = (high ^ low).to_le_bytes();
+                chunk.copy_from_slice(&n[..chunk.len()]);
+            }
+        }
+        if buf.iter().any(|b| *b != 0) {
+            return buf.iter().map(|b| format!("{b:02x}")).collect();
+        }
     }
-    out.truncate(bytes * 2);
-    out
 }
 
 /// Parses a `traceparent` value: `(trace id, parent id, flags)` when well formed.
@@ -92,6 +105,32 @@ pub fn parse(value: &str) -> Option<(String, String, u8)> {
     Some((trace.to_string(), parent.to_string(), flags))
 }
 
+/// Whether a new trace with `trace_id` (32 hex digits) is sampled at `ratio`: its last 16 hex
+/// digits, read as a number, fall in the lowest `ratio` share of their range — the rule of
+/// OpenTelemetry's `TraceIdRatioBased` sampler, so every node decides alike for one trace id.
+///
+/// ```
+/// use mussikon_server::http::trace::samples;
+/// let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// assert!(samples(id, 1.0) && !samples(id, 0.0));
+/// ```
+pub fn samples(trace_id: &str, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio.is_nan() || ratio <= 0.0 {
+        return false;
+    }
+    let tail = trace_id
+        .get(trace_id.len().saturating_sub(16)..)
+        .unwrap_or("");
+    let Ok(n) = u64::from_str_radix(tail, 16) else {
+        return false;
+    };
+    // ratio < 1, so the product is below 2^63 and the cast cannot saturate.
+    (n >> 1) < (ratio * (1u64 << 63) as f64) as u64
+}
+
 impl TraceContext {
     /// The context of a request whose `headers` carry a well-formed `traceparent`: that trace
     /// joined under a new span id; `None` without one.
@@ -108,18 +147,27 @@ impl TraceContext {
         })
     }
 
-    /// The context of a request with `headers`; a new trace is marked sampled when
-    /// `sample_new` (spans are being exported).
-    pub fn from_headers(headers: &HeaderMap, sample_new: bool) -> TraceContext {
+    /// The context of a request with `headers`. A new trace is marked sampled for a share
+    /// `new_trace_ratio` of trace ids (0 when spans are not exported; see [`samples`]).
+    pub fn from_headers(headers: &HeaderMap, new_trace_ratio: f64) -> TraceContext {
         match TraceContext::joined(headers) {
             Some(joined) => joined,
-            None => TraceContext {
-                trace_id: random_hex(16),
-                span_id: random_hex(8),
-                parent_id: None,
-                flags: u8::from(sample_new),
-            },
+            None => {
+                let trace_id = random_hex(16);
+                let flags = u8::from(samples(&trace_id, new_trace_ratio));
+                TraceContext {
+                    trace_id,
+                    span_id: random_hex(8),
+                    parent_id: None,
+                    flags,
+                }
+            }
         }
+    }
+
+    /// Whether the trace is sampled (flags bit 0): its spans are recorded.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     /// The `traceparent` to send onwards (and back): our span as the parent.
@@ -141,7 +189,7 @@ mod tests {
             TRACEPARENT,
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
-        let c = TraceContext::from_headers(&h, false);
+        let c = TraceContext::from_headers(&h, 0.0);
         assert_eq!(c.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(c.parent_id.as_deref(), Some("00f067aa0ba902b7"));
         assert_ne!(c.span_id, "00f067aa0ba902b7");
@@ -158,12 +206,32 @@ mod tests {
             "00-4bf92f3577b34da6-00f067aa0ba902b7-01",
         ] {
             h.insert(TRACEPARENT, HeaderValue::from_str(bad).unwrap());
-            let c = TraceContext::from_headers(&h, false);
+            let c = TraceContext::from_headers(&h, 0.0);
             assert_eq!(c.parent_id, None, "{bad:?}");
             assert_eq!(c.flags, 0, "{bad:?}");
-            assert_eq!(TraceContext::from_headers(&h, true).flags, 1, "{bad:?}");
+            assert_eq!(TraceContext::from_headers(&h, 1.0).flags, 1, "{bad:?}");
             assert!(is_hex(&c.trace_id, 32) && is_hex(&c.span_id, 16));
             assert!(parse(&c.header_value()).is_some());
         }
+    }
+
+    #[test]
+    fn a_share_of_new_traces_is_sampled_and_a_callers_decision_is_kept() {
+        let none = HeaderMap::new();
+        let sampled = (0..2000)
+            .filter(|_| TraceContext::from_headers(&none, 0.25).sampled())
+            .count();
+        // 2,000 draws at p = 0.25: mean 500, standard deviation about 19.
+        assert!((380..=620).contains(&sampled), "{sampled} of 2000");
+        // The decision is the trace id's: the same id, the same answer at any node.
+        assert!(samples("00000000000000000000000000000000", 0.01));
+        assert!(!samples("ffffffffffffffffffffffffffffffff", 0.99));
+        // A caller's flags win over the ratio.
+        let mut h = HeaderMap::new();
+        h.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
+        assert!(!TraceContext::from_headers(&h, 1.0).sampled());
     }
 }
