@@ -325,6 +325,8 @@ pub struct TracingConfig {
     pub service_name: String,
     /// Share of new traces sampled, 0 to 1.
     pub sample_ratio: f64,
+    /// Headers on every export request (lower-case names; secret values).
+    pub otlp_headers: Vec<(String, Secret)>,
 }
 
 /// How the engine keeps its search index (`[index]`).

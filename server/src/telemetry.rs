@@ -27,7 +27,7 @@ use opentelemetry::trace::{
     TraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
@@ -89,6 +89,16 @@ impl SpanExport {
             .with_http()
             .with_endpoint(endpoint.clone())
             .with_timeout(EXPORT_TIMEOUT)
+            .with_headers(
+                config
+                    .otlp_headers
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = String::from_utf8_lossy(value.expose()).into_owned();
+                        (name.clone(), value)
+                    })
+                    .collect(),
+            )
             .build()
             .map_err(|e| TelemetryError(e.to_string()))?;
         let batches = BatchConfigBuilder::default()

@@ -35,10 +35,16 @@ struct Served {
 }
 
 async fn serve(data_dir: &Path, extra: &[&str]) -> Served {
+    serve_with_env(data_dir, extra, &[]).await
+}
+
+/// [`serve`] with more environment variables.
+async fn serve_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
+        .envs(env.iter().copied())
         .env("MUSSIKON_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -431,7 +437,12 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
     let mut collector = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("tracing.otlp_endpoint={}", collector.base);
-    let server = serve(dir.path(), &["--set", &endpoint]).await;
+    // A hosted collector's key, from the environment (a secret cannot be a flag).
+    let headers = [(
+        "MUSSIKON_TRACING_OTLP_HEADERS",
+        "x-api-key=k3y-0042,x-tenant=blue",
+    )];
+    let server = serve_with_env(dir.path(), &["--set", &endpoint], &headers).await;
     let client = reqwest::Client::new();
     let get = |path: &str, traceparent: Option<&str>| {
         let mut r = client.get(format!("{}{path}", server.base));
@@ -463,6 +474,8 @@ async fn request_spans_are_exported_over_otlp_under_the_callers_trace_and_flushe
     assert!(spans
         .iter()
         .all(|s| s.service.as_deref() == Some("mussikon")));
+    assert!(spans.iter().all(|s| s.headers["x-api-key"] == "k3y-0042"));
+    assert!(spans.iter().all(|s| s.headers["x-tenant"] == "blue"));
     let find = |traceparent: &str| {
         let (trace, span) = ids(traceparent);
         &spans

@@ -147,6 +147,11 @@ pub const KEYS: &[Key] = &[
     k("tracing.otlp_endpoint", Kind::Text),
     k("tracing.service_name", Kind::Text),
     k("tracing.sample_ratio", Kind::Number),
+    Key {
+        name: "tracing.otlp_headers",
+        kind: Kind::List,
+        secret: true,
+    },
 ];
 
 /// The setting called `name`, if there is one.
@@ -259,7 +264,7 @@ impl Default for Settings {
 }
 
 /// `[tracing]`: span export over OTLP (see `crate::telemetry`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracingSettings {
     /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans go to
@@ -269,6 +274,9 @@ pub struct TracingSettings {
     pub service_name: String,
     /// Share of new traces (requests without a sampled caller) exported, 0 to 1.
     pub sample_ratio: f64,
+    /// `NAME=VALUE` headers on every export request (a hosted collector's API key): secret,
+    /// as `OTEL_EXPORTER_OTLP_HEADERS` is written.
+    pub otlp_headers: Option<Vec<String>>,
 }
 
 impl Default for TracingSettings {
@@ -277,7 +285,30 @@ impl Default for TracingSettings {
             otlp_endpoint: None,
             service_name: "mussikon".to_string(),
             sample_ratio: 1.0,
+            otlp_headers: None,
         }
+    }
+}
+
+impl TracingSettings {
+    /// The headers with their values redacted.
+    fn redacted_headers(&self) -> Option<Vec<String>> {
+        self.otlp_headers.as_ref().map(|list| {
+            list.iter()
+                .map(|h| format!("{}={REDACTED}", h.split('=').next().unwrap_or("")))
+                .collect()
+        })
+    }
+}
+
+impl std::fmt::Debug for TracingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingSettings")
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("otlp_headers", &self.redacted_headers())
+            .finish()
     }
 }
 
@@ -304,10 +335,33 @@ impl TracingSettings {
                 "must be a number from 0 to 1".to_string(),
             ));
         }
+        let mut otlp_headers = Vec::new();
+        for pair in self.otlp_headers.iter().flatten() {
+            let (header, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (header, value) = (header.trim(), value.trim());
+            let header_ok = warp::http::HeaderName::from_bytes(header.as_bytes()).is_ok();
+            let value_ok = !value.is_empty() && warp::http::HeaderValue::from_str(value).is_ok();
+            if !header_ok || !value_ok {
+                // The value is secret: name only the header.
+                return Err(invalid(
+                    "tracing.otlp_headers",
+                    format!(
+                        "`{}`: each item must be NAME=VALUE with a valid HTTP header name and a \
+                         non-empty printable value",
+                        if header_ok { header } else { "(invalid name)" }
+                    ),
+                ));
+            }
+            otlp_headers.push((
+                header.to_ascii_lowercase(),
+                crate::config::Secret::new(value.as_bytes().to_vec()),
+            ));
+        }
         Ok(crate::config::TracingConfig {
             otlp_endpoint,
             service_name: name.to_string(),
             sample_ratio: self.sample_ratio,
+            otlp_headers,
         })
     }
 }
@@ -861,6 +915,7 @@ impl Settings {
         if shown.cluster.secret.is_some() {
             shown.cluster.secret = Some(REDACTED.to_string());
         }
+        shown.tracing.otlp_headers = shown.tracing.redacted_headers();
         serde_json::to_string(&shown).unwrap_or_else(|e| format!("(unprintable: {e})"))
     }
 
@@ -1152,6 +1207,29 @@ mod tests {
         assert!(!format!("{s:?}").contains(secret));
         let c = s.resolve().unwrap();
         assert!(!format!("{c:?}").contains(secret));
+
+        let key = "hosted-collector-api-key-0042";
+        let value = format!("x-api-key={key},x-tenant=blue");
+        let (env, _) = env_layer(pairs(&[("MUSSIKON_TRACING_OTLP_HEADERS", &value)])).unwrap();
+        let s = Settings::from_layers(vec![env]).unwrap();
+        let shown = s.redacted_json();
+        assert!(!shown.contains(key) && !shown.contains("blue"), "{shown}");
+        assert!(shown.contains("x-api-key=<redacted>"), "{shown}");
+        assert!(!format!("{s:?}").contains(key));
+        let c = s.resolve().unwrap();
+        assert!(!format!("{c:?}").contains(key));
+        assert_eq!(c.tracing.otlp_headers.len(), 2);
+        assert_eq!(c.tracing.otlp_headers[0].1.expose(), key.as_bytes());
+        let e = flag_layer(&pairs(&[("tracing.otlp_headers", "a=b")])).unwrap_err();
+        assert!(matches!(e, ConfigError::SecretFlag(_)), "{e}");
+        for bad in ["no-value", "bad name=v", "x-key="] {
+            let (env, _) = env_layer(pairs(&[("MUSSIKON_TRACING_OTLP_HEADERS", bad)])).unwrap();
+            let e = Settings::from_layers(vec![env])
+                .unwrap()
+                .resolve()
+                .unwrap_err();
+            assert!(e.to_string().contains("tracing.otlp_headers"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -214,18 +214,21 @@ pub fn raft_filter(
         .and(warp::path::end())
         .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
         .and(warp::header::optional::<String>(FROM_HEADER))
-        .and(warp::header::headers_cloned())
+        .and(warp::header::optional::<String>(trace::TRACEPARENT))
+        .and(warp::header::optional::<String>(TRACE_LINKS_HEADER))
         .and(warp::body::stream().map(super::boxed_body))
         .then(
             move |rpc: String,
                   secret: Option<String>,
                   from: Option<String>,
-                  headers: HeaderMap,
+                  traceparent: Option<String>,
+                  links: Option<String>,
                   body: BodyStream| {
                 let app = app.clone();
                 async move {
                     let started = std::time::SystemTime::now();
-                    let Some(trace) = forwarded_trace(&rpc, &headers) else {
+                    let forwarded = forwarded_trace(&rpc, traceparent.as_deref(), links.as_deref());
+                    let Some(trace) = forwarded else {
                         return raft_rpc(app, rpc, secret, from, body).await;
                     };
                     // Work for traced client requests elsewhere: its logs here carry the
@@ -272,14 +275,16 @@ struct ForwardedTrace {
 /// The trace of the RPCs a node sends on behalf of a client request (forwarded writes, a
 /// follower's read-index question) when they carry a `traceparent`; `None` otherwise
 /// (openraft's own RPCs serve no single request).
-fn forwarded_trace(rpc: &str, headers: &HeaderMap) -> Option<ForwardedTrace> {
+fn forwarded_trace(
+    rpc: &str,
+    traceparent: Option<&str>,
+    links: Option<&str>,
+) -> Option<ForwardedTrace> {
     if !matches!(rpc, "write" | "writes" | "read-index" | "applied-index") {
         return None;
     }
-    let context = TraceContext::joined(headers)?;
-    let links = headers
-        .get(TRACE_LINKS_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let context = TraceContext::join(traceparent?)?;
+    let links = links
         .map(|v| {
             v.split(',')
                 .filter(|t| trace::parse(t).is_some())

@@ -135,10 +135,13 @@ impl TraceContext {
     /// The context of a request whose `headers` carry a well-formed `traceparent`: that trace
     /// joined under a new span id; `None` without one.
     pub fn joined(headers: &HeaderMap) -> Option<TraceContext> {
-        let (trace_id, parent, flags) = headers
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse)?;
+        TraceContext::join(headers.get(TRACEPARENT)?.to_str().ok()?)
+    }
+
+    /// The trace a `traceparent` value names, joined under a new span id; `None` when it is
+    /// malformed.
+    pub fn join(traceparent: &str) -> Option<TraceContext> {
+        let (trace_id, parent, flags) = parse(traceparent)?;
         Some(TraceContext {
             trace_id,
             span_id: random_hex(8),

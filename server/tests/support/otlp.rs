@@ -15,13 +15,15 @@ use warp::Filter as _;
 /// The collector: its base URL (what `tracing.otlp_endpoint` takes) and what it received.
 pub struct Collector {
     pub base: String,
-    received: UnboundedReceiver<ExportTraceServiceRequest>,
+    received: UnboundedReceiver<(ExportTraceServiceRequest, warp::http::HeaderMap)>,
 }
 
-/// A received span and the `service.name` of the process that sent it.
+/// A received span, the `service.name` of the process that sent it and the headers of the
+/// export request that carried it.
 pub struct Received {
     pub service: Option<String>,
     pub span: Span,
+    pub headers: warp::http::HeaderMap,
 }
 
 impl Collector {
@@ -31,10 +33,11 @@ impl Collector {
         let (tx, received) = tokio::sync::mpsc::unbounded_channel();
         let route = warp::post()
             .and(warp::path!("v1" / "traces"))
+            .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
-            .map(move |body: bytes::Bytes| {
+            .map(move |headers: warp::http::HeaderMap, body: bytes::Bytes| {
                 let request = ExportTraceServiceRequest::decode(body).expect("an OTLP body");
-                let _ = tx.send(request);
+                let _ = tx.send((request, headers));
                 warp::reply()
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,8 +52,8 @@ impl Collector {
     /// Every span received so far, without waiting.
     pub fn drain(&mut self) -> Vec<Received> {
         let mut out = Vec::new();
-        while let Ok(request) = self.received.try_recv() {
-            unpack(request, &mut out);
+        while let Ok((request, headers)) = self.received.try_recv() {
+            unpack(request, &headers, &mut out);
         }
         out
     }
@@ -68,15 +71,19 @@ impl Collector {
             if let Some(i) = seen.iter().position(&wanted) {
                 return Some(i);
             }
-            let request = tokio::time::timeout_at(until, self.received.recv())
+            let (request, headers) = tokio::time::timeout_at(until, self.received.recv())
                 .await
                 .ok()??;
-            unpack(request, seen);
+            unpack(request, &headers, seen);
         }
     }
 }
 
-fn unpack(request: ExportTraceServiceRequest, out: &mut Vec<Received>) {
+fn unpack(
+    request: ExportTraceServiceRequest,
+    headers: &warp::http::HeaderMap,
+    out: &mut Vec<Received>,
+) {
     for resource in request.resource_spans {
         let service = resource
             .resource
@@ -92,6 +99,7 @@ fn unpack(request: ExportTraceServiceRequest, out: &mut Vec<Received>) {
                 out.push(Received {
                     service: service.clone(),
                     span,
+                    headers: headers.clone(),
                 });
             }
         }
