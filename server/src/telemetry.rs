@@ -146,16 +146,11 @@ impl SpanExport {
         ) else {
             return;
         };
-        let parent = match trace.parent_id.as_deref().map(SpanId::from_hex) {
-            Some(Ok(parent_id)) => Context::new().with_remote_span_context(SpanContext::new(
-                trace_id,
-                parent_id,
-                TraceFlags::new(trace.flags),
-                true,
-                TraceState::default(),
-            )),
-            _ => Context::new(),
-        };
+        let parent = trace
+            .parent_id
+            .as_deref()
+            .and_then(|parent| remote(&trace.trace_id, parent, trace.flags))
+            .map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
         let mut attributes = vec![
             KeyValue::new("http.request.method", span.method.to_string()),
             KeyValue::new("http.route", span.route.to_string()),
@@ -193,15 +188,19 @@ impl SpanExport {
     }
 }
 
-/// A span link to the span a `traceparent` value names.
+/// A span link to the span a `traceparent` value names; `None` when it is malformed.
 fn link(traceparent: &str) -> Option<Link> {
     let (trace_id, span_id, flags) = crate::http::trace::parse(traceparent)?;
-    let context = SpanContext::new(
-        TraceId::from_hex(&trace_id).ok()?,
-        SpanId::from_hex(&span_id).ok()?,
+    remote(&trace_id, &span_id, flags).map(Link::with_context)
+}
+
+/// The context of a span in another process (a caller's, or a linked request's).
+fn remote(trace_id: &str, span_id: &str, flags: u8) -> Option<SpanContext> {
+    Some(SpanContext::new(
+        TraceId::from_hex(trace_id).ok()?,
+        SpanId::from_hex(span_id).ok()?,
         TraceFlags::new(flags),
         true,
         TraceState::default(),
-    );
-    Some(Link::with_context(context))
+    ))
 }

@@ -87,6 +87,15 @@ const fn k(name: &'static str, kind: Kind) -> Key {
     }
 }
 
+/// A secret setting: never printed, never a flag.
+const fn secret(name: &'static str, kind: Kind) -> Key {
+    Key {
+        name,
+        kind,
+        secret: true,
+    }
+}
+
 /// Every setting (documented in `deploy/config/mussikon.example.toml`).
 pub const KEYS: &[Key] = &[
     k("mode", Kind::Text),
@@ -100,11 +109,7 @@ pub const KEYS: &[Key] = &[
     k("http.trust_forwarded", Kind::Bool),
     k("http.max_connections", Kind::Integer),
     k("http.header_read_timeout_s", Kind::Integer),
-    Key {
-        name: "auth.secret",
-        kind: Kind::Text,
-        secret: true,
-    },
+    secret("auth.secret", Kind::Text),
     k("auth.secret_file", Kind::Text),
     k("auth.public_key_file", Kind::Text),
     k("auth.issuer", Kind::Text),
@@ -123,11 +128,7 @@ pub const KEYS: &[Key] = &[
     k("cors.max_age_s", Kind::Integer),
     k("cluster.node_id", Kind::Integer),
     k("cluster.peers", Kind::List),
-    Key {
-        name: "cluster.secret",
-        kind: Kind::Text,
-        secret: true,
-    },
+    secret("cluster.secret", Kind::Text),
     k("cluster.snapshot_logs", Kind::Integer),
     k("cluster.keep_logs", Kind::Integer),
     k("cluster.ready_max_lag", Kind::Integer),
@@ -147,11 +148,7 @@ pub const KEYS: &[Key] = &[
     k("tracing.otlp_endpoint", Kind::Text),
     k("tracing.service_name", Kind::Text),
     k("tracing.sample_ratio", Kind::Number),
-    Key {
-        name: "tracing.otlp_headers",
-        kind: Kind::List,
-        secret: true,
-    },
+    secret("tracing.otlp_headers", Kind::List),
 ];
 
 /// The setting called `name`, if there is one.

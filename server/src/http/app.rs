@@ -91,31 +91,28 @@ impl App {
 
     /// The same state, serving as a node of a cluster: writes go through `node`.
     pub fn with_cluster(self, node: Node) -> App {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => {
-                tracing::error!("with_cluster on a shared App; the cluster is not attached");
-                return App { inner: shared };
-            }
-        };
-        inner.cluster = Some(node);
-        App {
-            inner: Arc::new(inner),
-        }
+        self.configured("with_cluster", |inner| inner.cluster = Some(node))
     }
 
     /// The same state, exporting each request's span through `spans` (`crate::telemetry`).
     pub fn with_span_export(self, spans: Option<SpanExport>) -> App {
-        let mut inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => {
-                tracing::error!("with_span_export on a shared App; spans are not exported");
-                return App { inner: shared };
+        self.configured("with_span_export", |inner| inner.spans = spans)
+    }
+
+    /// This state changed by `change`, while it is not yet shared (the builder methods run
+    /// before serving); on a shared App, logs that `what` was ignored and changes nothing.
+    fn configured(self, what: &str, change: impl FnOnce(&mut Inner)) -> App {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                change(&mut inner);
+                App {
+                    inner: Arc::new(inner),
+                }
             }
-        };
-        inner.spans = spans;
-        App {
-            inner: Arc::new(inner),
+            Err(shared) => {
+                tracing::error!("{what} on a shared App; ignored");
+                App { inner: shared }
+            }
         }
     }
 

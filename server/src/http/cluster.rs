@@ -176,7 +176,9 @@ pub async fn read_barrier(
         return Ok(());
     };
     let level = requested.unwrap_or(default);
-    node.read_barrier_traced(level, Some(trace.header_value()))
+    // Only a read that may ask the leader carries the trace (a stale one never does).
+    let traceparent = (level != Consistency::Stale).then(|| trace.header_value());
+    node.read_barrier_traced(level, traceparent)
         .await
         .map_err(|e| ApiError::Unavailable {
             reason: match e {
@@ -284,13 +286,9 @@ fn forwarded_trace(
         return None;
     }
     let context = TraceContext::join(traceparent?)?;
+    // Malformed links are dropped where they are parsed (`telemetry`).
     let links = links
-        .map(|v| {
-            v.split(',')
-                .filter(|t| trace::parse(t).is_some())
-                .map(|t| t.trim().to_string())
-                .collect()
-        })
+        .map(|v| v.split(',').map(|t| t.trim().to_string()).collect())
         .unwrap_or_default();
     Some(ForwardedTrace { context, links })
 }

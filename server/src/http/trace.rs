@@ -7,9 +7,11 @@
 //! line of the request carries it), and the response echoes `traceparent` with the same trace
 //! id and this request's span id, so a caller can find our logs for its trace.
 //!
-//! When spans are exported ([`crate::telemetry`]), a new trace is started sampled (flags `01`)
-//! and the request's span is exported under these ids; otherwise a new trace's flags are `00`
-//! (nothing records it).
+//! When spans are exported ([`crate::telemetry`]), a new trace is sampled (flags `01`) for a
+//! share `tracing.sample_ratio` of trace ids ([`samples`]) and a sampled request's span is
+//! exported under these ids; otherwise a new trace's flags are `00` (nothing records it). On a
+//! cluster node the request's `traceparent` travels with the work it causes on the leader
+//! ([`serving`], [`current`]).
 
 use warp::http::HeaderMap;
 
@@ -74,7 +76,13 @@ fn random_hex(bytes: usize) -> String {
             }
         }
         if buf.iter().any(|b| *b != 0) {
-            return buf.iter().map(|b| format!("{b:02x}")).collect();
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut out = String::with_capacity(bytes * 2);
+            for b in &buf {
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            return out;
         }
     }
 }
