@@ -8,7 +8,8 @@
 //! [`log_store`] (the durable log and vote), [`state_machine`] (the engine as state machine,
 //! snapshots in the engine's export format), [`network`] (the HTTP client for peer RPCs), and
 //! [`node`] (a running node: start-up, writes with forwarding to the leader, read barriers,
-//! membership changes, status), and [`faults`] (cutting peers, for partition tests; off by
+//! membership changes, status), [`identity`] (the node id kept in the data directory,
+//! `auto` ids), and [`faults`] (cutting peers, for partition tests; off by
 //! default). **Invariant:** this crate knows the engine only through
 //! `Command`, `apply`, `export` and `install`; it knows no routes: the server mounts
 //! [`node::Node::handle_rpc`] under `/raft/…`.
@@ -19,6 +20,7 @@
 
 pub mod faults;
 pub mod group_commit;
+pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod node;

@@ -522,6 +522,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
+impl LogStore {
+    /// Whether nothing was ever stored: no vote, no entry, nothing purged.
+    pub fn is_fresh(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.vote.is_none() && inner.purged.is_none() && inner.last_log_id().is_none()
+    }
+}
+
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 

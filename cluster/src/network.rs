@@ -8,7 +8,9 @@
 //! snapshot goes as one streamed request (openraft's `full_snapshot`), not in chunks with a
 //! per-chunk timeout. Connection failures make openraft back off (50 ms doubling to 2 s).
 //! A node never dials itself. Every request names its sender ([`FROM_HEADER`]), so a peer can
-//! refuse a cut one (fault injection, [`crate::faults`]). Failures count in
+//! refuse a cut one (fault injection, [`crate::faults`]), and its addressee ([`TO_HEADER`]):
+//! a process at the address that is another node answers 404, which counts as unreachable
+//! (the addressee is not there), so a replaced node's successor never answers for it. Failures count in
 //! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`; the time of each, answered or not, in
 //! `mussikon_raft_peer_rpc_seconds{rpc}`.
 //!
@@ -37,6 +39,13 @@ use std::time::Duration;
 pub const SECRET_HEADER: &str = "x-mussikon-cluster-secret";
 /// Header naming the node that sends a peer request.
 pub const FROM_HEADER: &str = "x-mussikon-node-id";
+/// Header naming the node a peer request is for. A node that is not it answers 404 and does
+/// nothing: after a node is replaced, another node may listen at its old address, and must not
+/// take (or answer) the old node's replication.
+pub const TO_HEADER: &str = "x-mussikon-to-node-id";
+/// Counter: peer RPCs this node refused because they were for another node (see [`TO_HEADER`]).
+/// Rising, it means some member still points at this node's address: a replaced node.
+pub const MISDIRECTED_RPCS_TOTAL: &str = "mussikon_raft_misdirected_rpcs_total";
 /// Histogram: seconds per peer RPC this node sends (`rpc`: append, vote), answered or not.
 pub const PEER_RPC_SECONDS: &str = "mussikon_raft_peer_rpc_seconds";
 /// W3C trace context of the (first) client request a forwarded write serves.
@@ -110,7 +119,7 @@ impl Dialer {
                 "cut by fault injection".into(),
             ));
         }
-        post(self, addr, rpc, body, timeout, trace).await
+        post(self, target, addr, rpc, body, timeout, trace).await
     }
 }
 
@@ -155,6 +164,7 @@ fn count_error(peer: NodeId, rpc: &'static str) {
 /// POSTs `body` to `http://addr/raft/{rpc}` and decodes the answer.
 async fn post<Resp: DeserializeOwned>(
     dialer: &Dialer,
+    target: NodeId,
     addr: &str,
     rpc: &str,
     body: reqwest::Body,
@@ -167,6 +177,7 @@ async fn post<Resp: DeserializeOwned>(
         .post(&url)
         .header(SECRET_HEADER, &dialer.secret)
         .header(FROM_HEADER, dialer.me.to_string())
+        .header(TO_HEADER, target.to_string())
         .header("content-type", "application/octet-stream");
     if let Some((first, others)) = trace.split_first() {
         request = request.header(TRACEPARENT_HEADER, first);
@@ -188,6 +199,12 @@ async fn post<Resp: DeserializeOwned>(
         })?;
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         return Err(TransportError::Unauthorized(addr.to_string()));
+    }
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(TransportError::Unreachable(
+            addr.to_string(),
+            format!("node {target} is not there (another process answers at the address)"),
+        ));
     }
     if !resp.status().is_success() {
         return Err(TransportError::Failed(

@@ -28,7 +28,7 @@ use futures_util::{Stream, StreamExt};
 use mussikon_engine::{Command, Engine, Executed};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
-use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot};
+use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -146,6 +146,71 @@ pub enum StartError {
     Config(String),
 }
 
+/// How long a starting node waits for each peer's `whois` answer.
+const WHOIS_WAIT: Duration = Duration::from_secs(1);
+
+/// Asks the initial members what they know of this node's id before it takes part, and
+/// refuses to start (a) a node whose id was removed from the cluster (it would campaign with a
+/// stale membership; its directory is marked as a removed node's, see [`crate::identity`]),
+/// and (b) a `fresh` node (empty log and state) whose leader has already replicated entries to
+/// its id: its data was lost or wiped, and answering under the old id would make the leader's
+/// view of its log go backwards (openraft 0.9's leader panics on that). Peers that do not
+/// answer within [`WHOIS_WAIT`] (down, older builds) are not counted: with none answering, the
+/// node starts as before.
+async fn check_identity(
+    dialer: &Dialer,
+    config: &NodeConfig,
+    fresh: bool,
+) -> Result<(), StartError> {
+    let id = config.id;
+    let body = encode(&id).map_err(|e| StartError::Config(e.to_string()))?;
+    let asks = config
+        .peers
+        .iter()
+        .filter(|(peer, _)| **peer != id)
+        .map(|(peer, addr)| {
+            let body = body.clone();
+            async move {
+                dialer
+                    .post::<PeerView>(*peer, addr, "whois", body.into(), WHOIS_WAIT)
+                    .await
+                    .ok()
+            }
+        });
+    let views: Vec<PeerView> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if views.iter().any(|v| v.retired) {
+        let marker = config.dir.join(crate::identity::RETIRED_FILE);
+        if let Err(e) = std::fs::write(&marker, b"") {
+            tracing::warn!(error = %e, path = %marker.display(), "could not mark the directory as a removed node's");
+        }
+        return Err(StartError::Config(format!(
+            "cluster.node_id: node {id} was removed from the cluster, and a removed node's id is \
+             never reused: start this node under a new id (--node-id auto clears this directory \
+             and draws one) and add it with `mussikon cluster join`"
+        )));
+    }
+    if fresh {
+        if let Some(matched) = views
+            .iter()
+            .find(|v| v.leads && v.member)
+            .and_then(|v| v.matched)
+        {
+            return Err(StartError::Config(format!(
+                "cluster.node_id: this node's data directory is empty, but the cluster's leader \
+                 has already replicated its log up to index {matched} to node {id}: the node's \
+                 data was lost or wiped. Remove it (`mussikon cluster remove {id}`), then start \
+                 it under a new id (--node-id auto draws one) and add it with `mussikon cluster \
+                 join`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How long a follower waits for the leader's answer to forwarded writes.
 const FORWARD_WAIT: Duration = Duration::from_secs(30);
 
@@ -237,6 +302,20 @@ pub enum RpcError {
     /// Local failure.
     #[error("{0}")]
     Internal(String),
+}
+
+/// What a node knows about a node id: the answer to the `whois` peer RPC, which a node asks
+/// its peers at start (see [`Node::start`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerView {
+    /// The answering node leads.
+    pub leads: bool,
+    /// The id is in the answering node's membership.
+    pub member: bool,
+    /// The id was removed from the cluster (the state machine's retired set).
+    pub retired: bool,
+    /// From a leader: the index up to which its log has been replicated to the id, if any.
+    pub matched: Option<u64>,
 }
 
 /// One member as `cluster status` shows it.
@@ -361,10 +440,11 @@ impl Node {
     /// lowest id of an uninitialized cluster — initializes it with `config.peers`.
     pub async fn start(config: NodeConfig, engine: Engine) -> Result<Node, StartError> {
         if !config.peers.contains_key(&config.id) {
-            return Err(StartError::Config(format!(
-                "--peers must list this node's id {} with its address",
-                config.id
-            )));
+            tracing::info!(
+                node_id = config.id,
+                "this node is not among the initial members (--peers): it waits to be added \
+                 with `mussikon cluster join`"
+            );
         }
         if engine
             .annex()
@@ -383,6 +463,11 @@ impl Node {
         }
         let log = LogStore::open(config.dir.join("log"))
             .map_err(|e| StartError::Storage(e.to_string()))?;
+        let fresh = log.is_fresh()
+            && engine
+                .annex()
+                .map_err(|e| StartError::Storage(e.to_string()))?
+                .is_none();
         let dir = config.dir.join("snapshots");
         let sm = tokio::task::spawn_blocking(move || StateMachine::open(engine, dir))
             .await
@@ -413,6 +498,7 @@ impl Node {
             secret: config.secret.clone(),
             faults: Faults::new(config.fault_injection),
         };
+        check_identity(&dialer, &config, fresh).await?;
         let network = Network {
             dialer: dialer.clone(),
         };
@@ -807,6 +893,20 @@ impl Node {
                 if id == 0 {
                     return Err(AdminError::Invalid("node_id must be at least 1".into()));
                 }
+                if let Some(learner) = self.admit(id, &addr, &membership).await? {
+                    tracing::warn!(
+                        old = learner,
+                        new = id,
+                        %addr,
+                        "learner {learner} held this address: removing it, the new node replaces it"
+                    );
+                    raft.change_membership(
+                        ChangeMembers::RemoveNodes(BTreeSet::from([learner])),
+                        false,
+                    )
+                    .await
+                    .map_err(fail)?;
+                }
                 let is_voter = membership.membership().voter_ids().any(|v| v == id);
                 if !is_voter {
                     raft.add_learner(id, BasicNode { addr }, true)
@@ -834,6 +934,80 @@ impl Node {
             }
         }
         Ok(self.status())
+    }
+
+    /// Whether node `id` at `addr` may be added to `membership` (the leader's effective one):
+    /// never an id removed before (the state machine's retired set, read once every
+    /// membership entry up to `membership` is applied), nor a member's id at another address,
+    /// nor a voter's address. A *learner* holding `addr` under another id is gone (one address
+    /// is one listening process): its id is returned, for the caller to remove first.
+    async fn admit(
+        &self,
+        id: NodeId,
+        addr: &str,
+        membership: &StoredMembership<NodeId, BasicNode>,
+    ) -> Result<Option<NodeId>, AdminError> {
+        if let Some(index) = membership.log_id().map(|l| l.index) {
+            self.inner
+                .raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index), "membership applied")
+                .await
+                .map_err(|e| AdminError::Failed(e.to_string()))?;
+        }
+        let sm = self.inner.sm.clone();
+        let retired = tokio::task::spawn_blocking(move || sm.retired())
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string()))?
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        if retired.contains(&id) {
+            return Err(AdminError::Invalid(format!(
+                "node_id {id} was removed from the cluster, and a removed node's id is never \
+                 reused: start the node on an empty data directory with a new id \
+                 (--node-id auto draws one)"
+            )));
+        }
+        let m = membership.membership();
+        if let Some(node) = m.get_node(&id) {
+            if node.addr != addr {
+                return Err(AdminError::Invalid(format!(
+                    "node_id {id} is already a member at {}; a member's address does not \
+                     change: add the node at {addr} under a new id",
+                    node.addr
+                )));
+            }
+        }
+        let holder = m
+            .nodes()
+            .find(|(other, node)| **other != id && node.addr == addr)
+            .map(|(other, _)| *other);
+        match holder {
+            Some(voter) if m.voter_ids().any(|v| v == voter) => Err(AdminError::Invalid(format!(
+                "addr {addr} is voter {voter}'s address; remove node {voter} first"
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    /// What this node knows of node `id` (the `whois` peer RPC).
+    async fn whois(&self, id: NodeId) -> Result<PeerView, RpcError> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let sm = self.inner.sm.clone();
+        let retired = tokio::task::spawn_blocking(move || sm.retired())
+            .await
+            .map_err(|e| RpcError::Internal(e.to_string()))?
+            .map_err(|e| RpcError::Internal(e.to_string()))?;
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).copied().flatten())
+            .map(|log_id| log_id.index);
+        Ok(PeerView {
+            leads: m.state == ServerState::Leader,
+            member: m.membership_config.membership().get_node(&id).is_some(),
+            retired: retired.contains(&id),
+            matched,
+        })
     }
 
     /// This node's view of the cluster.
@@ -940,7 +1114,7 @@ impl Node {
     }
 
     /// Serves a peer RPC (`append`, `vote`, `write`, `writes`, `read-index`, `applied-index`,
-    /// `members`)
+    /// `whois`, `members`)
     /// whose body is `body`; the answer's bytes. The caller has checked the secret.
     pub async fn handle_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, RpcError> {
         let bad = |e: crate::types::CodecError| RpcError::BadBody(e.to_string());
@@ -986,6 +1160,10 @@ impl Node {
                     Consistency::Leader
                 };
                 out(encode(&self.local_read_index(level).await))
+            }
+            "whois" => {
+                let id: NodeId = decode(body).map_err(bad)?;
+                out(encode(&self.whois(id).await?))
             }
             "members" => {
                 let op: AdminOp = decode(body).map_err(bad)?;

@@ -11,8 +11,15 @@
 //! snapshot is reported built, the engine is flushed, so the log it lets openraft purge is never
 //! needed to rebuild the state.
 //!
+//! The annex also holds the *retired* node ids: every id a membership entry dropped. The leader
+//! refuses to add one again ([`StateMachine::retired`]), so a removed node's id is never reused.
+//! The set only grows; it is written in the annex only once it is non-empty (until then the
+//! annex keeps its older two-field form, which older builds read).
+//!
 //! Snapshots are the engine's export stream in `snapshots/`, named by their id, with their
-//! openraft metadata beside them (`.meta`). A snapshot received from the leader is first made
+//! openraft metadata beside them (`.meta`), followed by a trailer with the retired ids
+//! (`[ids][u32 LE length][RETIRED_MAGIC]`; the engine reads a stream up to its end frame, so a
+//! build that knows no trailer installs such a snapshot and ignores it). A snapshot received from the leader is first made
 //! the current snapshot on disk, then installed into the running engine ([`Engine::install`]
 //! rebuilds store and index); if the process dies during the install, the next open installs the
 //! current snapshot again. The two newest snapshots are kept (one may still be being sent).
@@ -27,6 +34,8 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
     SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -38,8 +47,88 @@ pub const APPLY_ENTRIES: &str = "mussikon_raft_apply_entries";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 type Meta = SnapshotMeta<NodeId, BasicNode>;
-/// What the annex holds: last applied log id and membership.
+/// What openraft reads back from the annex: last applied log id and membership.
 type Annex = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
+/// The annex's full form once a node id was retired: [`Annex`] plus the retired ids.
+type RetiredAnnex = (
+    Option<LogId<NodeId>>,
+    StoredMembership<NodeId, BasicNode>,
+    BTreeSet<NodeId>,
+);
+
+/// Ends a snapshot file that carries the retired node ids.
+pub const RETIRED_MAGIC: &[u8; 8] = b"MUSRETI1";
+
+/// Decodes an annex of either form.
+fn decode_annex(bytes: &[u8]) -> Result<RetiredAnnex, crate::types::CodecError> {
+    match decode::<RetiredAnnex>(bytes) {
+        Ok(full) => Ok(full),
+        Err(_) => decode::<Annex>(bytes).map(|(applied, m)| (applied, m, BTreeSet::new())),
+    }
+}
+
+/// Encodes an annex, in the older two-field form while no id is retired.
+fn encode_annex(
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    retired: &BTreeSet<NodeId>,
+) -> Result<Vec<u8>, crate::types::CodecError> {
+    if retired.is_empty() {
+        encode(&(applied, membership))
+    } else {
+        encode(&(applied, membership, retired))
+    }
+}
+
+/// The ids a membership change from `old` to `new` drops.
+fn dropped_ids(
+    old: &StoredMembership<NodeId, BasicNode>,
+    new: &openraft::Membership<NodeId, BasicNode>,
+) -> Vec<NodeId> {
+    old.membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| new.get_node(id).is_none())
+        .collect()
+}
+
+/// Appends the retired-ids trailer to a snapshot file.
+fn write_trailer(out: &mut impl Write, retired: &BTreeSet<NodeId>) -> std::io::Result<()> {
+    let ids = encode(retired).map_err(std::io::Error::other)?;
+    let len = u32::try_from(ids.len()).map_err(std::io::Error::other)?;
+    out.write_all(&ids)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(RETIRED_MAGIC)
+}
+
+/// Reads the trailer of a snapshot file: the retired ids and the length of the export stream
+/// before it (the whole file, with no ids, when it has no trailer).
+fn read_trailer(file: &mut std::fs::File) -> std::io::Result<(BTreeSet<NodeId>, u64)> {
+    let size = file.metadata()?.len();
+    let none = (BTreeSet::new(), size);
+    if size < 12 {
+        return Ok(none);
+    }
+    let mut tail = [0u8; 12];
+    file.seek(SeekFrom::Start(size - 12))?;
+    file.read_exact(&mut tail)?;
+    file.seek(SeekFrom::Start(0))?;
+    if &tail[4..] != RETIRED_MAGIC {
+        return Ok(none);
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let Some(start) = size.checked_sub(12 + len) else {
+        return Err(std::io::Error::other(
+            "snapshot trailer longer than the file",
+        ));
+    };
+    let mut ids = vec![0u8; len as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut ids)?;
+    file.seek(SeekFrom::Start(0))?;
+    let retired = decode(&ids).map_err(std::io::Error::other)?;
+    Ok((retired, start))
+}
 
 fn sm_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_state_machine(anyerror::AnyError::error(e.to_string())).into()
@@ -137,7 +226,7 @@ impl StateMachine {
             }),
         };
         if let Some(meta) = lock(&sm.shared.current).clone() {
-            let (applied, _) = sm.read_annex()?;
+            let (applied, _, _) = sm.read_annex()?;
             if applied < meta.last_log_id {
                 tracing::warn!(
                     snapshot = %meta.snapshot_id,
@@ -159,11 +248,17 @@ impl StateMachine {
         *lock(&self.shared.figures)
     }
 
-    fn read_annex(&self) -> StorageResult<Annex> {
+    fn read_annex(&self) -> StorageResult<RetiredAnnex> {
         match self.shared.engine.annex().map_err(sm_read)? {
-            None => Ok((None, StoredMembership::default())),
-            Some(bytes) => decode(&bytes).map_err(sm_read),
+            None => Ok((None, StoredMembership::default(), BTreeSet::new())),
+            Some(bytes) => decode_annex(&bytes).map_err(sm_read),
         }
+    }
+
+    /// The node ids removed from the membership as of the last applied entry: never to be
+    /// added again.
+    pub fn retired(&self) -> StorageResult<BTreeSet<NodeId>> {
+        Ok(self.read_annex()?.2)
     }
 
     async fn blocking<T, F>(&self, f: F) -> StorageResult<T>
@@ -184,10 +279,11 @@ impl StateMachine {
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
         };
-        let (_, mut membership) = self.read_annex()?;
+        let (_, mut membership, mut retired) = self.read_annex()?;
         let mut steps = Vec::with_capacity(entries.len());
         for entry in &entries {
             if let EntryPayload::Membership(m) = &entry.payload {
+                retired.extend(dropped_ids(&membership, m));
                 membership = StoredMembership::new(Some(entry.log_id), m.clone());
             }
             let cmd = match &entry.payload {
@@ -196,7 +292,7 @@ impl StateMachine {
             };
             steps.push((engine_seq(entry.log_id), cmd));
         }
-        let annex = encode(&(Some(last), membership)).map_err(sm_write)?;
+        let annex = encode_annex(Some(last), membership, &retired).map_err(sm_write)?;
         let started = Instant::now();
         let executed = self
             .shared
@@ -241,13 +337,18 @@ impl StateMachine {
     fn install_file(&self, meta: &Meta) -> StorageResult<()> {
         let started = Instant::now();
         let path = data_path(&self.shared.dir, &meta.snapshot_id);
-        let file = std::fs::File::open(&path).map_err(snap_err)?;
+        let mut file = std::fs::File::open(&path).map_err(snap_err)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let annex = encode(&(meta.last_log_id, meta.last_membership.clone())).map_err(snap_err)?;
+        let (retired, stream_len) = read_trailer(&mut file).map_err(snap_err)?;
+        let annex = encode_annex(meta.last_log_id, meta.last_membership.clone(), &retired)
+            .map_err(snap_err)?;
         let summary = self
             .shared
             .engine
-            .install(std::io::BufReader::with_capacity(1 << 20, file), &annex)
+            .install(
+                std::io::BufReader::with_capacity(1 << 20, file.take(stream_len)),
+                &annex,
+            )
             .map_err(snap_err)?;
         *lock(&self.shared.figures) = SnapshotFigures {
             bytes,
@@ -275,14 +376,17 @@ impl StateMachine {
             .engine
             .export_annexed(&mut out)
             .map_err(snap_err)?;
+        let (last_log_id, last_membership, retired) = match annex {
+            Some(b) => decode_annex(&b).map_err(snap_err)?,
+            None => (None, StoredMembership::default(), BTreeSet::new()),
+        };
+        if !retired.is_empty() {
+            write_trailer(&mut out, &retired).map_err(snap_err)?;
+        }
         let file = out.into_inner().map_err(snap_err)?;
         file.sync_all().map_err(snap_err)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         drop(file);
-        let (last_log_id, last_membership): Annex = match annex {
-            Some(b) => decode(&b).map_err(snap_err)?,
-            None => (None, StoredMembership::default()),
-        };
         // What the snapshot covers must be durable in the engine before the log may go.
         self.shared.engine.flush().map_err(snap_err)?;
         let meta = Meta {
@@ -325,7 +429,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
     async fn applied_state(&mut self) -> StorageResult<Annex> {
-        self.blocking(|sm| sm.read_annex()).await
+        self.blocking(|sm| sm.read_annex().map(|(applied, m, _)| (applied, m)))
+            .await
     }
 
     async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Reply>>

@@ -4,7 +4,8 @@
 #![allow(clippy::result_large_err)] // openraft fixes StorageError as the error type
 
 use mussikon_cluster::{LogStore, StateMachine, TypeConfig};
-use mussikon_engine::{Config, Durability, Engine};
+mod support;
+
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 
@@ -16,18 +17,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = LogStore::open(dir.path().join("log"))?;
-        let engine = Engine::open_replica(
-            dir.path().join("engine"),
-            Config {
-                durability: Durability::Periodic {
-                    flush_every_ms: 1000,
-                },
-                index_heap_bytes: 15_000_000,
-                index_writer_threads: 1,
-                ..Config::default()
-            },
-        )
-        .expect("engine");
+        let engine = support::replica_engine(&dir.path().join("engine"));
         let sm = StateMachine::open(engine, dir.path().join("snapshots"))?;
         Ok((dir, log, sm))
     }

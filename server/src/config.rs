@@ -354,8 +354,8 @@ impl IndexConfig {
 /// A node's place in a cluster (see docs/cluster.md).
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
-    /// This node's id.
-    pub node_id: u64,
+    /// This node's id, or `auto` (settled against the data directory at start).
+    pub node_id: mussikon_cluster::identity::NodeIdSetting,
     /// Initial members, id → HTTP address.
     pub peers: std::collections::BTreeMap<u64, String>,
     /// Shared secret of peer RPCs.

@@ -78,8 +78,10 @@ pub struct ServeArgs {
     pub shutdown_grace: Option<u64>,
 
     /// Run as node N of a cluster (docs/cluster.md); without it the server runs single-node.
-    #[arg(long, env = "MUSSIKON_NODE_ID", value_name = "N")]
-    pub node_id: Option<u64>,
+    /// `auto`: the id kept in the data directory, drawn at random on its first start (for read
+    /// replicas that join with `mussikon cluster join`).
+    #[arg(long, env = "MUSSIKON_NODE_ID", value_name = "N|auto")]
+    pub node_id: Option<String>,
 
     /// The cluster's initial members as ID=HOST:PORT, comma-separated, each a node's HTTP
     /// listen address, e.g. 1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080.
@@ -125,7 +127,7 @@ impl ServeArgs {
             "shutdown_grace_s",
             self.shutdown_grace.map(|n| n.to_string()),
         );
-        push("cluster.node_id", self.node_id.map(|n| n.to_string()));
+        push("cluster.node_id", self.node_id.clone());
         push("cluster.peers", self.peers.clone());
         for s in &self.set {
             let (name, value) = s.split_once('=').with_context(|| {
@@ -179,6 +181,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              auth.public_key_file to require tokens (production mode refuses to start without)"
         );
     }
+    // The id is settled before the store opens: `auto` may clear a removed node's directory.
+    let node_id = match &config.cluster {
+        None => None,
+        Some(c) => Some(
+            mussikon_cluster::identity::settle(&config.data_dir, c.node_id)
+                .context("could not settle this node's id")?,
+        ),
+    };
     let engine = match &config.cluster {
         None => super::open_engine_with(
             &config.data_dir,
@@ -197,7 +207,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("mussikon")
         .build()
         .context("could not start the async runtime")?;
-    let result = runtime.block_on(serve(engine.clone(), &config, spans.clone()));
+    let result = runtime.block_on(serve(engine.clone(), &config, node_id, spans.clone()));
     // Blocking engine calls of requests cut off by the grace period may still run; do not wait
     // for them forever.
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -215,6 +225,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(
     engine: Engine,
     config: &ServeConfig,
+    node_id: Option<u64>,
     spans: Option<SpanExport>,
 ) -> anyhow::Result<()> {
     let signals = Signals::install().context("could not install the SIGTERM/SIGINT handlers")?;
@@ -239,9 +250,9 @@ async fn serve(
     let mut app = App::new(engine.clone(), config.http.clone())
         .context("could not load the token key")?
         .with_span_export(spans);
-    let node = match &config.cluster {
-        None => None,
-        Some(c) => {
+    let node = match (&config.cluster, node_id) {
+        (None, _) | (_, None) => None,
+        (Some(c), Some(node_id)) => {
             let node_config = mussikon_cluster::NodeConfig {
                 snapshot_logs: c.snapshot_logs,
                 keep_logs: c.keep_logs,
@@ -250,7 +261,7 @@ async fn serve(
                 election_ms: Some(c.election_ms),
                 fault_injection: c.fault_injection,
                 ..mussikon_cluster::NodeConfig::new(
-                    c.node_id,
+                    node_id,
                     c.peers.clone(),
                     String::from_utf8_lossy(c.secret.expose()).into_owned(),
                     config.data_dir.join("raft"),
@@ -259,7 +270,7 @@ async fn serve(
             let node = mussikon_cluster::Node::start(node_config, engine)
                 .await
                 .context("could not start the cluster node")?;
-            tracing::info!(node_id = c.node_id, peers = ?c.peers, "cluster node started");
+            tracing::info!(node_id, peers = ?c.peers, "cluster node started");
             if c.fault_injection {
                 tracing::warn!(
                     "FAULT INJECTION IS ON: admins can cut this node from its peers \

@@ -126,7 +126,7 @@ pub const KEYS: &[Key] = &[
     k("rate_limit.max_clients", Kind::Integer),
     k("cors.allowed_origins", Kind::List),
     k("cors.max_age_s", Kind::Integer),
-    k("cluster.node_id", Kind::Integer),
+    k("cluster.node_id", Kind::Text),
     k("cluster.peers", Kind::List),
     secret("cluster.secret", Kind::Text),
     k("cluster.snapshot_logs", Kind::Integer),
@@ -448,13 +448,33 @@ impl Default for EventsSettings {
     }
 }
 
+/// `cluster.node_id` as written: a TOML integer, or text (`"auto"`, or digits from the
+/// environment or a flag).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeIdValue {
+    /// `node_id = 3`.
+    Number(i64),
+    /// `node_id = "auto"` or `"3"`.
+    Text(String),
+}
+
+impl NodeIdValue {
+    fn setting(&self) -> Result<mussikon_cluster::identity::NodeIdSetting, String> {
+        match self {
+            NodeIdValue::Number(n) => n.to_string().parse(),
+            NodeIdValue::Text(t) => t.parse(),
+        }
+    }
+}
+
 /// `[cluster]`: replication with openraft (see docs/cluster.md). Without `node_id` the server
 /// runs single-node. Its `Debug` form redacts the secret.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
-    /// This node's id (≥ 1).
-    pub node_id: Option<u64>,
+    /// This node's id (≥ 1), or `auto`: the id kept in the data directory, drawn on first start.
+    pub node_id: Option<NodeIdValue>,
     /// Initial members as `ID=HOST:PORT`.
     pub peers: Vec<String>,
     /// Shared secret of peer RPCs.
@@ -505,13 +525,13 @@ impl std::fmt::Debug for ClusterSettings {
 impl ClusterSettings {
     /// The cluster configuration, `None` when `node_id` is unset (single node).
     fn resolve(&self) -> Result<Option<crate::config::ClusterConfig>, ConfigError> {
-        let Some(node_id) = self.node_id else {
+        let Some(node_id) = &self.node_id else {
             return Ok(None);
         };
         let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
-        if node_id == 0 {
-            return Err(invalid("cluster.node_id", "must be at least 1".into()));
-        }
+        let node_id = node_id
+            .setting()
+            .map_err(|rule| invalid("cluster.node_id", rule))?;
         let mut peers = std::collections::BTreeMap::new();
         for p in &self.peers {
             let (id, addr) = p.split_once('=').ok_or_else(|| {
@@ -541,10 +561,12 @@ impl ClusterSettings {
                 return Err(invalid("cluster.peers", format!("id {id} is listed twice")));
             }
         }
-        if !peers.contains_key(&node_id) {
+        if peers.is_empty() {
             return Err(invalid(
                 "cluster.peers",
-                format!("must list this node ({node_id}=HOST:PORT, its HTTP listen address)"),
+                "a cluster node needs the cluster's initial members as ID=HOST:PORT,... \
+                 (MUSSIKON_PEERS or --peers)"
+                    .into(),
             ));
         }
         let secret = self.secret.clone().unwrap_or_default();
@@ -1289,6 +1311,49 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn the_node_id_is_an_integer_or_auto_from_every_source() {
+        use mussikon_cluster::identity::NodeIdSetting;
+        let (env, _) = env_layer(vec![(
+            "MUSSIKON_CLUSTER_SECRET".into(),
+            "0123456789abcdef0123".into(),
+        )])
+        .unwrap();
+        let from_file = |node_id: &str| {
+            let text = format!("[cluster]\nnode_id = {node_id}\npeers = [\"1=127.0.0.1:7001\"]\n");
+            let file = file_layer(&text, Path::new("mussikon.toml")).unwrap();
+            Settings::from_layers(vec![file, env.clone()])
+                .unwrap()
+                .resolve()
+        };
+        let id = |c: Result<ServeConfig, ConfigError>| c.unwrap().cluster.unwrap().node_id;
+        assert_eq!(id(from_file("2")), NodeIdSetting::Fixed(2));
+        assert_eq!(id(from_file("\"auto\"")), NodeIdSetting::Auto);
+        let from_flag = |node_id: &str| {
+            let flags = flag_layer(&pairs(&[
+                ("cluster.node_id", node_id),
+                ("cluster.peers", "1=127.0.0.1:7001"),
+            ]))
+            .unwrap();
+            Settings::from_layers(vec![env.clone(), flags])
+                .unwrap()
+                .resolve()
+        };
+        assert_eq!(id(from_flag("5")), NodeIdSetting::Fixed(5));
+        assert_eq!(id(from_flag("auto")), NodeIdSetting::Auto);
+        for bad in ["0", "-3", "one"] {
+            let e = from_flag(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("cluster.node_id") && e.contains("integer ≥ 1 or `auto`"),
+                "{bad}: {e}"
+            );
+        }
+        let e = from_file("0").unwrap_err().to_string();
+        assert!(e.contains("cluster.node_id"), "{e}");
+        // A node that is not among the initial members is a joining node, not an error.
+        assert_eq!(id(from_flag("9")), NodeIdSetting::Fixed(9));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::http::router::{Resolved, RouteId};
 use crate::http::trace::{self, TraceContext};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use mussikon_cluster::network::{FROM_HEADER, TRACE_LINKS_HEADER};
+use mussikon_cluster::network::{FROM_HEADER, TO_HEADER, TRACE_LINKS_HEADER};
 use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
 use mussikon_cluster::{Consistency, Node};
 use mussikon_engine::{Command, EngineError, Executed};
@@ -216,6 +216,7 @@ pub fn raft_filter(
         .and(warp::path::end())
         .and(warp::header::optional::<String>(CLUSTER_SECRET_HEADER))
         .and(warp::header::optional::<String>(FROM_HEADER))
+        .and(warp::header::optional::<String>(TO_HEADER))
         .and(warp::header::optional::<String>(trace::TRACEPARENT))
         .and(warp::header::optional::<String>(TRACE_LINKS_HEADER))
         .and(warp::body::stream().map(super::boxed_body))
@@ -223,6 +224,7 @@ pub fn raft_filter(
             move |rpc: String,
                   secret: Option<String>,
                   from: Option<String>,
+                  to: Option<String>,
                   traceparent: Option<String>,
                   links: Option<String>,
                   body: BodyStream| {
@@ -231,7 +233,7 @@ pub fn raft_filter(
                     let started = std::time::SystemTime::now();
                     let forwarded = forwarded_trace(&rpc, traceparent.as_deref(), links.as_deref());
                     let Some(trace) = forwarded else {
-                        return raft_rpc(app, rpc, secret, from, body).await;
+                        return raft_rpc(app, rpc, secret, (from, to), body).await;
                     };
                     // Work for traced client requests elsewhere: its logs here carry the
                     // client's trace id, and its span joins that trace.
@@ -242,7 +244,7 @@ pub fn raft_filter(
                         linked = trace.links.len(),
                     );
                     let route = format!("/raft/{rpc}");
-                    let resp = raft_rpc(app.clone(), rpc, secret, from, body)
+                    let resp = raft_rpc(app.clone(), rpc, secret, (from, to), body)
                         .instrument(span)
                         .await;
                     if let Some(spans) = app.span_export() {
@@ -297,7 +299,7 @@ async fn raft_rpc(
     app: App,
     rpc: String,
     secret: Option<String>,
-    from: Option<String>,
+    (from, to): (Option<String>, Option<String>),
     mut body: BodyStream,
 ) -> warp::reply::Response {
     let Some(node) = app.cluster() else {
@@ -308,6 +310,15 @@ async fn raft_rpc(
             reason: "peer RPCs need the cluster secret header".into(),
             token_given: secret.is_some(),
         });
+    }
+    // A request for another node (which this one replaced at its address) is not served; a
+    // sender that names no addressee (an older build) is.
+    if let Some(to) = to.filter(|t| t.parse::<u64>().ok() != Some(node.id())) {
+        metrics::counter!(mussikon_cluster::network::MISDIRECTED_RPCS_TOTAL).increment(1);
+        return problem(ApiError::NotFound(format!(
+            "this is node {}, not node {to}: the peer RPC is for a node no longer at this address",
+            node.id()
+        )));
     }
     let from = from.and_then(|f| f.parse::<u64>().ok());
     if !node.admits_peer(from) {

@@ -137,6 +137,10 @@ fn describe() {
         "Peer RPCs this node sent (rpc: append, vote), from encoding to the decoded answer or the failure (cluster nodes)."
     );
     describe_counter!(
+        mussikon_cluster::network::MISDIRECTED_RPCS_TOTAL,
+        "Peer RPCs refused (404) because they were for another node, one this node replaced at its address (cluster nodes)."
+    );
+    describe_counter!(
         HTTP_REQUESTS_TOTAL,
         "HTTP requests answered, by route template, method and status code."
     );

@@ -106,6 +106,18 @@ fn log_path(dir: &Path) -> PathBuf {
 }
 
 pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[String]) -> Child {
+    spawn_node_as(&id.to_string(), addr, dir, peers, extra).await
+}
+
+/// Starts `mussikon serve --node-id NODE_ID` (a number or `auto`) and waits until it listens.
+pub async fn spawn_node_as(
+    node_id: &str,
+    addr: &str,
+    dir: &Path,
+    peers: &str,
+    extra: &[String],
+) -> Child {
+    let id = node_id;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -114,7 +126,7 @@ pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[S
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", addr, "--data-dir"])
         .arg(dir)
-        .args(["--node-id", &id.to_string(), "--peers", peers])
+        .args(["--node-id", node_id, "--peers", peers])
         .args(extra)
         .env("MUSSIKON_CLUSTER_SECRET", SECRET)
         .env("MUSSIKON_LOG_FORMAT", "json")
@@ -270,6 +282,71 @@ impl Cluster {
         self.peers = format!("{},{id}={addr}", self.peers);
         let node = NodeProc::spawn(id, addr, self._tmp.path(), &self.peers, &self.extra).await;
         self.nodes.insert(id, node);
+    }
+
+    /// Runs `mussikon serve --node-id NODE_ID` at `addr` on `dir` with the cluster's peers,
+    /// expecting it to refuse to start; its stderr.
+    pub async fn serve_refused(&self, node_id: &str, addr: &str, dir: &Path) -> String {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", addr, "--data-dir"])
+            .arg(dir)
+            .args(["--node-id", node_id, "--peers", &self.peers])
+            .env("MUSSIKON_CLUSTER_SECRET", SECRET)
+            .env_remove("MUSSIKON_NODE_ID")
+            .env_remove("MUSSIKON_PEERS")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "node {node_id} on {} must not start: {err}",
+            dir.display()
+        );
+        err
+    }
+
+    /// Waits until node `id`'s `/metrics` shows `name` (no labels) at least `at_least`.
+    pub async fn wait_metric(&self, id: u64, name: &str, at_least: f64) {
+        let started = Instant::now();
+        loop {
+            let text = match self.http.get(self.url(id, "/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let value = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .find_map(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "node {id}: {name} = {value} < {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts a read replica with `--node-id auto` at `addr` on data directory `dir` (under the
+    /// cluster's temporary directory), not a member yet; its drawn id, read from the data
+    /// directory, names it from then on.
+    pub async fn spawn_auto(&mut self, dir: &str, addr: &str) -> u64 {
+        let dir = self._tmp.path().join(dir);
+        let child = spawn_node_as("auto", addr, &dir, &self.peers, &self.extra).await;
+        let text = std::fs::read_to_string(dir.join("raft/node-id")).unwrap();
+        let id: u64 = text.trim().parse().unwrap();
+        let node = NodeProc {
+            id,
+            addr: addr.to_string(),
+            dir,
+            child: Some(child),
+        };
+        self.nodes.insert(id, node);
+        id
     }
 
     /// Runs `mussikon cluster --node <node id's address> ARGS…`; its exit success and output.

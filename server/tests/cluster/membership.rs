@@ -205,3 +205,158 @@ async fn a_learner_serves_reads_and_forwards_writes_without_voting() {
         Some("learner")
     );
 }
+
+/// `mussikon cluster join --id ID --addr ADDR --learner` through node `via`.
+async fn join_learner(c: &Cluster, via: u64, id: u64, addr: &str) -> (bool, String) {
+    let id = id.to_string();
+    c.cli(via, &["join", "--id", &id, "--addr", addr, "--learner"])
+        .await
+}
+
+/// Read replicas started with `--node-id auto` draw ids no node had; a removed node's id is
+/// never taken back (also after a restart of its directory, which then draws a new one); a
+/// replica that vanished without leaving is replaced by the next node at its address.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_draw_fresh_ids_and_a_removed_nodes_id_is_never_reused() {
+    let mut c = Cluster::start(3, &[]).await;
+    let mut acked = write_musicians(&c, &[1, 2, 3], "before", 5).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let first = c.spawn_auto("replica", &addr).await;
+    assert!(
+        first >= 1 << 32,
+        "an auto id lies above hand-picked ones: {first}"
+    );
+    let (ok, out) = join_learner(&c, 2, first, &addr).await;
+    assert!(ok, "join {first}: {out}");
+    let leader = c.wait_converged().await;
+    assert_eq!(
+        c.roles(leader).await.get(&first).map(String::as_str),
+        Some("learner")
+    );
+    assert_all_present(&c, &[first], &acked).await;
+
+    // Removed (as the pod's preStop does), its id is refused from then on, through any node.
+    let (ok, out) = c.cli(3, &["remove", "--id", &first.to_string()]).await;
+    assert!(ok, "remove {first}: {out}");
+    c.sigkill(first);
+    for via in [1, 2, 3] {
+        let (ok, out) = join_learner(&c, via, first, &addr).await;
+        assert!(
+            !ok,
+            "re-adding removed node {first} via {via} must fail: {out}"
+        );
+        assert!(out.contains("never reused"), "{out}");
+    }
+    // The refusal changed nothing.
+    let leader = c.wait_converged().await;
+    assert!(!c.roles(leader).await.contains_key(&first));
+
+    // Its directory, marked as the pod scripts mark it, cannot start under its old id, and
+    // under `auto` is cleared and draws a new one, which may join.
+    let dir = c.nodes[&first].dir.clone();
+    std::fs::write(dir.join("raft/retired"), b"").unwrap();
+    let err = c.serve_refused(&first.to_string(), &addr, &dir).await;
+    assert!(
+        err.contains("cluster.node_id") && err.contains("never reused"),
+        "{err}"
+    );
+    let second = c.spawn_auto("replica", &addr).await;
+    assert_ne!(second, first);
+    let (ok, out) = join_learner(&c, 1, second, &addr).await;
+    assert!(ok, "join {second}: {out}");
+    acked.extend(write_musicians(&c, &[1, 2, 3], "after", 5).await);
+    c.wait_converged().await;
+    assert_all_present(&c, &[second], &acked).await;
+
+    // A replica that vanished without leaving (SIGKILL, its directory lost) is replaced by
+    // the node that next joins at its address; the old id is retired with it.
+    c.sigkill(second);
+    let third = c.spawn_auto("replica-new-pod", &addr).await;
+    // Until it is replaced, the leader keeps replicating to the lost learner's address: the
+    // new node refuses what is for another node (an openraft leader panics on a "follower"
+    // whose log went backwards), and counts it.
+    c.wait_metric(third, "mussikon_raft_misdirected_rpcs_total", 1.0)
+        .await;
+    let (ok, out) = join_learner(&c, 2, third, &addr).await;
+    assert!(ok, "join {third} at {addr}: {out}");
+    let leader = c.wait_converged().await;
+    let roles = c.roles(leader).await;
+    assert_eq!(
+        roles.get(&third).map(String::as_str),
+        Some("learner"),
+        "{roles:?}"
+    );
+    assert!(!roles.contains_key(&second), "{roles:?}");
+    assert_all_present(&c, &[third], &acked).await;
+    let (ok, out) = join_learner(&c, 2, second, &addr).await;
+    assert!(!ok && out.contains("never reused"), "{out}");
+    // A voter's address is not taken over.
+    let voter_addr = c.nodes[&3].addr.clone();
+    let (ok, out) = c
+        .cli(
+            1,
+            &["join", "--id", "77", "--addr", &voter_addr, "--learner"],
+        )
+        .await;
+    assert!(!ok && out.contains("voter 3"), "{out}");
+}
+
+/// A voter cannot come back under its id once its data is gone (the leader has replicated to
+/// that id: its view of the node's log would go backwards), nor once it was removed (its data
+/// kept): each start is refused with what to do, the cluster keeps serving, and the node joins
+/// under a new id drawn with `--node-id auto`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wiped_or_removed_voter_cannot_come_back_under_its_id() {
+    let mut c = Cluster::start(3, &[]).await;
+    let mut acked = write_musicians(&c, &[1, 2, 3], "before", 5).await;
+    let leader = c.wait_converged().await;
+    let victim = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let dir = c.nodes[&victim].dir.clone();
+    let addr = c.nodes[&victim].addr.clone();
+
+    // Its disk is lost: the same id on an empty directory is refused.
+    c.sigkill(victim);
+    let saved = dir.with_extension("saved");
+    std::fs::rename(&dir, &saved).unwrap();
+    let err = c.serve_refused(&victim.to_string(), &addr, &dir).await;
+    assert!(
+        err.contains("lost or wiped") && err.contains(&format!("cluster remove {victim}")),
+        "{err}"
+    );
+    let others: Vec<u64> = c.alive();
+    acked.extend(write_musicians(&c, &others, "wiped", 5).await);
+
+    // Removed, its id is refused even with its old data back in place.
+    let (ok, out) = c
+        .cli(others[0], &["remove", "--id", &victim.to_string()])
+        .await;
+    assert!(ok, "remove {victim}: {out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&saved, &dir).unwrap();
+    let err = c.serve_refused(&victim.to_string(), &addr, &dir).await;
+    assert!(err.contains("never reused"), "{err}");
+
+    // Under `auto` the directory (marked by the refusal) is cleared and gets a new id, which
+    // joins as a voter and holds everything.
+    assert!(dir.join("raft/retired").exists());
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let fresh = c.spawn_auto(&name, &addr).await;
+    assert_ne!(fresh, victim);
+    let id = fresh.to_string();
+    let (ok, out) = c
+        .cli(others[1], &["join", "--id", &id, "--addr", &addr])
+        .await;
+    assert!(ok, "join {fresh}: {out}");
+    acked.extend(write_musicians(&c, &[fresh], "rejoined", 5).await);
+    let leader = c.wait_converged().await;
+    let roles = c.roles(leader).await;
+    assert_eq!(roles.len(), 3, "{roles:?}");
+    assert!(
+        matches!(
+            roles.get(&fresh).map(String::as_str),
+            Some("voter" | "leader")
+        ),
+        "{roles:?}"
+    );
+    assert_all_present(&c, &[fresh], &acked).await;
+}

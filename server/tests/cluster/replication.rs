@@ -53,7 +53,7 @@ async fn three_nodes_replicate_writes_and_every_node_reads_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn peer_rpcs_without_the_cluster_secret_get_401_and_change_nothing() {
+async fn peer_rpcs_without_the_cluster_secret_or_for_another_node_are_refused_and_change_nothing() {
     let c = Cluster::start(3, &[]).await;
     let leader = c.wait_leader(&[1, 2, 3]).await;
     let before = c.status(leader).await.unwrap();
@@ -75,6 +75,25 @@ async fn peer_rpcs_without_the_cluster_secret_get_401_and_change_nothing() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{rpc}");
+    }
+    // With the secret but for another node (one this node replaced at its address): 404,
+    // before the body is looked at.
+    for rpc in ["append", "vote", "write", "snapshot", "members"] {
+        let r = c
+            .http
+            .post(c.url(leader, &format!("/raft/{rpc}")))
+            .header("x-mussikon-cluster-secret", SECRET)
+            .header("x-mussikon-to-node-id", "99")
+            .body(vec![1u8, 2, 3])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{rpc}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains(&format!("this is node {leader}, not node 99")),
+            "{body}"
+        );
     }
     // Refused cheaply: 64 MiB bodies streamed at each RPC without the secret are answered 401
     // before they are read, and the node's memory does not grow by what was sent.
