@@ -15,6 +15,8 @@
 #   bash -n, shellcheck -S warning      deploy/*.sh, deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
 #   deploy/scripts/run-as-image.sh      the server binary run as the image runs it (release
 #                                       binary if built, else the debug one; skipped if none)
+#   deploy/scripts/pod-scripts.sh       the Kubernetes pods' scripts (learner join and leave,
+#                                       backup job) against a cluster on loopback, same binary
 # Tools go to $MUSSIKON_TOOLS_DIR (default ~/.cache/mussikon-deploy-tools); pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -166,8 +168,14 @@ if [ -n "$as_image_bin" ]; then
     fail "run-as-image.sh with $as_image_bin"
     sed 's/^/        /' "$work/as-image.log"
   fi
+  if MUSSIKON_BIN="$as_image_bin" bash deploy/scripts/pod-scripts.sh >"$work/pod-scripts.log" 2>&1; then
+    pass "pod-scripts.sh with $as_image_bin ($(tail -n 1 "$work/pod-scripts.log"))"
+  else
+    fail "pod-scripts.sh with $as_image_bin"
+    sed 's/^/        /' "$work/pod-scripts.log"
+  fi
 else
-  echo "  skip  run-as-image.sh: no mussikon binary under $target (build one or set MUSSIKON_BIN)"
+  echo "  skip  run-as-image.sh, pod-scripts.sh: no mussikon binary under $target (build one or set MUSSIKON_BIN)"
 fi
 
 echo "deploy: $passes passed, $failures failed"

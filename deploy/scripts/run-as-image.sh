@@ -26,12 +26,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-bin="${MUSSIKON_BIN:-$root/target/release/mussikon}"
-if [ ! -x "$bin" ]; then
-  echo "building $bin"
-  nice -n 19 cargo build --release -p mussikon-server --bin mussikon
-fi
-bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+# shellcheck source=deploy/scripts/harness.sh
+. "$root/deploy/scripts/harness.sh"
+mussikon_bin
 tools="${MUSSIKON_TOOLS_DIR:-$HOME/.cache/mussikon-deploy-tools}"
 if [ ! -x "$tools/venv/bin/docker-compose" ]; then
   python3 -m venv "$tools/venv"
@@ -39,20 +36,7 @@ if [ ! -x "$tools/venv/bin/docker-compose" ]; then
 fi
 compose="$tools/venv/bin/docker-compose"
 
-work=$(mktemp -d /tmp/mussikon-as-image.XXXXXX)
-chmod 0755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else echo "scratch kept: $work"; fi
-}
-trap cleanup EXIT
-passed=0
-failed=0
-ok() { echo "  ok    $1"; passed=$((passed + 1)); }
-ko() { echo "  FAIL  $1"; failed=$((failed + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
+scratch mussikon-as-image
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
 
@@ -89,7 +73,6 @@ for k, v in env.items():
 PY
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cluster=false
 if "$bin" serve --help | grep -q -- '--node-id'; then cluster=true; fi
 
@@ -132,14 +115,7 @@ start() {
   owned "$dir"
   (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
     "${as_image_user[@]}" "$bin" serve >"$work/$name.out" 2>>"$work/$name.err") &
-  pid_of[$name]=$!
-  pids+=("${pid_of[$name]}")
-  for _ in $(seq 1 600); do
-    grep -q '^listening on ' "$work/$name.out" 2>/dev/null && return 0
-    kill -0 "${pid_of[$name]}" 2>/dev/null || { tail -5 "$work/$name.err" >&2; return 1; }
-    sleep 0.1
-  done
-  return 1
+  started "$name" $!
 }
 # healthy NAME: the image's HEALTHCHECK command, retried like Docker does (start period 60 s).
 healthy() {

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Backup job (deploy/k8s/base/backup-cronjob.yaml): a consistent snapshot without stopping a
 # serving node.
-#   1. start a temporary node (BACKUP_NODE_ID) on an empty data directory;
+#   1. start a temporary node on an empty data directory, with a fresh id it draws itself
+#      (MUSSIKON_NODE_ID=auto: a removed node's id is never reused, so each run needs a new one);
 #   2. add it to the cluster as a learner and wait until it has applied everything the leader
 #      had committed when the job started;
 #   3. remove it, stop it (SIGTERM: it flushes and exits), `mussikon export` its data directory;
@@ -10,7 +11,7 @@
 set -euo pipefail
 # shellcheck source=deploy/k8s/base/scripts/cluster.sh
 . "$(dirname "$0")/cluster.sh"
-: "${BACKUP_DIR:?}" "${BACKUP_NODE_ID:?}" "${CLUSTER_URL:?}" "${POD_IP:?}" "${MUSSIKON_DATA_DIR:?}"
+: "${BACKUP_DIR:?}" "${CLUSTER_URL:?}" "${POD_IP:?}" "${MUSSIKON_DATA_DIR:?}"
 keep="${BACKUP_KEEP:-14}"
 token=$(admin_token backup-job 1h)
 
@@ -28,24 +29,27 @@ metric() { awk -v m="$1" '$1 == m || index($1, m "{") == 1 { v = $2 } END { prin
 target=$(http_get "$CLUSTER_URL/metrics" | metric mussikon_raft_commit_index)
 echo "leader commit index at start: $target"
 
-MUSSIKON_NODE_ID="$BACKUP_NODE_ID" mussikon serve >/tmp/serve.out 2>/tmp/serve.err &
+work="${BACKUP_WORK_DIR:-/tmp}"
+MUSSIKON_NODE_ID=auto mussikon serve >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
-until grep -q '^listening on ' /tmp/serve.out; do
-  kill -0 "$pid" || { cat /tmp/serve.err >&2; exit 1; }
+until grep -q '^listening on ' "$work/serve.out"; do
+  kill -0 "$pid" || { cat "$work/serve.err" >&2; exit 1; }
   sleep 0.5
 done
-cluster_join "$CLUSTER_URL" "$token" "$BACKUP_NODE_ID" "$POD_IP:8080"
+node_id=$(data_dir_node_id 10)
+echo "temporary node $node_id joins as a learner"
+cluster_join "$CLUSTER_URL" "$token" "$node_id" "$POD_IP:${LOCAL_URL##*:}"
 
 deadline=$(( $(date +%s) + 1800 ))
 while :; do
-  applied=$(http_get "http://127.0.0.1:8080/metrics" | metric mussikon_raft_applied_index)
+  applied=$(http_get "$LOCAL_URL/metrics" | metric mussikon_raft_applied_index)
   [ "$applied" -ge "$target" ] && break
   [ "$(date +%s)" -lt "$deadline" ] || { echo "learner stuck at $applied < $target" >&2; exit 1; }
   sleep 2
 done
 echo "caught up: applied $applied >= $target"
-cluster_remove "$CLUSTER_URL" "$token" "$BACKUP_NODE_ID" || true
+cluster_remove "$CLUSTER_URL" "$token" "$node_id" || true
 kill -TERM "$pid"; wait "$pid"; trap - EXIT
 
 name="mussikon-$(date -u +%Y%m%dT%H%M%SZ).snap"

@@ -4,15 +4,25 @@
 # (docs/cluster.md), the admin token in MUSSIKON_TOKEN rather than a flag, so it never shows in
 # the process list. URLs are given as http://HOST:PORT and passed to --node without the
 # scheme. Every call is bounded by `timeout`.
+#
+# Where things are (Kubernetes defaults; deploy/k8s/base/scripts/test-pod-scripts.sh sets them
+# to run these scripts against a cluster on 127.0.0.1):
+#   CLUSTER_URL  the voters' client Service            (http://mussikon:8080)
+#   LOCAL_URL    this pod's own server                 (http://127.0.0.1:8080)
+#   MUSSIKON_DATA_DIR  this pod's data directory       (/var/lib/mussikon)
+CLUSTER_URL="${CLUSTER_URL:-http://mussikon:8080}"
+LOCAL_URL="${LOCAL_URL:-http://127.0.0.1:8080}"
+MUSSIKON_DATA_DIR="${MUSSIKON_DATA_DIR:-/var/lib/mussikon}"
 
 # admin_token SUBJECT TTL: a short-lived admin token signed with the mounted JWT secret.
 admin_token() {
   mussikon token --sub "$1" --role admin --ttl "$2" \
     --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}"
 }
-# cluster_join URL TOKEN ID ADDR: add node ID at ADDR (host:port) as a learner.
+# cluster_join URL TOKEN ID ADDR: add node ID at ADDR (host:port) as a learner. Prints the
+# CLI's output; a refusal because ID was removed before says "never reused".
 cluster_join() {
-  MUSSIKON_TOKEN="$2" timeout 600 mussikon cluster --node "${1#http://}" join --id "$3" --addr "$4" --learner
+  MUSSIKON_TOKEN="$2" timeout 600 mussikon cluster --node "${1#http://}" join --id "$3" --addr "$4" --learner 2>&1
 }
 # cluster_remove URL TOKEN ID: remove node ID from the membership.
 cluster_remove() { MUSSIKON_TOKEN="$2" timeout 30 mussikon cluster --node "${1#http://}" remove --id "$3"; }
@@ -24,3 +34,17 @@ cluster_step_down() {
     MUSSIKON_TOKEN="$2" timeout 15 mussikon cluster --node "${1#http://}" step-down
   fi
 }
+# data_dir_node_id [WAIT_S]: the node id this pod's server keeps in its data directory (written
+# at its start; with MUSSIKON_NODE_ID=auto, drawn there), waiting up to WAIT_S seconds (default
+# 0) for the server to write it. Fails when there is none.
+data_dir_node_id() {
+  local file="$MUSSIKON_DATA_DIR/raft/node-id" waited=0
+  until [ -s "$file" ]; do
+    [ "$waited" -lt "${1:-0}" ] || return 1
+    sleep 1; waited=$((waited + 1))
+  done
+  tr -d '[:space:]' <"$file"
+}
+# mark_removed: mark this pod's data directory as a removed node's, so the next start under
+# MUSSIKON_NODE_ID=auto clears it and draws a new id (a removed node's id is never reused).
+mark_removed() { : >"$MUSSIKON_DATA_DIR/raft/retired"; }
