@@ -242,3 +242,32 @@ async fn token_mints_what_the_server_accepts() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("at least 32 bytes"));
 }
+
+/// One access-log line per answered request, in target `mussikon::access` with the request's
+/// span; `MUSSIKON_LOG=info,mussikon::access=off` drops those lines and keeps the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_its_own_target() {
+    let access_lines = |logs: &str| -> Vec<serde_json::Value> {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "request answered")
+            .collect()
+    };
+    let (status, logs) = serve_and_probe(&[], &[], "/health").await;
+    assert_eq!(status, 200);
+    let lines = access_lines(&logs);
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert_eq!(lines[0]["target"], "mussikon::access", "{}", lines[0]);
+    assert_eq!(lines[0]["fields"]["status"], 200, "{}", lines[0]);
+    assert_eq!(lines[0]["span"]["route"], "/health", "{}", lines[0]);
+
+    let (status, logs) = serve_and_probe(
+        &[],
+        &[("MUSSIKON_LOG", "info,mussikon::access=off")],
+        "/health",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(access_lines(&logs).is_empty(), "{logs}");
+    assert!(logs.contains("starting with this configuration"), "{logs}");
+}

@@ -95,6 +95,11 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The target of the one access-log line per answered request (`request answered`, in the
+/// request's span): `MUSSIKON_LOG=info,mussikon::access=off` keeps every other line and drops
+/// these (docs/operations.md, "Logs").
+pub const ACCESS_LOG: &str = "mussikon::access";
+
 /// Answers one request; see the module documentation for the steps. `peer` is the address of
 /// the connection, when known.
 pub async fn handle(
@@ -198,6 +203,7 @@ pub async fn handle(
     }
     span.in_scope(|| {
         tracing::info!(
+            target: ACCESS_LOG,
             status = resp.status.as_u16(),
             duration_ms = took.as_secs_f64() * 1000.0,
             "request answered"
