@@ -547,6 +547,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Tells `observer` the outcome of every command this node applies from now on, in log
+    /// order (see [`crate::state_machine::AppliedObserver`]).
+    pub fn observe_applied(&self, observer: crate::state_machine::AppliedObserver) {
+        self.inner.sm.observe_applied(observer);
+    }
+
     /// The openraft handle.
     pub fn raft(&self) -> &Raft {
         &self.inner.raft

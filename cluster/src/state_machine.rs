@@ -24,6 +24,10 @@
 //! rebuilds store and index); if the process dies during the install, the next open installs the
 //! current snapshot again. The two newest snapshots are kept (one may still be being sent).
 //!
+//! Whoever runs the node may observe every applied command's outcome
+//! ([`StateMachine::observe_applied`]): the server publishes its real-time events from there, so
+//! every node announces every change, whichever node took the request.
+//!
 //! All engine and file work runs on tokio's blocking pool.
 
 use crate::log_store::write_atomic;
@@ -151,11 +155,29 @@ pub struct SnapshotFigures {
     pub seconds: f64,
 }
 
+/// Told the outcome of each command the state machine applies, with its engine sequence, on
+/// every node and in log order (a [`mussikon_engine::Outcome::Batch`]'s commands one by one).
+/// Runs on the applying thread: it must not block.
+pub type AppliedObserver = Arc<dyn Fn(u64, &mussikon_engine::Outcome) + Send + Sync>;
+
 struct Shared {
     engine: Engine,
     dir: PathBuf,
     current: Mutex<Option<Meta>>,
     figures: Mutex<SnapshotFigures>,
+    observer: Mutex<Option<AppliedObserver>>,
+}
+
+/// Tells `observer` each command outcome in `outcome`, a batch's one by one.
+fn tell(observer: &AppliedObserver, seq: u64, outcome: &mussikon_engine::Outcome) {
+    match outcome {
+        mussikon_engine::Outcome::Batch { outcomes } => {
+            for o in outcomes {
+                tell(observer, seq, o);
+            }
+        }
+        other => observer(seq, other),
+    }
 }
 
 /// The engine as openraft's state machine. Cheap to clone.
@@ -223,6 +245,7 @@ impl StateMachine {
                 dir,
                 current: Mutex::new(current),
                 figures: Mutex::new(SnapshotFigures::default()),
+                observer: Mutex::new(None),
             }),
         };
         if let Some(meta) = lock(&sm.shared.current).clone() {
@@ -241,6 +264,11 @@ impl StateMachine {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine
+    }
+
+    /// Tells `observer` every command applied from now on (replacing an earlier observer).
+    pub fn observe_applied(&self, observer: AppliedObserver) {
+        *lock(&self.shared.observer) = Some(observer);
     }
 
     /// Size and duration of the last snapshot built or installed.
@@ -301,6 +329,11 @@ impl StateMachine {
             .map_err(sm_write)?;
         metrics::histogram!(APPLY_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(APPLY_ENTRIES).record(steps.len() as f64);
+        if let Some(observer) = lock(&self.shared.observer).clone() {
+            for done in executed.iter().flatten() {
+                tell(&observer, done.seq, &done.outcome);
+            }
+        }
         Ok(executed.into_iter().map(Reply).collect())
     }
 

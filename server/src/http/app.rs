@@ -49,15 +49,18 @@ impl Writer<'_> {
     }
 
     /// Executes `cmd` (in a cluster: replicates it through the leader, see
-    /// [`crate::http::cluster`]); when it took effect, publishes its events (without waiting for
-    /// any subscriber).
+    /// [`crate::http::cluster`]); when it took effect, its events are published (without
+    /// waiting for any subscriber): here on a single node; on a cluster node by the state
+    /// machine as it applies the command, on every node ([`App::with_cluster`]).
     pub fn execute(&self, cmd: &Command) -> Result<Executed, EngineError> {
-        let done = match self.cluster {
-            None => self.engine.execute(cmd)?,
-            Some(node) => crate::http::cluster::replicate(node, cmd, self.traceparent.clone())?,
-        };
-        self.events.executed(&done);
-        Ok(done)
+        match self.cluster {
+            None => {
+                let done = self.engine.execute(cmd)?;
+                self.events.executed(&done);
+                Ok(done)
+            }
+            Some(node) => crate::http::cluster::replicate(node, cmd, self.traceparent.clone()),
+        }
     }
 }
 
@@ -89,9 +92,14 @@ impl App {
         })
     }
 
-    /// The same state, serving as a node of a cluster: writes go through `node`.
+    /// The same state, serving as a node of a cluster: writes go through `node`, and every
+    /// command `node` applies, whichever node took it, publishes its events here.
     pub fn with_cluster(self, node: Node) -> App {
-        self.configured("with_cluster", |inner| inner.cluster = Some(node))
+        self.configured("with_cluster", |inner| {
+            let events = inner.events.clone();
+            node.observe_applied(Arc::new(move |seq, outcome| events.outcome(seq, outcome)));
+            inner.cluster = Some(node);
+        })
     }
 
     /// The same state, exporting each request's span through `spans` (`crate::telemetry`).

@@ -2,6 +2,7 @@
 //! subscribers, shutdown — with a real WebSocket client against a real server.
 
 use crate::common::*;
+use crate::ws::{next_frame, GUARD};
 use futures_util::{SinkExt, StreamExt};
 use mussikon_server::config::{EventsConfig, HttpConfig};
 use reqwest::StatusCode;
@@ -11,9 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-/// Failure guard for anything awaited; never a pacing device.
-const GUARD: Duration = Duration::from_secs(20);
 
 struct Ws<S> {
     inner: WebSocketStream<S>,
@@ -35,20 +33,9 @@ where
         self.inner.send(Message::text(v.to_string())).await.unwrap();
     }
 
-    /// The next data frame as JSON (pings and pongs skipped); panics on close.
+    /// The next data frame as JSON (see [`next_frame`]).
     async fn next(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(GUARD, self.inner.next())
-                .await
-                .expect("a frame within the guard time")
-                .expect("the connection is open")
-                .expect("a frame, not an error");
-            match msg {
-                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
+        next_frame(&mut self.inner).await
     }
 
     async fn subscribe(&mut self, topics: &[&str]) {

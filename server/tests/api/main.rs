@@ -17,3 +17,5 @@ mod openapi;
 mod ops;
 mod ratelimit;
 mod search;
+#[path = "../support/ws.rs"]
+mod ws;

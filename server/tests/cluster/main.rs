@@ -4,6 +4,7 @@
 //! a linearizability check of concurrent clients' histories.
 #![allow(clippy::unwrap_used)]
 
+mod events;
 mod harness;
 mod linearizability;
 mod membership;
@@ -13,3 +14,5 @@ mod partition;
 mod replication;
 #[path = "../support/rss.rs"]
 mod rss;
+#[path = "../support/ws.rs"]
+mod ws;

@@ -100,10 +100,15 @@ impl Events {
 
     /// Publishes what an executed command announces. Never blocks.
     pub fn executed(&self, done: &Executed) {
-        let Outcome::Done(effect) = &done.outcome else {
+        self.outcome(done.seq, &done.outcome);
+    }
+
+    /// Publishes what the command applied as sequence `seq` with `outcome` announces (a
+    /// cluster node's state machine tells every applied command this way). Never blocks.
+    pub fn outcome(&self, seq: u64, outcome: &Outcome) {
+        let Outcome::Done(effect) = outcome else {
             return;
         };
-        let seq = done.seq;
         let mut events = Vec::new();
         let mut job = None;
         let mut add = |kind: &'static str, topic: String, data: &dyn Fn() -> serde_json::Value| {
