@@ -10,7 +10,10 @@
 //! A node never dials itself. Every request names its sender ([`FROM_HEADER`]), so a peer can
 //! refuse a cut one (fault injection, [`crate::faults`]), and its addressee ([`TO_HEADER`]):
 //! a process at the address that is another node answers 404, which counts as unreachable
-//! (the addressee is not there), so a replaced node's successor never answers for it. Failures count in
+//! (the addressee is not there), so a replaced node's successor never answers for it.
+//! A peer that no longer holds an entry it acknowledged (its data was wiped) counts as
+//! unreachable too, and is logged and counted ([`LOG_REVERTED_TOTAL`]): openraft 0.9's leader
+//! would panic on its answer. Failures count in
 //! `mussikon_raft_peer_rpc_errors_total{peer,rpc}`; the time of each, answered or not, in
 //! `mussikon_raft_peer_rpc_seconds{rpc}`.
 //!
@@ -135,7 +138,15 @@ pub struct Peer {
     target: NodeId,
     addr: String,
     dialer: Dialer,
+    /// The highest log index the peer has acknowledged holding, through this connection.
+    acknowledged: Option<u64>,
+    /// Whether the peer's log going backwards was logged already (once per connection).
+    reverted_logged: bool,
 }
+
+/// Counter: append-entries answers refused because the peer no longer holds entries it had
+/// acknowledged (its data was lost or wiped), by peer.
+pub const LOG_REVERTED_TOTAL: &str = "mussikon_raft_peer_log_reverted_total";
 
 /// An RPC failure before the peer's answer was read.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +267,30 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// The answer to a peer that says it lacks entry `prev` after acknowledging entries up to
+    /// `held`: its log went backwards (its data was lost or wiped and it restarted under its
+    /// id). openraft 0.9's leader panics on such an answer; it gets "unreachable" instead, so
+    /// this leader goes on without the peer, which must be removed and re-added under a new id.
+    fn log_reverted(
+        &mut self,
+        prev: u64,
+        held: u64,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId>> {
+        metrics::counter!(LOG_REVERTED_TOTAL, "peer" => self.target.to_string()).increment(1);
+        let reason = format!(
+            "node {} at {} no longer holds log index {prev}, though it acknowledged entries up to \
+             {held}: its data was lost or wiped. Not replicating to it; remove it (`mussikon \
+             cluster remove {}`) and add it again under a new id",
+            self.target, self.addr, self.target
+        );
+        if !std::mem::replace(&mut self.reverted_logged, true) {
+            tracing::error!(target = self.target, "{reason}");
+        }
+        RPCError::Unreachable(Unreachable::new(&std::io::Error::other(reason)))
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
@@ -271,6 +306,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             dialer: self.dialer.clone(),
+            acknowledged: None,
+            reverted_logged: false,
         }
     }
 }
@@ -281,7 +318,25 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &rpc, option.hard_ttl()).await
+        let prev = rpc.prev_log_id.map(|l| l.index);
+        let last = rpc.entries.last().map(|e| e.log_id.index).or(prev);
+        let resp: AppendEntriesResponse<NodeId> =
+            self.call("append", &rpc, option.hard_ttl()).await?;
+        match &resp {
+            AppendEntriesResponse::Success => self.acknowledged = self.acknowledged.max(last),
+            AppendEntriesResponse::PartialSuccess(upto) => {
+                self.acknowledged = self.acknowledged.max(upto.map(|l| l.index));
+            }
+            AppendEntriesResponse::Conflict => {
+                if let (Some(held), Some(prev)) = (self.acknowledged, prev) {
+                    if prev <= held {
+                        return Err(self.log_reverted(prev, held));
+                    }
+                }
+            }
+            AppendEntriesResponse::HigherVote(_) => {}
+        }
+        Ok(resp)
     }
 
     async fn vote(
@@ -322,7 +377,8 @@ impl RaftNetwork<TypeConfig> for Peer {
                 reqwest::Body::wrap_stream(stream),
                 timeout,
             );
-        tokio::select! {
+        let installed = snapshot.meta.last_log_id.map(|l| l.index);
+        let answer = tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             answer = send => match answer {
                 Ok(Ok(resp)) => Ok(resp),
@@ -339,7 +395,11 @@ impl RaftNetwork<TypeConfig> for Peer {
                     Err(StreamingError::Network(NetworkError::new(&e)))
                 }
             }
+        };
+        if answer.is_ok() {
+            self.acknowledged = self.acknowledged.max(installed);
         }
+        answer
     }
 
     fn backoff(&self) -> Backoff {

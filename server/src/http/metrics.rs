@@ -137,6 +137,10 @@ fn describe() {
         "Peer RPCs this node sent (rpc: append, vote), from encoding to the decoded answer or the failure (cluster nodes)."
     );
     describe_counter!(
+        mussikon_cluster::network::LOG_REVERTED_TOTAL,
+        "Append-entries answers of a peer that no longer holds entries it acknowledged (its data was lost or wiped): not replicated to, by peer (cluster leaders)."
+    );
+    describe_counter!(
         mussikon_cluster::network::MISDIRECTED_RPCS_TOTAL,
         "Peer RPCs refused (404) because they were for another node, one this node replaced at its address (cluster nodes)."
     );

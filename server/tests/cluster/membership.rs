@@ -360,3 +360,36 @@ async fn a_wiped_or_removed_voter_cannot_come_back_under_its_id() {
     );
     assert_all_present(&c, &[fresh], &acked).await;
 }
+
+/// A voter whose data was wiped and that starts under its old id anyway (its start check could
+/// not reach the cluster) does not crash the leader, whose openraft task panics on a follower
+/// whose log went backwards: the leader stops replicating to it, counts it and goes on leading.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voter_whose_log_went_backwards_does_not_crash_the_leader() {
+    let mut c = Cluster::start(3, &[]).await;
+    let mut acked = write_musicians(&c, &[1, 2, 3], "before", 5).await;
+    let leader = c.wait_converged().await;
+    let term = c.status(leader).await.unwrap()["term"].clone();
+    // A follower other than node 1, so a peer list naming 1 first never makes it initialize.
+    let victim = [3, 2].into_iter().find(|id| *id != leader).unwrap();
+    let dir = c.nodes[&victim].dir.clone();
+    let addr = c.nodes[&victim].addr.clone();
+    c.sigkill(victim);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Its start check asks node 1 at an address where nobody listens: no answer, no refusal.
+    let hidden = format!("1=127.0.0.1:{},{victim}={addr}", free_port());
+    let child = spawn_node(victim, &addr, &dir, &hidden, &[]).await;
+    c.nodes.get_mut(&victim).unwrap().child = Some(child);
+    let reverted = format!("mussikon_raft_peer_log_reverted_total{{peer=\"{victim}\"}}");
+    c.wait_metric(leader, &reverted, 1.0).await;
+
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != leader && *id != victim)
+        .unwrap();
+    acked.extend(write_musicians(&c, &[leader, other], "after", 5).await);
+    let s = c.status(leader).await.unwrap();
+    assert_eq!(s["leader"], leader, "{s}");
+    assert_eq!(s["term"], term, "the leader kept leading: {s}");
+    assert_all_present(&c, &[leader, other], &acked).await;
+}
