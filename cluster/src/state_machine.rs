@@ -97,7 +97,7 @@ fn dropped_ids(
 }
 
 /// Appends the retired-ids trailer to a snapshot file.
-fn write_trailer(out: &mut impl Write, retired: &BTreeSet<NodeId>) -> std::io::Result<()> {
+pub fn write_trailer(out: &mut impl Write, retired: &BTreeSet<NodeId>) -> std::io::Result<()> {
     let ids = encode(retired).map_err(std::io::Error::other)?;
     let len = u32::try_from(ids.len()).map_err(std::io::Error::other)?;
     out.write_all(&ids)?;
@@ -106,9 +106,12 @@ fn write_trailer(out: &mut impl Write, retired: &BTreeSet<NodeId>) -> std::io::R
 }
 
 /// Reads the trailer of a snapshot file: the retired ids and the length of the export stream
-/// before it (the whole file, with no ids, when it has no trailer).
-fn read_trailer(file: &mut std::fs::File) -> std::io::Result<(BTreeSet<NodeId>, u64)> {
-    let size = file.metadata()?.len();
+/// before it (the whole file, with no ids, when it has no trailer); leaves `file` at its
+/// start. A trailer that claims more bytes than the file holds, or ids that do not decode, is
+/// an error (no allocation beyond the file's size).
+pub fn read_trailer<F: Read + Seek>(file: &mut F) -> std::io::Result<(BTreeSet<NodeId>, u64)> {
+    let size = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
     let none = (BTreeSet::new(), size);
     if size < 12 {
         return Ok(none);

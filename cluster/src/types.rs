@@ -381,6 +381,21 @@ mod tests {
         seed(&mut seeds, 7, "snapshot-answer", &installed);
         let stopped: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> = Err(Fatal::Stopped);
         seed(&mut seeds, 7, "snapshot-answer-stopped", &stopped);
+        seed(&mut seeds, 9, "whois", &4u64);
+        let view = crate::node::PeerView {
+            leads: true,
+            member: true,
+            retired: false,
+            matched: Some(7),
+        };
+        seed(&mut seeds, 10, "whois-answer", &view);
+        let retired = BTreeSet::from([4u64, 1 << 40]);
+        let mut file = b"MUSSNAP2 stream".to_vec();
+        crate::state_machine::write_trailer(&mut file, &retired).expect("trailer");
+        let (back, stream_len) =
+            crate::state_machine::read_trailer(&mut std::io::Cursor::new(&file)).expect("read");
+        assert_eq!((back, stream_len), (retired, 15));
+        seeds.push(("snapshot-trailer".into(), [vec![11], file].concat()));
         if let Ok(out) = std::env::var("MUSSIKON_WRITE_FUZZ_SEEDS") {
             for (name, bytes) in &seeds {
                 std::fs::write(std::path::Path::new(&out).join(name), bytes).expect("write");

@@ -2,7 +2,9 @@
 //! decodes), through the decode call the receiving code makes: `mussikon_cluster::types::decode`
 //! at the type `Node::handle_rpc` / `Node::receive_snapshot` name for each RPC.
 //!
-//! The first input byte picks the message (see [`KINDS`]); the rest is the body. A `snapshot`
+//! The first input byte picks the message (see [`KINDS`]); the rest is the body. Also the
+//! `whois` question and answer a starting node exchanges, and the retired-ids trailer at the
+//! end of a received snapshot file (`state_machine::read_trailer`). A `snapshot`
 //! body is `[u32 LE n][n bytes: (vote, meta)][engine export stream]`, one streamed request (no
 //! chunks): its head is split off as the receiver does (n at most 16 MiB) and decoded; when it
 //! decodes, the stream goes through the `snapshot` checks (the frame reader and restore a
@@ -15,7 +17,8 @@
 //! than the input, the re-encoding decodes to an equal value (`Debug`-equal: openraft's
 //! append-entries request has no `PartialEq`) and its encoding is a fixed point.
 
-use mussikon_cluster::node::AdminOp;
+use mussikon_cluster::node::{AdminOp, PeerView};
+use mussikon_cluster::state_machine::{read_trailer, write_trailer};
 use mussikon_cluster::types::{decode, encode, CodecError, SnapshotHead, SNAPSHOT_HEAD_MAX};
 use mussikon_cluster::{NodeId, Request, TypeConfig};
 use openraft::error::Fatal;
@@ -28,7 +31,7 @@ use std::fmt::Debug;
 
 /// The messages, by the selector byte (`pick % KINDS.len()`). Seeds in `fuzz/corpus/raft_rpc`
 /// start with this index.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 12] = [
     "append",
     "vote",
     "write",
@@ -38,6 +41,9 @@ pub const KINDS: [&str; 9] = [
     "vote-answer",
     "snapshot-answer",
     "writes",
+    "whois",
+    "whois-answer",
+    "snapshot-trailer",
 ];
 
 /// Runs the check of the message `data[0]` picks on `data[1..]`.
@@ -54,8 +60,31 @@ pub fn check(data: &[u8]) {
         "append-answer" => round_trip::<AppendEntriesResponse<NodeId>>(body),
         "vote-answer" => round_trip::<VoteResponse<NodeId>>(body),
         "writes" => round_trip::<Vec<Request>>(body),
+        "whois" => round_trip::<NodeId>(body),
+        "whois-answer" => round_trip::<PeerView>(body),
+        "snapshot-trailer" => trailer(body),
         _ => round_trip::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(body),
     };
+}
+
+/// A received snapshot file's end, read as the state machine reads it before installing:
+/// never a panic; a trailer it accepts lies within the file, and writing its ids back after
+/// the stream it names gives a file that reads the same. Whether a trailer was found.
+fn trailer(body: &[u8]) -> bool {
+    let Ok((ids, stream_len)) = read_trailer(&mut std::io::Cursor::new(body)) else {
+        return false;
+    };
+    let stream_len = usize::try_from(stream_len).expect("within the input");
+    assert!(stream_len <= body.len());
+    if stream_len == body.len() {
+        assert!(ids.is_empty(), "no trailer, no ids");
+        return false;
+    }
+    let mut rebuilt = body[..stream_len].to_vec();
+    write_trailer(&mut rebuilt, &ids).expect("a Vec takes any write");
+    let again = read_trailer(&mut std::io::Cursor::new(&rebuilt)).expect("reads back");
+    assert_eq!(again, (ids, stream_len as u64));
+    true
 }
 
 /// Whether the head decoded.
