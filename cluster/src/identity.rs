@@ -127,6 +127,13 @@ pub fn kept_id(raft_dir: &Path) -> Result<Option<NodeId>, IdentityError> {
     }
 }
 
+/// Marks `raft_dir` (a data directory's `raft/`) as a removed node's: the next start settles
+/// it as the module comment says.
+pub fn mark_retired(raft_dir: &Path) -> Result<(), IdentityError> {
+    let marker = raft_dir.join(RETIRED_FILE);
+    std::fs::write(&marker, b"").map_err(io(&marker))
+}
+
 /// Settles this node's id for `data_dir` (whose raft state is in `data_dir/raft`): checks a
 /// fixed id against the kept one, or reads or draws the `auto` one, clearing a removed
 /// node's directory first (see the module comment). Writes the id durably before returning.
@@ -253,7 +260,7 @@ mod tests {
         let old = settle(dir.path(), NodeIdSetting::Auto).expect("draw");
         std::fs::create_dir_all(dir.path().join("store")).expect("store dir");
         std::fs::write(dir.path().join("store/data"), b"replicated").expect("data");
-        std::fs::write(dir.path().join("raft").join(RETIRED_FILE), b"").expect("marker");
+        mark_retired(&dir.path().join("raft")).expect("marker");
         let err = settle(dir.path(), NodeIdSetting::Fixed(old)).expect_err("retired");
         assert!(
             matches!(err, IdentityError::Retired { id, .. } if id == old),

@@ -183,9 +183,8 @@ async fn check_identity(
         .flatten()
         .collect();
     if views.iter().any(|v| v.retired) {
-        let marker = config.dir.join(crate::identity::RETIRED_FILE);
-        if let Err(e) = std::fs::write(&marker, b"") {
-            tracing::warn!(error = %e, path = %marker.display(), "could not mark the directory as a removed node's");
+        if let Err(e) = crate::identity::mark_retired(&config.dir) {
+            tracing::warn!(error = %e, "could not mark the directory as a removed node's");
         }
         return Err(StartError::Config(format!(
             "cluster.node_id: node {id} was removed from the cluster, and a removed node's id is \
@@ -566,6 +565,20 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.inner.id
+    }
+
+    /// Why this node does not serve an RPC addressed to `to` (the [`TO_HEADER`] value, as
+    /// sent), counted in `mussikon_raft_misdirected_rpcs_total`; `None` when it is this node,
+    /// or when the sender named no addressee (an older build).
+    ///
+    /// [`TO_HEADER`]: crate::network::TO_HEADER
+    pub fn misaddressed(&self, to: Option<&str>) -> Option<String> {
+        let to = to.filter(|t| t.parse::<NodeId>().ok() != Some(self.inner.id))?;
+        metrics::counter!(crate::network::MISDIRECTED_RPCS_TOTAL).increment(1);
+        Some(format!(
+            "this is node {}, not node {to}: the peer RPC is for a node no longer at this address",
+            self.inner.id
+        ))
     }
 
     /// True unless fault injection cut this node from the peer that sent an RPC (`from`, the
@@ -961,11 +974,7 @@ impl Node {
                 .await
                 .map_err(|e| AdminError::Failed(e.to_string()))?;
         }
-        let sm = self.inner.sm.clone();
-        let retired = tokio::task::spawn_blocking(move || sm.retired())
-            .await
-            .map_err(|e| AdminError::Failed(e.to_string()))?
-            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let retired = self.retired().await.map_err(AdminError::Failed)?;
         if retired.contains(&id) {
             return Err(AdminError::Invalid(format!(
                 "node_id {id} was removed from the cluster, and a removed node's id is never \
@@ -997,23 +1006,28 @@ impl Node {
 
     /// What this node knows of node `id` (the `whois` peer RPC).
     async fn whois(&self, id: NodeId) -> Result<PeerView, RpcError> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let sm = self.inner.sm.clone();
-        let retired = tokio::task::spawn_blocking(move || sm.retired())
-            .await
-            .map_err(|e| RpcError::Internal(e.to_string()))?
-            .map_err(|e| RpcError::Internal(e.to_string()))?;
-        let matched = m
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).copied().flatten())
-            .map(|log_id| log_id.index);
+        let retired = self.retired().await.map_err(RpcError::Internal)?;
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
         Ok(PeerView {
             leads: m.state == ServerState::Leader,
             member: m.membership_config.membership().get_node(&id).is_some(),
             retired: retired.contains(&id),
-            matched,
+            matched: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).copied().flatten())
+                .map(|log_id| log_id.index),
         })
+    }
+
+    /// The state machine's retired node ids, read on the blocking pool.
+    async fn retired(&self) -> Result<BTreeSet<NodeId>, String> {
+        let sm = self.inner.sm.clone();
+        tokio::task::spawn_blocking(move || sm.retired())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// This node's view of the cluster.

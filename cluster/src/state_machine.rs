@@ -63,12 +63,15 @@ type RetiredAnnex = (
 /// Ends a snapshot file that carries the retired node ids.
 pub const RETIRED_MAGIC: &[u8; 8] = b"MUSRETI1";
 
-/// Decodes an annex of either form.
+/// Decodes an annex of either form in one pass (it is read for every applied batch): the two
+/// leading fields, then the retired ids when bytes follow them.
 fn decode_annex(bytes: &[u8]) -> Result<RetiredAnnex, crate::types::CodecError> {
-    match decode::<RetiredAnnex>(bytes) {
-        Ok(full) => Ok(full),
-        Err(_) => decode::<Annex>(bytes).map(|(applied, m)| (applied, m, BTreeSet::new())),
-    }
+    let ((applied, membership), used) = crate::types::decode_prefix::<Annex>(bytes)?;
+    let retired = match &bytes[used..] {
+        [] => BTreeSet::new(),
+        rest => decode(rest)?,
+    };
+    Ok((applied, membership, retired))
 }
 
 /// Encodes an annex, in the older two-field form while no id is retired.

@@ -126,11 +126,20 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
         .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Decodes a serde value from the start of `bytes` (with [`decode`]'s memory limit); the value
+/// and how many bytes it took. Bincode encodes a tuple as its fields one after the other, so a
+/// tuple's leading fields decode this way and the rest follow.
+pub fn decode_prefix<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    with_tier!(bytes.len(), c => bincode::serde::decode_from_slice(bytes, c))
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 /// Decodes a serde value from bincode 2; trailing bytes are an error, and so is a message that
 /// would claim more memory than its tier allows (see [`CLAIM_PER_INPUT_BYTE`]).
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (v, used) = with_tier!(bytes.len(), c => bincode::serde::decode_from_slice(bytes, c))
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (v, used) = decode_prefix(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::Decode(format!(
             "{} trailing bytes",

@@ -4,7 +4,7 @@
 #![allow(clippy::result_large_err)] // openraft fixes StorageError as the error type
 
 use mussikon_cluster::{StateMachine, TypeConfig};
-use mussikon_engine::Engine;
+use mussikon_engine::{Engine, SnapshotSummary};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +26,24 @@ async fn snapshot_after(dir: &Path, entries: Vec<Entry<TypeConfig>>) -> Snapshot
         .build_snapshot()
         .await
         .expect("snapshot")
+}
+
+/// The snapshot's file, what the engine's own reader (`Engine::restore`, a build that knows no
+/// trailer) makes of it, and a fresh state machine in `dir` (checked to know no retired id)
+/// that installed it.
+async fn read_and_install(
+    dir: &Path,
+    snapshot: Snapshot<TypeConfig>,
+) -> (Vec<u8>, SnapshotSummary, StateMachine) {
+    let bytes = std::fs::read(&snapshot.snapshot.path).expect("snapshot file");
+    let restored = tempfile::tempdir().expect("temp dir");
+    let summary = Engine::restore(restored.path(), &bytes[..], true).expect("restores");
+    let mut sm = open(dir);
+    assert!(sm.retired().expect("retired").is_empty());
+    sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .expect("install");
+    (bytes, summary, sm)
 }
 
 fn log_id(index: u64) -> LogId<u64> {
@@ -108,18 +126,10 @@ fn a_snapshot_carries_the_retired_ids_to_the_node_that_installs_it() {
             ],
         )
         .await;
-        let bytes = std::fs::read(&snapshot.snapshot.path).expect("snapshot file");
+        let (bytes, summary, mut follower) = read_and_install(follower_dir.path(), snapshot).await;
         assert!(bytes.ends_with(mussikon_cluster::state_machine::RETIRED_MAGIC));
         // A build that knows no trailer reads the export stream up to its end frame.
-        let old = tempfile::tempdir().expect("temp dir");
-        let summary = Engine::restore(old.path(), &bytes[..], true).expect("restores");
         assert_eq!(summary.applied_seq, 2);
-        let mut follower = open(follower_dir.path());
-        assert!(follower.retired().expect("retired").is_empty());
-        follower
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
-            .await
-            .expect("install");
         assert_eq!(follower.retired().expect("retired"), BTreeSet::from([4]));
         let (applied, m) = follower.applied_state().await.expect("applied state");
         assert_eq!(applied, Some(log_id(1)));
@@ -146,16 +156,9 @@ fn a_snapshot_without_retired_ids_is_a_plain_export_stream() {
             vec![membership(0, vec![&[1, 2, 3]], &[1, 2, 3])],
         )
         .await;
-        let bytes = std::fs::read(&snapshot.snapshot.path).expect("snapshot file");
-        assert!(!bytes.ends_with(mussikon_cluster::state_machine::RETIRED_MAGIC));
         // The engine's own reader takes the file whole, as a build that knows no trailer does.
-        let restored = tempfile::tempdir().expect("temp dir");
-        Engine::restore(restored.path(), &bytes[..], true).expect("a plain export stream restores");
-        let mut follower = open(follower_dir.path());
-        follower
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
-            .await
-            .expect("install");
+        let (bytes, _, follower) = read_and_install(follower_dir.path(), snapshot).await;
+        assert!(!bytes.ends_with(mussikon_cluster::state_machine::RETIRED_MAGIC));
         assert!(follower.retired().expect("retired").is_empty());
     });
 }

@@ -96,16 +96,16 @@ write() {
     --data "{\"id\":\"$id\",\"name\":\"Pod $id\",\"instruments\":[{\"name\":\"guitar\",\"level\":3}],\"location\":{\"lat\":40.4,\"lon\":-3.7},\"travel_radius_km\":50,\"fee\":{\"amount\":10000,\"currency\":\"EUR\"}}")
   [ "$code" = 201 ] || [ "$code" = 200 ]
 }
-# has_all URL N: the node at URL serves musicians pod-1..pod-N (stale reads: its own copy).
-has_all() {
+# serves_all URL N: the node at URL serves musicians pod-1..pod-N (stale reads: its own copy).
+serves_all() {
   local i
-  for _ in $(seq 1 200); do
-    for i in $(seq 1 "$2"); do
-      [ "$(api -o /dev/null -w '%{http_code}' "$1/v1/musicians/pod-$i?consistency=stale")" = 200 ] || break
-    done
-    [ "$i" -eq "$2" ] && [ "$(api -o /dev/null -w '%{http_code}' "$1/v1/musicians/pod-$i?consistency=stale")" = 200 ] && return 0
-    sleep 0.1
+  for i in $(seq 1 "$2"); do
+    [ "$(api -o /dev/null -w '%{http_code}' "$1/v1/musicians/pod-$i?consistency=stale")" = 200 ] || return 1
   done
+}
+# has_all URL N: serves_all, retried for up to 20 s while the node catches up.
+has_all() {
+  for _ in $(seq 1 200); do serves_all "$@" && return 0; sleep 0.1; done
   return 1
 }
 wait_role() {

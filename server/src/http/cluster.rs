@@ -311,14 +311,9 @@ async fn raft_rpc(
             token_given: secret.is_some(),
         });
     }
-    // A request for another node (which this one replaced at its address) is not served; a
-    // sender that names no addressee (an older build) is.
-    if let Some(to) = to.filter(|t| t.parse::<u64>().ok() != Some(node.id())) {
-        metrics::counter!(mussikon_cluster::network::MISDIRECTED_RPCS_TOTAL).increment(1);
-        return problem(ApiError::NotFound(format!(
-            "this is node {}, not node {to}: the peer RPC is for a node no longer at this address",
-            node.id()
-        )));
+    // A request for another node (which this one replaced at its address) is not served.
+    if let Some(reason) = node.misaddressed(to.as_deref()) {
+        return problem(ApiError::NotFound(reason));
     }
     let from = from.and_then(|f| f.parse::<u64>().ok());
     if !node.admits_peer(from) {

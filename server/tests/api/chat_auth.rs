@@ -3,16 +3,13 @@
 //! a WebSocket without a token is refused before the upgrade.
 
 use crate::common::*;
-use futures_util::{SinkExt, StreamExt};
+use crate::ws::next_frame;
+use futures_util::SinkExt;
 use mussikon_server::http::auth::Role;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-use std::time::Duration;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Failure guard for anything awaited; never a pacing device.
-const GUARD: Duration = Duration::from_secs(20);
 
 /// Gig g-1 owned by org-a with m-1 booked on it; m-2 exists but is not booked.
 async fn seeded() -> TestServer {
@@ -102,23 +99,6 @@ async fn only_the_owner_booked_musicians_and_admins_use_a_gigs_chat() {
     s.stop().await;
 }
 
-async fn next_text(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let msg = tokio::time::timeout(GUARD, ws.next())
-            .await
-            .expect("a frame within the guard time")
-            .expect("the connection is open")
-            .expect("a frame, not an error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_topics_are_checked_against_the_token() {
     let s = seeded().await;
@@ -153,7 +133,7 @@ async fn event_topics_are_checked_against_the_token() {
     ] {
         let ws = if who == 0 { &mut stranger } else { &mut booked };
         ws.send(sub(topics)).await.unwrap();
-        let reply = next_text(ws).await;
+        let reply = next_frame(ws).await;
         let want = if ok { "subscribed" } else { "error" };
         assert_eq!(reply["type"], want, "{topics:?}: {reply}");
     }
@@ -170,7 +150,7 @@ async fn event_topics_are_checked_against_the_token() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let e = next_text(&mut booked).await;
+    let e = next_frame(&mut booked).await;
     assert_eq!(
         (e["type"].as_str(), e["topic"].as_str()),
         (Some("message.posted"), Some("gig:g-1"))
@@ -184,7 +164,7 @@ async fn event_topics_are_checked_against_the_token() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let e = next_text(&mut stranger).await;
+    let e = next_frame(&mut stranger).await;
     assert_eq!(e["topic"], "musician:m-2", "{e}");
     s.stop().await;
 }

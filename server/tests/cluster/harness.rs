@@ -109,6 +109,20 @@ pub async fn spawn_node(id: u64, addr: &str, dir: &Path, peers: &str, extra: &[S
     spawn_node_as(&id.to_string(), addr, dir, peers, extra).await
 }
 
+/// `mussikon serve --node-id NODE_ID --peers PEERS` at `addr` on `dir`, with the cluster's
+/// secret and no node id or peers from the test's own environment.
+fn serve_command(node_id: &str, addr: &str, dir: &Path, peers: &str) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", addr, "--data-dir"])
+        .arg(dir)
+        .args(["--node-id", node_id, "--peers", peers])
+        .env("MUSSIKON_CLUSTER_SECRET", SECRET)
+        .env_remove("MUSSIKON_NODE_ID")
+        .env_remove("MUSSIKON_PEERS");
+    command
+}
+
 /// Starts `mussikon serve --node-id NODE_ID` (a number or `auto`) and waits until it listens.
 pub async fn spawn_node_as(
     node_id: &str,
@@ -117,21 +131,14 @@ pub async fn spawn_node_as(
     peers: &str,
     extra: &[String],
 ) -> Child {
-    let id = node_id;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(dir))
         .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", addr, "--data-dir"])
-        .arg(dir)
-        .args(["--node-id", node_id, "--peers", peers])
+    let mut child = serve_command(node_id, addr, dir, peers)
         .args(extra)
-        .env("MUSSIKON_CLUSTER_SECRET", SECRET)
         .env("MUSSIKON_LOG_FORMAT", "json")
-        .env_remove("MUSSIKON_NODE_ID")
-        .env_remove("MUSSIKON_PEERS")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
@@ -140,7 +147,11 @@ pub async fn spawn_node_as(
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).await.unwrap();
-    assert_eq!(line.trim(), format!("listening on {addr}"), "node {id}");
+    assert_eq!(
+        line.trim(),
+        format!("listening on {addr}"),
+        "node {node_id}"
+    );
     child
 }
 
@@ -287,13 +298,7 @@ impl Cluster {
     /// Runs `mussikon serve --node-id NODE_ID` at `addr` on `dir` with the cluster's peers,
     /// expecting it to refuse to start; its stderr.
     pub async fn serve_refused(&self, node_id: &str, addr: &str, dir: &Path) -> String {
-        let out = Command::new(BIN)
-            .args(["serve", "--listen", addr, "--data-dir"])
-            .arg(dir)
-            .args(["--node-id", node_id, "--peers", &self.peers])
-            .env("MUSSIKON_CLUSTER_SECRET", SECRET)
-            .env_remove("MUSSIKON_NODE_ID")
-            .env_remove("MUSSIKON_PEERS")
+        let out = serve_command(node_id, addr, dir, &self.peers)
             .kill_on_drop(true)
             .output()
             .await
@@ -307,7 +312,8 @@ impl Cluster {
         err
     }
 
-    /// Waits until node `id`'s `/metrics` shows `name` (no labels) at least `at_least`.
+    /// Waits until node `id`'s `/metrics` shows the series `name` (with its labels, as exposed,
+    /// e.g. `m{peer="3"}`) at least `at_least`.
     pub async fn wait_metric(&self, id: u64, name: &str, at_least: f64) {
         let started = Instant::now();
         loop {
