@@ -11,11 +11,18 @@
 //! - [`Consistency::Linearizable`] reads run after a ReadIndex round (`ensure_linearizable` on
 //!   the leader: a quorum confirms leadership, and the local engine has applied up to the read
 //!   index); a follower asks the leader for the read index and waits until it has applied it.
+//!   While no leader is known, or the one asked no longer leads, a read asks again until
+//!   [`LEADER_WAIT`] (reads change nothing, so repeating one is safe).
 //!   [`Consistency::Leader`] waits until this node has applied what the leader has applied (no
 //!   quorum round). [`Consistency::Stale`] reads the local engine at once.
 //! - First boot: the node with the lowest id of `--peers` initializes the cluster when its log
 //!   and vote are empty; the others wait to be contacted. A restarted node never re-initializes.
-//! - One membership change at a time ([`AdminError::Busy`] otherwise).
+//! - One membership change at a time ([`AdminError::Busy`] otherwise); a leadership handover
+//!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one.
+//! - A handover loses no acknowledged write and fails none: the leader stops taking writes and
+//!   linearizable reads (they wait), lets the ones in flight commit, waits until the target has
+//!   every entry, and asks it to stand for election (openraft 0.9 has no leader transfer; this
+//!   is Raft's TimeoutNow done from outside). The waiting writes then go to the new leader.
 
 use crate::faults::{Faults, FaultsDisabled};
 use crate::group_commit::{self, Queue};
@@ -47,6 +54,11 @@ pub const READ_WAIT: Duration = Duration::from_secs(5);
 /// How long the leader waits for a write to commit; past it the outcome is unknown (a leader
 /// cut from its quorum would otherwise hold the client forever).
 pub const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// How long a handover waits for the writes in flight to commit, then for the target to catch
+/// up, then for the new leader to be known (each).
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+/// Leadership handovers by outcome (`ok`, `failed`).
+pub const HANDOVERS_TOTAL: &str = "mussikon_raft_leader_handovers_total";
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -287,6 +299,10 @@ pub enum AdminError {
     /// openraft refused or failed.
     #[error("membership change failed: {0}")]
     Failed(String),
+    /// It could not be done now (a handover whose target did not catch up or get elected in
+    /// time); nothing changed, or the cluster moved on by itself. Retry.
+    #[error("{0}")]
+    NotNow(String),
 }
 
 /// Why a peer RPC could not be served.
@@ -377,6 +393,11 @@ pub enum AdminOp {
         /// Node id.
         id: NodeId,
     },
+    /// Hand leadership over to voter `to`, or to the voter with the most of the log.
+    TransferLeader {
+        /// The voter to lead next; `None`: the best-placed one.
+        to: Option<NodeId>,
+    },
 }
 
 struct Inner {
@@ -387,6 +408,9 @@ struct Inner {
     dialer: Dialer,
     ready_max_lag: u64,
     admin: tokio::sync::Mutex<()>,
+    /// Writes and linearizable read rounds as leader hold it shared; a handover holds it
+    /// exclusively, so they wait while leadership moves (and the ones in flight finish first).
+    handover: tokio::sync::RwLock<()>,
     leader_changes: AtomicU64,
     /// This node's writes as leader go through it.
     commits: Queue<Command>,
@@ -537,6 +561,7 @@ impl Node {
                 dialer,
                 ready_max_lag: config.ready_max_lag,
                 admin: tokio::sync::Mutex::new(()),
+                handover: tokio::sync::RwLock::new(()),
                 leader_changes: AtomicU64::new(0),
                 commits,
                 forwards: forward_queue(me.clone()),
@@ -770,6 +795,7 @@ impl Node {
     /// `client_write` on this node, through its group commit ([`crate::group_commit`]);
     /// [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
+        let _open = self.inner.handover.read().await;
         self.inner.commits.call(req.0).await
     }
 
@@ -795,11 +821,38 @@ impl Node {
             Consistency::Linearizable => "read-index",
             Consistency::Leader => "applied-index",
         };
-        let index = match self.local_read_index(level).await {
-            Ok(i) => i,
+        // Reads change nothing, so any attempt may be repeated: while no leader is known, or
+        // the one asked no longer leads (an election, a handover), ask again until
+        // LEADER_WAIT, as a write waits for a leader.
+        let index = retry_for(
+            LEADER_WAIT,
+            Duration::from_millis(50),
+            |e| matches!(e, ReadError::NoLeader),
+            || self.read_index_once(level, rpc, &traceparent),
+        )
+        .await?;
+        self.inner
+            .raft
+            .wait(Some(READ_WAIT))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|_| ReadError::Behind)
+    }
+
+    /// One attempt of finding the index a read at `level` must wait for: here when this node
+    /// leads, else asked of the leader (`rpc`).
+    async fn read_index_once(
+        &self,
+        level: Consistency,
+        rpc: &str,
+        traceparent: &Option<String>,
+    ) -> Result<u64, ReadError> {
+        match self.local_read_index(level).await {
+            Ok(i) => Ok(i),
             Err(ReadError::NoLeader) => match self.wait_leader().await {
-                None => return Err(ReadError::NoLeader),
-                Some((id, _)) if id == self.inner.id => self.local_read_index(level).await?,
+                None => Err(ReadError::NoLeader),
+                Some((id, _)) if id == self.inner.id => self.local_read_index(level).await,
                 Some((id, addr)) => {
                     let answer: Result<Result<u64, ReadError>, TransportError> = self
                         .inner
@@ -813,18 +866,11 @@ impl Node {
                             traceparent.as_slice(),
                         )
                         .await;
-                    answer.map_err(|_| ReadError::NoLeader)??
+                    answer.map_err(|_| ReadError::NoLeader)?
                 }
             },
-            Err(e) => return Err(e),
-        };
-        self.inner
-            .raft
-            .wait(Some(READ_WAIT))
-            .applied_index_at_least(Some(index), "read index")
-            .await
-            .map(|_| ())
-            .map_err(|_| ReadError::Behind)
+            Err(e) => Err(e),
+        }
     }
 
     /// On the leader: the index a read at `level` must see. `NoLeader` elsewhere.
@@ -835,6 +881,9 @@ impl Node {
         }
         match level {
             Consistency::Linearizable => {
+                // A handover's target must be able to win its election: confirming rounds
+                // would renew the followers' leases (they refuse votes while one runs).
+                let _open = self.inner.handover.read().await;
                 // openraft gives each confirming heartbeat one heartbeat interval; on a loaded
                 // machine a round can miss it with no election. Retry until READ_WAIT, unless
                 // this node is no longer the leader.
@@ -938,6 +987,7 @@ impl Node {
                         .map_err(fail)?;
                 }
             }
+            AdminOp::TransferLeader { to } => return self.hand_over(to).await,
             AdminOp::Remove { id } => {
                 let is_voter = membership.membership().voter_ids().any(|v| v == id);
                 let known = membership.membership().get_node(&id).is_some();
@@ -953,6 +1003,202 @@ impl Node {
             }
         }
         Ok(self.status())
+    }
+
+    /// Hands leadership over to voter `to` (`None`: the voter with the most of the log),
+    /// asked of any node (forwarded to the leader). Answers once the new leader is known, with
+    /// the status the old leader then sees; nothing to do when `to` already leads.
+    pub async fn transfer_leadership(
+        &self,
+        to: Option<NodeId>,
+    ) -> Result<ClusterStatus, AdminError> {
+        self.change_members(AdminOp::TransferLeader { to }).await
+    }
+
+    /// If this node leads, hands leadership over to the best-placed voter (as
+    /// [`Node::transfer_leadership`] with `None`); otherwise nothing to do. For a node about to
+    /// stop (a pod's preStop, a rolling upgrade): it is never forwarded.
+    pub async fn step_down(&self) -> Result<ClusterStatus, AdminError> {
+        if self.leader().map(|(id, _)| id) != Some(self.inner.id) {
+            return Ok(self.status());
+        }
+        match self
+            .change_members_local(AdminOp::TransferLeader { to: None })
+            .await
+        {
+            // It stopped leading meanwhile: what was asked is done.
+            Err(AdminError::NoLeader) => Ok(self.status()),
+            other => other,
+        }
+    }
+
+    /// The handover on the leader (under the admin lock): see the module's promises. The
+    /// writes held meanwhile go on when it ends, whatever the outcome; a failed handover leaves
+    /// this node leading unless the target's election went on without it.
+    async fn hand_over(&self, to: Option<NodeId>) -> Result<ClusterStatus, AdminError> {
+        let raft = &self.inner.raft;
+        let me = self.inner.id;
+        let (target, addr) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            if m.current_leader != Some(me) {
+                return Err(AdminError::NoLeader);
+            }
+            if to == Some(me) {
+                return Ok(self.status_of(&m));
+            }
+            let membership = m.membership_config.membership();
+            let matched = |id: &NodeId| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).copied().flatten())
+                    .map(|l| l.index)
+            };
+            let target = match to {
+                Some(t) if membership.voter_ids().any(|v| v == t) => t,
+                Some(t) => {
+                    return Err(AdminError::Invalid(format!(
+                        "node_id {t} is not a voter of the cluster: leadership goes only to a \
+                         voter"
+                    )))
+                }
+                // The most of the log, then the lowest id.
+                None => membership
+                    .voter_ids()
+                    .filter(|v| *v != me)
+                    .max_by_key(|v| (matched(v), std::cmp::Reverse(*v)))
+                    .ok_or_else(|| {
+                        AdminError::Invalid(
+                            "this node is the only voter: there is no one to hand leadership \
+                             over to"
+                                .into(),
+                        )
+                    })?,
+            };
+            let addr = membership
+                .get_node(&target)
+                .map(|n| n.addr.clone())
+                .ok_or_else(|| AdminError::Failed(format!("node {target} has no address")))?;
+            (target, addr)
+        };
+        let started = std::time::Instant::now();
+        let held = tokio::time::timeout(HANDOVER_WAIT, self.inner.handover.write())
+            .await
+            .map_err(|_| {
+                AdminError::NotNow(format!(
+                    "the writes in flight did not commit within {HANDOVER_WAIT:?}; leadership \
+                     stays here"
+                ))
+            })?;
+        let moved = self.move_leadership(target, &addr).await;
+        // Off since the target was asked to stand (see move_leadership); back on for the next
+        // time this node leads, or at once if it still does.
+        raft.runtime_config().heartbeat(true);
+        drop(held);
+        let outcome = if moved.is_ok() { "ok" } else { "failed" };
+        metrics::counter!(HANDOVERS_TOTAL, "outcome" => outcome).increment(1);
+        match moved {
+            Ok(leader) => {
+                tracing::info!(
+                    to = target,
+                    leader,
+                    ms = started.elapsed().as_millis() as u64,
+                    "leadership handed over"
+                );
+                Ok(self.status())
+            }
+            Err(e) => {
+                tracing::warn!(to = target, error = %e, "leadership handover failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of [`Node::hand_over`] while writes are held: the target catches up, is asked
+    /// to stand for election, and someone other than this node leads. The new leader's id.
+    async fn move_leadership(&self, target: NodeId, addr: &str) -> Result<NodeId, AdminError> {
+        let raft = &self.inner.raft;
+        let me = self.inner.id;
+        let last = raft.metrics().borrow().last_log_index.unwrap_or(0);
+        raft.wait(Some(HANDOVER_WAIT))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&target).copied().flatten())
+                        .is_some_and(|l| l.index >= last)
+                },
+                "handover target caught up",
+            )
+            .await
+            .map_err(|_| {
+                AdminError::NotNow(format!(
+                    "node {target} did not catch up to index {last} within {HANDOVER_WAIT:?}"
+                ))
+            })?;
+        let body = encode(&last).map_err(|e| AdminError::Failed(e.to_string()))?;
+        // No heartbeats from here: a follower refuses votes for one lease after its leader's
+        // last heartbeat, and the target needs a majority of votes. Not before the target has
+        // caught up: a follower whose lease ran out would start its own election.
+        raft.runtime_config().heartbeat(false);
+        let answer: Result<Result<(), String>, TransportError> = self
+            .inner
+            .dialer
+            .post(target, addr, "elect", body.into(), HANDOVER_WAIT)
+            .await;
+        match answer {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Err(AdminError::NotNow(format!("node {target}: {why}"))),
+            Err(e) => {
+                return Err(AdminError::NotNow(format!(
+                    "could not ask node {target} to stand for election: {e}"
+                )))
+            }
+        }
+        let m = raft
+            .wait(Some(HANDOVER_WAIT))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != me),
+                "a new leader after the handover",
+            )
+            .await
+            .map_err(|_| {
+                AdminError::NotNow(format!(
+                    "no other leader was elected within {HANDOVER_WAIT:?} of asking node {target}"
+                ))
+            })?;
+        m.current_leader
+            .ok_or_else(|| AdminError::Failed("the new leader is not known".into()))
+    }
+
+    /// The `elect` peer RPC (a handover's TimeoutNow): stands for election at once if this
+    /// node is a voter holding the log up to `at_least`, the leader's last index.
+    async fn stand_for_election(&self, at_least: u64) -> Result<(), String> {
+        {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            if !m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.inner.id)
+            {
+                return Err("this node is not a voter".into());
+            }
+            let have = m.last_log_index.unwrap_or(0);
+            if have < at_least {
+                return Err(format!(
+                    "this node's log ends at {have}, before the leader's {at_least}"
+                ));
+            }
+        }
+        tracing::info!(at_least, "standing for election: the leader hands over");
+        self.inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Whether node `id` at `addr` may be added to `membership` (the leader's effective one):
@@ -1033,6 +1279,11 @@ impl Node {
     /// This node's view of the cluster.
     pub fn status(&self) -> ClusterStatus {
         let m = self.inner.raft.metrics().borrow().clone();
+        self.status_of(&m)
+    }
+
+    /// The status as `m`, openraft's metrics, shows it.
+    fn status_of(&self, m: &openraft::RaftMetrics<NodeId, BasicNode>) -> ClusterStatus {
         let last = m.last_log_index.unwrap_or(0);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -1134,7 +1385,7 @@ impl Node {
     }
 
     /// Serves a peer RPC (`append`, `vote`, `write`, `writes`, `read-index`, `applied-index`,
-    /// `whois`, `members`)
+    /// `whois`, `members`, `elect`)
     /// whose body is `body`; the answer's bytes. The caller has checked the secret.
     pub async fn handle_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, RpcError> {
         let bad = |e: crate::types::CodecError| RpcError::BadBody(e.to_string());
@@ -1188,6 +1439,10 @@ impl Node {
             "members" => {
                 let op: AdminOp = decode(body).map_err(bad)?;
                 out(encode(&self.change_members_local(op).await))
+            }
+            "elect" => {
+                let at_least: u64 = decode(body).map_err(bad)?;
+                out(encode(&self.stand_for_election(at_least).await))
             }
             other => Err(RpcError::Unknown(other.to_string())),
         }

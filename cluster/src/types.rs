@@ -363,6 +363,8 @@ mod tests {
         };
         seed(&mut seeds, 3, "members-add", &add);
         seed(&mut seeds, 3, "members-remove", &AdminOp::Remove { id: 4 });
+        let transfer = AdminOp::TransferLeader { to: Some(2) };
+        seed(&mut seeds, 3, "members-transfer-leader", &transfer);
         let meta = SnapshotMeta::<NodeId, BasicNode> {
             last_log_id: Some(log_id(2, 7)),
             last_membership: StoredMembership::new(Some(log_id(2, 7)), membership),
@@ -405,6 +407,8 @@ mod tests {
             crate::state_machine::read_trailer(&mut std::io::Cursor::new(&file)).expect("read");
         assert_eq!((back, stream_len), (retired, 15));
         seeds.push(("snapshot-trailer".into(), [vec![11], file].concat()));
+        let refused: Result<(), String> = Err("this node is not a voter".into());
+        seed(&mut seeds, 12, "elect-answer", &refused);
         if let Ok(out) = std::env::var("MUSSIKON_WRITE_FUZZ_SEEDS") {
             for (name, bytes) in &seeds {
                 std::fs::write(std::path::Path::new(&out).join(name), bytes).expect("write");

@@ -3,7 +3,8 @@
 //! at the type `Node::handle_rpc` / `Node::receive_snapshot` name for each RPC.
 //!
 //! The first input byte picks the message (see [`KINDS`]); the rest is the body. Also the
-//! `whois` question and answer a starting node exchanges, and the retired-ids trailer at the
+//! `whois` question and answer a starting node exchanges, the answer to a handover's `elect`
+//! (its question is a bare index, as `whois`'s is a bare id), and the retired-ids trailer at the
 //! end of a received snapshot file (`state_machine::read_trailer`). A `snapshot`
 //! body is `[u32 LE n][n bytes: (vote, meta)][engine export stream]`, one streamed request (no
 //! chunks): its head is split off as the receiver does (n at most 16 MiB) and decoded; when it
@@ -31,7 +32,7 @@ use std::fmt::Debug;
 
 /// The messages, by the selector byte (`pick % KINDS.len()`). Seeds in `fuzz/corpus/raft_rpc`
 /// start with this index.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "append",
     "vote",
     "write",
@@ -44,6 +45,7 @@ pub const KINDS: [&str; 12] = [
     "whois",
     "whois-answer",
     "snapshot-trailer",
+    "elect-answer",
 ];
 
 /// Runs the check of the message `data[0]` picks on `data[1..]`.
@@ -63,6 +65,7 @@ pub fn check(data: &[u8]) {
         "whois" => round_trip::<NodeId>(body),
         "whois-answer" => round_trip::<PeerView>(body),
         "snapshot-trailer" => trailer(body),
+        "elect-answer" => round_trip::<Result<(), String>>(body),
         _ => round_trip::<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>>(body),
     };
 }

@@ -1,4 +1,4 @@
-//! `mussikon cluster status|join|remove`: the admin endpoints of a running cluster node
+//! `mussikon cluster status|join|remove|transfer-leader|step-down`: the admin endpoints of a running cluster node
 //! (`/v1/cluster/…`, see docs/cluster.md) from the command line. Any node may be asked; a
 //! membership change is forwarded to the leader. Prints the cluster's status as JSON.
 
@@ -11,7 +11,9 @@ use std::time::Duration;
 pub const CLUSTER_HELP: &str = "Look at and change a running cluster through any of its nodes.\n\n\
     mussikon cluster status --node 127.0.0.1:8080\n\
     mussikon cluster join --node 127.0.0.1:8080 --id 4 --addr 10.0.0.4:8080   (learner, catch up, promote)\n\
-    mussikon cluster remove --node 127.0.0.1:8080 --id 4\n\n\
+    mussikon cluster remove --node 127.0.0.1:8080 --id 4\n\
+    mussikon cluster transfer-leader --node 127.0.0.1:8080 --to 2   (--to omitted: the best-placed voter)\n\
+    mussikon cluster step-down --node 127.0.0.1:8080   (that node hands leadership over if it leads)\n\n\
     With authentication on, pass an admin token with --token or MUSSIKON_TOKEN.";
 
 /// `mussikon cluster`.
@@ -58,6 +60,15 @@ pub enum ClusterAction {
         #[arg(long)]
         id: u64,
     },
+    /// Hand leadership over to a voter (writes wait meanwhile; none fails).
+    TransferLeader {
+        /// The voter to lead next; omitted: the voter holding the most of the log.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// If the node asked (--node) leads, hand leadership over; otherwise do nothing. For a
+    /// node about to stop.
+    StepDown,
 }
 
 /// Runs `mussikon cluster`.
@@ -82,6 +93,11 @@ async fn call(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             .header("content-type", "application/json")
             .body(serde_json::json!({"node_id": id, "addr": addr, "voter": !learner}).to_string()),
         ClusterAction::Remove { id } => client.delete(format!("{base}/v1/cluster/members/{id}")),
+        ClusterAction::TransferLeader { to } => client
+            .post(format!("{base}/v1/cluster/leader"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "node_id": to }).to_string()),
+        ClusterAction::StepDown => client.post(format!("{base}/v1/cluster/step-down")),
     };
     let req = match &args.token {
         Some(t) => req.bearer_auth(t),

@@ -6,6 +6,9 @@
 //! - the admin endpoints `GET /v1/cluster/status`, `POST /v1/cluster/members`
 //!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`) and
 //!   `DELETE /v1/cluster/members/{id}`, which need the `admin` role (as every admin route);
+//! - `POST /v1/cluster/leader` (`{"node_id": 2}`, or `{}` for the best-placed voter): hand
+//!   leadership over, from any node (admin); `POST /v1/cluster/step-down`: this node hands
+//!   leadership over if it leads, else nothing (admin; for a node about to stop);
 //! - `GET|PUT|DELETE /v1/cluster/faults` (admin; 404 unless `cluster.fault_injection` is on):
 //!   cut this node from peers, for partition tests;
 //! - the hooks of the request pipeline: writes replicate through [`replicate`] (the leader's
@@ -28,7 +31,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use mussikon_cluster::network::{FROM_HEADER, TO_HEADER, TRACE_LINKS_HEADER};
 use mussikon_cluster::node::{AdminError, AdminOp, ReadError, WriteError, CLUSTER_SECRET_HEADER};
-use mussikon_cluster::{Consistency, Node};
+use mussikon_cluster::{ClusterStatus, Consistency, Node};
 use mussikon_engine::{Command, EngineError, Executed};
 use serde::Deserialize;
 use tracing::Instrument as _;
@@ -42,6 +45,8 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/cluster/status"),
     ("post", "/v1/cluster/members"),
     ("delete", "/v1/cluster/members/{id}"),
+    ("post", "/v1/cluster/leader"),
+    ("post", "/v1/cluster/step-down"),
     ("get", "/v1/cluster/faults"),
     ("put", "/v1/cluster/faults"),
     ("delete", "/v1/cluster/faults"),
@@ -371,6 +376,15 @@ pub struct AddMember {
     pub voter: bool,
 }
 
+/// Body of `POST /v1/cluster/leader`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeader {
+    /// The voter to lead next; absent: the voter holding the most of the log.
+    #[serde(default)]
+    pub node_id: Option<u64>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -393,91 +407,137 @@ fn admin_error(e: AdminError) -> ApiError {
             retry_after_s: 1,
         },
         AdminError::Invalid(rule) => ApiError::invalid("node_id", rule),
+        AdminError::NotNow(reason) => ApiError::Unavailable {
+            reason,
+            retry_after_s: 1,
+        },
         AdminError::Failed(m) => ApiError::Internal(m),
     }
 }
 
-/// `/v1/cluster/status`, `/v1/cluster/members[/{id}]`.
+/// An admin route's answer: the admin role checked, 404 on a single node, then `op` on this
+/// node; the cluster status it returns as JSON (200), or its error as a problem.
+async fn admin_call<F, Fut>(app: App, headers: HeaderMap, op: F) -> warp::reply::Response
+where
+    F: FnOnce(Node) -> Fut,
+    Fut: std::future::Future<Output = Result<ClusterStatus, ApiError>>,
+{
+    let answer = async {
+        admin_only(&app, &headers)?;
+        let node = app.cluster().ok_or_else(no_cluster)?.clone();
+        let status = op(node).await?;
+        ApiResponse::json(StatusCode::OK, &status)
+    };
+    answer
+        .await
+        .map(ApiResponse::into_warp)
+        .unwrap_or_else(problem)
+}
+
+/// An admin route's JSON body, `T::default()` when the body is empty.
+fn admin_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+}
+
+/// `/v1/cluster/status`, `/v1/cluster/members[/{id}]`, `/v1/cluster/leader`,
+/// `/v1/cluster/step-down`.
 pub fn admin_filter(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let status = {
+    let with_app = {
         let app = app.clone();
-        warp::get()
-            .and(warp::path!("v1" / "cluster" / "status"))
-            .and(warp::header::headers_cloned())
-            .map(move |headers: HeaderMap| {
-                let r = admin_only(&app, &headers).and_then(|_| {
-                    let node = app.cluster().ok_or_else(no_cluster)?;
-                    ApiResponse::json(StatusCode::OK, &node.status())
-                });
-                r.map(ApiResponse::into_warp).unwrap_or_else(problem)
-            })
+        move || {
+            let app = app.clone();
+            warp::any().map(move || app.clone())
+        }
     };
-    let add = {
-        let app = app.clone();
-        warp::post()
-            .and(warp::path!("v1" / "cluster" / "members"))
-            .and(warp::header::headers_cloned())
+    let body = || {
+        warp::header::headers_cloned()
             .and(warp::body::content_length_limit(64 * 1024))
             .and(warp::body::bytes())
-            .then(move |headers: HeaderMap, body: Bytes| {
-                let app = app.clone();
-                async move {
-                    let op = async {
-                        admin_only(&app, &headers)?;
-                        let node = app.cluster().ok_or_else(no_cluster)?;
-                        let m: AddMember = serde_json::from_slice(&body)
-                            .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-                        if m.node_id == 0 {
-                            return Err(ApiError::invalid("node_id", "must be at least 1"));
-                        }
-                        if m.addr
-                            .rsplit_once(':')
-                            .and_then(|(_, p)| p.parse::<u16>().ok())
-                            .is_none()
-                        {
-                            return Err(ApiError::invalid("addr", "must be HOST:PORT"));
-                        }
-                        let status = node
-                            .change_members(AdminOp::Add {
-                                id: m.node_id,
-                                addr: m.addr,
-                                voter: m.voter,
-                            })
-                            .await
-                            .map_err(admin_error)?;
-                        ApiResponse::json(StatusCode::OK, &status)
-                    };
-                    op.await.map(ApiResponse::into_warp).unwrap_or_else(problem)
-                }
-            })
     };
-    let app_faults = app.clone();
+    let status = warp::get()
+        .and(warp::path!("v1" / "cluster" / "status"))
+        .and(with_app())
+        .and(warp::header::headers_cloned())
+        .then(|app: App, headers: HeaderMap| {
+            admin_call(app, headers, |node| async move { Ok(node.status()) })
+        });
+    let add = warp::post()
+        .and(warp::path!("v1" / "cluster" / "members"))
+        .and(with_app())
+        .and(body())
+        .then(|app: App, headers: HeaderMap, body: Bytes| {
+            admin_call(app, headers, move |node| async move {
+                let m: AddMember = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
+                if m.node_id == 0 {
+                    return Err(ApiError::invalid("node_id", "must be at least 1"));
+                }
+                if m.addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return Err(ApiError::invalid("addr", "must be HOST:PORT"));
+                }
+                node.change_members(AdminOp::Add {
+                    id: m.node_id,
+                    addr: m.addr,
+                    voter: m.voter,
+                })
+                .await
+                .map_err(admin_error)
+            })
+        });
     let remove = warp::delete()
         .and(warp::path!("v1" / "cluster" / "members" / u64))
+        .and(with_app())
         .and(warp::header::headers_cloned())
-        .then(move |id: u64, headers: HeaderMap| {
-            let app = app.clone();
-            async move {
-                let op = async {
-                    admin_only(&app, &headers)?;
-                    let node = app.cluster().ok_or_else(no_cluster)?;
-                    let status = node
-                        .change_members(AdminOp::Remove { id })
-                        .await
-                        .map_err(admin_error)?;
-                    ApiResponse::json(StatusCode::OK, &status)
-                };
-                op.await.map(ApiResponse::into_warp).unwrap_or_else(problem)
-            }
+        .then(|id: u64, app: App, headers: HeaderMap| {
+            admin_call(app, headers, move |node| async move {
+                node.change_members(AdminOp::Remove { id })
+                    .await
+                    .map_err(admin_error)
+            })
+        });
+    let transfer = warp::post()
+        .and(warp::path!("v1" / "cluster" / "leader"))
+        .and(with_app())
+        .and(body())
+        .then(|app: App, headers: HeaderMap, body: Bytes| {
+            admin_call(app, headers, move |node| async move {
+                let t: TransferLeader = admin_body(&body)?;
+                if t.node_id == Some(0) {
+                    return Err(ApiError::invalid("node_id", "must be at least 1"));
+                }
+                node.transfer_leadership(t.node_id)
+                    .await
+                    .map_err(admin_error)
+            })
+        });
+    let step_down = warp::post()
+        .and(warp::path!("v1" / "cluster" / "step-down"))
+        .and(with_app())
+        .and(warp::header::headers_cloned())
+        .then(|app: App, headers: HeaderMap| {
+            admin_call(app, headers, |node| async move {
+                node.step_down().await.map_err(admin_error)
+            })
         });
     status
         .or(add)
         .unify()
         .or(remove)
         .unify()
-        .or(faults_filter(app_faults))
+        .or(transfer)
+        .unify()
+        .or(step_down)
+        .unify()
+        .or(faults_filter(app))
         .unify()
 }
 

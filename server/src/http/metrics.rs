@@ -141,6 +141,10 @@ fn describe() {
         "Append-entries answers of a peer that no longer holds entries it acknowledged (its data was lost or wiped): not replicated to, by peer (cluster leaders)."
     );
     describe_counter!(
+        mussikon_cluster::node::HANDOVERS_TOTAL,
+        "Leadership handovers this node started as leader (transfer-leader, step-down), by outcome: ok or failed (cluster nodes)."
+    );
+    describe_counter!(
         mussikon_cluster::network::MISDIRECTED_RPCS_TOTAL,
         "Peer RPCs refused (404) because they were for another node, one this node replaced at its address (cluster nodes)."
     );

@@ -581,6 +581,18 @@ fn cases() -> Vec<Case> {
             S::METHOD_NOT_ALLOWED,
         ),
         case(
+            "get cluster leader",
+            Method::GET,
+            "/v1/cluster/leader",
+            S::METHOD_NOT_ALLOWED,
+        ),
+        case(
+            "delete cluster step-down",
+            Method::DELETE,
+            "/v1/cluster/step-down",
+            S::METHOD_NOT_ALLOWED,
+        ),
+        case(
             "post health",
             Method::POST,
             "/health",

@@ -402,3 +402,33 @@ impl Cluster {
         self.http.get(self.url(id, path)).send().await.unwrap()
     }
 }
+
+/// A steady writer through `bases` (node URLs) until `stop`, of musicians `{prefix}-{i}`: the
+/// ids whose PUT was answered
+/// 201, and how many other answers it got (a 503 while the leader changes is "outcome
+/// unknown", neither acknowledged nor checked).
+pub fn steady_writer(
+    prefix: &str,
+    bases: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
+    let prefix = prefix.to_string();
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (mut acked, mut other) = (Vec::new(), 0);
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let id = format!("{prefix}-{i}");
+            let url = format!("{}/v1/musicians/{id}", bases[i % bases.len()]);
+            match http.put(url).json(&musician(&id)).send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::CREATED => acked.push(id),
+                _ => other += 1,
+            }
+            i += 1;
+        }
+        (acked, other)
+    })
+}

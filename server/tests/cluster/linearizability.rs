@@ -916,6 +916,46 @@ async fn the_register_stays_linearizable_when_the_leader_is_partitioned_and_heal
     assert_progress_after(&s, &[(cut_tick, "the cut"), (healed, "the heal")]);
 }
 
+/// Handovers: leadership moves twice (to a follower, then on to the third node) while the
+/// clients run; the history stays linearizable, no write's outcome is unknown and no read
+/// fails: the leader holds writes and reads instead of dropping them, and a read the old leader
+/// can no longer serve is asked again of the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_register_stays_linearizable_while_leadership_is_handed_over() {
+    let c = Cluster::start(3, &[]).await;
+    let first = c.wait_leader(&[1, 2, 3]).await;
+    let sh = Shared::new(&c);
+    let tasks = spawn_clients(&sh, 6, 1000);
+    let mut marks = Vec::new();
+    let mut leader = first;
+    for step in 0..2 {
+        wait_finished(&sh, sh.finished.load(Ordering::SeqCst) + 60).await;
+        let target = [1, 2, 3]
+            .into_iter()
+            .find(|n| *n != leader && (step == 0 || *n != first))
+            .unwrap();
+        marks.push(sh.tick());
+        let (ok, out) = c
+            .cli(leader, &["transfer-leader", "--to", &target.to_string()])
+            .await;
+        assert!(ok, "handover {leader} → {target}: {out}");
+        leader = c.wait_leader(&[1, 2, 3]).await;
+        assert_eq!(leader, target);
+        println!(
+            "handed over to node {target} at {:.3} s",
+            sh.started.elapsed().as_secs_f64()
+        );
+    }
+    wait_finished(&sh, sh.finished.load(Ordering::SeqCst) + 60).await;
+    sh.stop.store(true, Ordering::SeqCst);
+    let s = check_clients("handovers", &sh, tasks).await;
+    assert_eq!(
+        s.writes_unknown, 0,
+        "a write's outcome was lost in a handover"
+    );
+    assert_progress_after(&s, &[(marks[0], "the first"), (marks[1], "the second")]);
+}
+
 /// Asserts that, after each marked tick, some write was acknowledged and some linearizable read
 /// answered: the clients went on through the fault.
 fn assert_progress_after(s: &Summary, marks: &[(u64, &str)]) {

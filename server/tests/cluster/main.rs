@@ -1,11 +1,12 @@
 //! Real `mussikon serve --node-id` processes on 127.0.0.1, each with its own data directory,
 //! talking over sockets: replication, leader failure, catch-up from the log and from a
-//! snapshot, concurrent bookings, the secret on peer RPCs, partitions, membership changes and
+//! snapshot, concurrent bookings, leadership handovers, the secret on peer RPCs, partitions, membership changes and
 //! a linearizability check of concurrent clients' histories.
 #![allow(clippy::unwrap_used)]
 
 mod events;
 mod harness;
+mod leadership;
 mod linearizability;
 mod membership;
 #[path = "../support/otlp.rs"]

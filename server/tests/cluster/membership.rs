@@ -33,33 +33,6 @@ async fn assert_all_present(c: &Cluster, on: &[u64], ids: &[String]) {
     }
 }
 
-/// A steady writer through `bases` (node URLs) until `stop`: the ids whose PUT was answered
-/// 201, and how many other answers it got (a 503 while the leader changes is "outcome
-/// unknown", neither acknowledged nor checked).
-fn steady_writer(
-    bases: Vec<String>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
-    tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .unwrap();
-        let (mut acked, mut other) = (Vec::new(), 0);
-        let mut i = 0;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let id = format!("steady-{i}");
-            let url = format!("{}/v1/musicians/{id}", bases[i % bases.len()]);
-            match http.put(url).json(&musician(&id)).send().await {
-                Ok(r) if r.status() == StatusCode::CREATED => acked.push(id),
-                _ => other += 1,
-            }
-            i += 1;
-        }
-        (acked, other)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_write() {
     let mut c = Cluster::start(3, &[]).await;
@@ -78,7 +51,7 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
         .map(|id| c.url(id, ""))
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = steady_writer(stays, stop.clone());
+    let writer = steady_writer("steady", stays, stop.clone());
 
     // Grow: each new node joins as learner, catches up, and is promoted.
     for id in [4, 5] {

@@ -2,7 +2,7 @@
 //! served beside the router's table rather than from it. On a single node they answer 404; the
 //! peer RPCs under `/raft` are not part of the API and are not described.
 
-use crate::http::cluster::{AddMember, SetFaults};
+use crate::http::cluster::{AddMember, SetFaults, TransferLeader};
 use mussikon_cluster::node::MemberStatus;
 use mussikon_cluster::ClusterStatus;
 use utoipa::OpenApi;
@@ -53,6 +53,39 @@ pub mod paths {
         ))]
     pub fn remove_member() {}
 
+    /// Hand leadership over
+    ///
+    /// Makes `node_id` (a voter), or the voter holding the most of the log, the leader. Any
+    /// node takes it and forwards it to the leader. The leader holds new writes and
+    /// linearizable reads (they wait, none fails), lets the ones in flight commit, waits until
+    /// the target has its whole log, and asks it to stand for election; the held writes then
+    /// go to the new leader. Answers once the new leader is known. Counts as a membership
+    /// change (one at a time).
+    #[utoipa::path(post, path = "/v1/cluster/leader", tag = "cluster", operation_id = "transferLeader",
+        request_body(content = TransferLeader, content_type = "application/json"),
+        responses(
+            (status = 200, description = "The new leader is known; the status after the handover.", body = ClusterStatus),
+            (status = 400, description = "The body is not valid JSON or has unknown fields."),
+            (status = 404, description = "This server is not a cluster node."),
+            (status = 422, description = "`node_id` is not a voter, or there is no other voter."),
+            (status = 503, description = "Another change is running, no leader is known, or the target did not catch up or get elected in time."),
+        ))]
+    pub fn transfer_leader() {}
+
+    /// Step down
+    ///
+    /// If this node leads, it hands leadership over to the voter holding the most of the log
+    /// (as `POST /v1/cluster/leader` with `{}`); otherwise there is nothing to do. Never
+    /// forwarded: for a node about to stop (a pod's preStop hook, a rolling upgrade).
+    #[utoipa::path(post, path = "/v1/cluster/step-down", tag = "cluster", operation_id = "stepDown",
+        responses(
+            (status = 200, description = "This node does not lead (any more); its status.", body = ClusterStatus),
+            (status = 404, description = "This server is not a cluster node."),
+            (status = 422, description = "This node is the only voter."),
+            (status = 503, description = "Another change is running, or the handover did not complete in time."),
+        ))]
+    pub fn step_down() {}
+
     /// Fault injection: show the cut peers
     ///
     /// Only when `cluster.fault_injection` is on (partition tests; never in production).
@@ -93,9 +126,10 @@ pub mod paths {
 #[openapi(
     paths(
         paths::status, paths::add_member, paths::remove_member,
+        paths::transfer_leader, paths::step_down,
         paths::get_faults, paths::set_faults, paths::heal_faults,
     ),
-    components(schemas(ClusterStatus, MemberStatus, AddMember, SetFaults)),
-    tags((name = "cluster", description = "Replication: status, membership and (tests only) fault injection. Admin role."))
+    components(schemas(ClusterStatus, MemberStatus, AddMember, TransferLeader, SetFaults)),
+    tags((name = "cluster", description = "Replication: status, membership, leadership and (tests only) fault injection. Admin role."))
 )]
 pub struct Cluster;

@@ -1,0 +1,129 @@
+//! Leadership handover (`mussikon cluster transfer-leader|step-down`, `POST
+//! /v1/cluster/leader|step-down`): leadership moves to the voter asked for, asked through any
+//! node, while writers go on through every node and none of their writes fails; a follower's
+//! step-down changes nothing; a handover that cannot happen is refused and leaves the leader
+//! leading.
+
+use crate::harness::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn term(status: &Value) -> u64 {
+    status["term"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leadership_moves_to_the_voter_asked_for_and_no_write_fails_meanwhile() {
+    let c = Cluster::start(3, &[]).await;
+    let first = c.wait_leader(&[1, 2, 3]).await;
+    let term_before = term(&c.status(first).await.unwrap());
+    let bases: Vec<String> = [1, 2, 3].iter().map(|id| c.url(*id, "")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| steady_writer(&format!("w{w}"), bases.clone(), stop.clone()))
+        .collect();
+    // Two handovers, each asked through a node that is neither leader nor target, while the
+    // writers go on: to one follower, then back to the first leader.
+    let mut leader = first;
+    for target in [if first == 1 { 2 } else { 1 }, first] {
+        let via = [1, 2, 3]
+            .into_iter()
+            .find(|n| *n != leader && *n != target)
+            .unwrap();
+        let (ok, out) = c
+            .cli(via, &["transfer-leader", "--to", &target.to_string()])
+            .await;
+        assert!(ok, "transfer-leader to {target} via {via}: {out}");
+        assert_eq!(c.wait_leader(&[1, 2, 3]).await, target, "{out}");
+        leader = target;
+    }
+    let term_after = term(&c.status(leader).await.unwrap());
+    assert!(
+        term_after >= term_before + 2,
+        "{term_before} → {term_after}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        let (ids, other) = w.await.unwrap();
+        assert_eq!(other, 0, "a write failed during a handover");
+        acked.extend(ids);
+    }
+    assert!(acked.len() >= 4, "the writers made no progress: {acked:?}");
+    c.wait_converged().await;
+    for node in [1, 2, 3] {
+        for id in &acked {
+            let r = c
+                .get(node, &format!("/v1/musicians/{id}?consistency=stale"))
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{id} on node {node}");
+        }
+    }
+    let handovers = "mussikon_raft_leader_handovers_total{outcome=\"ok\"}";
+    c.wait_metric(first, handovers, 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn step_down_hands_over_only_from_the_leader_and_impossible_handovers_are_refused() {
+    let mut c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let follower = [1, 2, 3].into_iter().find(|n| *n != leader).unwrap();
+    let term_before = term(&c.status(leader).await.unwrap());
+
+    // A follower has nothing to hand over: same leader, same term.
+    let (ok, out) = c.cli(follower, &["step-down"]).await;
+    assert!(ok, "{out}");
+    let after: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(after["leader"].as_u64(), Some(leader), "{out}");
+    assert_eq!(term(&after), term_before, "{out}");
+
+    // Not a voter: refused with the field and the rule; the leader still leads.
+    let (ok, out) = c.cli(follower, &["transfer-leader", "--to", "99"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("422") && out.contains("not a voter"), "{out}");
+    assert_eq!(c.wait_leader(&[1, 2, 3]).await, leader);
+
+    // A target that is down cannot catch up: refused (503), and the leader keeps leading and
+    // writing.
+    let down = [1, 2, 3]
+        .into_iter()
+        .find(|n| *n != leader && *n != follower)
+        .unwrap();
+    c.sigkill(down);
+    let r = c
+        .put(leader, "/v1/musicians/while-down", &musician("while-down"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (ok, out) = c
+        .cli(follower, &["transfer-leader", "--to", &down.to_string()])
+        .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("503") && out.contains("catch up"), "{out}");
+    assert_eq!(c.wait_leader(&[leader, follower]).await, leader);
+    let r = c
+        .put(
+            follower,
+            "/v1/musicians/after-refusal",
+            &musician("after-refusal"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    c.restart(down).await;
+    c.wait_converged().await;
+
+    // The leader steps down: someone else leads, and writes through it go on.
+    let (ok, out) = c.cli(leader, &["step-down"]).await;
+    assert!(ok, "{out}");
+    let next = c.wait_leader(&[1, 2, 3]).await;
+    assert_ne!(next, leader, "{out}");
+    let r = c
+        .put(
+            leader,
+            "/v1/musicians/after-step-down",
+            &musician("after-step-down"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
