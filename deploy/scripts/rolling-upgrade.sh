@@ -7,7 +7,9 @@
 #   --restart 'docker compose -f deploy/compose/compose.prod.yml up -d --no-deps --force-recreate mussikon-{id}'
 # (On Kubernetes the StatefulSet's RollingUpdate does the same, guarded by the PDB.)
 #
-# Order: followers first, the leader last (one election instead of up to three). Before each
+# Order: followers first, the leader last (one election instead of up to three); with
+# MUSSIKON_TOKEN (admin) set, the leader first hands leadership over (POST
+# /v1/cluster/step-down), so no write fails while it restarts. Before each
 # node: every node knows a leader and the others are healthy; after it: the node answers
 # /health/ready and has applied everything the leader had committed before the restart. Any
 # check failing within its timeout stops the upgrade there, with at most one node affected.
@@ -66,6 +68,11 @@ for i in "${order[@]}"; do
   done
   start=$(date +%s)
   echo "rolling-upgrade.sh: node $i (commit index $target)"
+  if [ -n "${MUSSIKON_TOKEN:-}" ]; then
+    # Nothing to do unless it leads; a failed handover only costs the election it avoids.
+    curl -s -o /dev/null --max-time 15 -X POST -H "Authorization: Bearer $MUSSIKON_TOKEN" \
+      "${url[$i]}/v1/cluster/step-down" || true
+  fi
   sh -c "${restart//\{id\}/$i}"
   wait_for 120 "node $i to answer /health/ready" ready "${url[$i]}"
   wait_for 120 "node $i to apply index $target" applied_at_least "${url[$i]}" "$target"

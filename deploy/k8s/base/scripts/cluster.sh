@@ -1,6 +1,6 @@
 #!/bin/bash
 # The one place where the pod scripts call the cluster CLI (sourced by learner-join.sh,
-# prestop.sh and backup-job.sh): `mussikon cluster --node HOST:PORT status|join|remove`
+# prestop.sh and backup-job.sh): `mussikon cluster --node HOST:PORT status|join|remove|step-down`
 # (docs/cluster.md), the admin token in MUSSIKON_TOKEN rather than a flag, so it never shows in
 # the process list. URLs are given as http://HOST:PORT and passed to --node without the
 # scheme. Every call is bounded by `timeout`.
@@ -26,14 +26,10 @@ cluster_join() {
 }
 # cluster_remove URL TOKEN ID: remove node ID from the membership.
 cluster_remove() { MUSSIKON_TOKEN="$2" timeout 30 mussikon cluster --node "${1#http://}" remove --id "$3"; }
-# cluster_step_down URL TOKEN: ask the node at URL to hand leadership over, when the binary can
-# (openraft 0.9 has no leader transfer, so today's binary has no step-down: a stopping leader's
-# followers elect a new one within 5-8 heartbeats).
-cluster_step_down() {
-  if mussikon cluster --help 2>/dev/null | grep -q 'step-down'; then
-    MUSSIKON_TOKEN="$2" timeout 15 mussikon cluster --node "${1#http://}" step-down
-  fi
-}
+# cluster_step_down URL TOKEN: if the node at URL leads, it hands leadership over to the
+# best-placed voter (writes wait meanwhile, none fails) and answers once the new leader is
+# known; otherwise nothing to do.
+cluster_step_down() { MUSSIKON_TOKEN="$2" timeout 15 mussikon cluster --node "${1#http://}" step-down; }
 # data_dir_node_id [WAIT_S]: the node id this pod's server keeps in its data directory (written
 # at its start; with MUSSIKON_NODE_ID=auto, drawn there), waiting up to WAIT_S seconds (default
 # 0) for the server to write it. Fails when there is none.

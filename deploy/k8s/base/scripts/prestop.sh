@@ -3,9 +3,9 @@
 # 1. Drain: the pod is already out of the Services' endpoints once terminating starts; wait for
 #    the ingress controller and kube-proxy to notice (DRAIN_S, 5 s) before the server stops
 #    accepting.
-# 2. Leadership: if this node leads, ask it to step down (`mussikon cluster step-down`, when the
-#    binary has it) so the next leader is elected before the SIGTERM, not after an election
-#    timeout. Without the subcommand the server's own SIGTERM handling applies.
+# 2. Leadership: if this node leads, it hands leadership over (`mussikon cluster step-down`), so
+#    the next leader is elected before the SIGTERM, with no write failed, instead of after an
+#    election timeout with the writes in flight failed.
 # 3. Learners (pods mussikon-replica-*) remove themselves from the membership so the leader
 #    stops replicating to them, then mark their data directory: a removed node's id is never
 #    reused, so the next start on it clears it and draws a new id (MUSSIKON_NODE_ID=auto).
