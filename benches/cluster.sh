@@ -2,8 +2,9 @@
 # A 3-node MussikOn cluster against a 3-node etcd, driven by the same load generator
 # (cluster-bench, benches/src/bin/cluster-bench.rs): writes to every node in turn and to the
 # leader only, linearizable and stale reads, bookings (etcd: a create-if-absent txn), then a
-# failover: the leader SIGKILLed under write load (time to a new leader and to the next
-# acknowledged write). All
+# planned handover (the leader steps down; etcd: move-leader) and a failover (the leader
+# SIGKILLed), both under write load (time to a new leader and to the next acknowledged write,
+# the longest gap, failed writes). All
 # processes run on 127.0.0.1 with ports chosen at run time, each node with its own data
 # directory, fsync on; the generator shares the machine's cores with the nodes, and the two
 # clusters run one after the other, never together.
@@ -14,7 +15,7 @@
 #   benches/cluster.sh --smoke         # a few seconds, tiny data: the script and both clusters work
 #   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
-#   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no kill
+#   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no handover or kill
 #   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
@@ -109,7 +110,7 @@ wait_listening() {
 
 bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS")
 [ -z "${WORKLOADS:-}" ] || bench_args+=(--workloads "$WORKLOADS")
-[ -n "${NO_FAILOVER:-}" ] || bench_args+=(--failover)
+[ -n "${NO_FAILOVER:-}" ] || bench_args+=(--handover --failover)
 started=$SECONDS
 
 echo "== MussikOn: 3 nodes =="

@@ -15,7 +15,8 @@
 # it and draws a new id, which joins; the old id is refused; a replica lost without its preStop
 # is replaced by the next pod at its address; the backup CronJob's script (backup-job.sh)
 # writes a snapshot with every acknowledged write through a temporary learner of its own,
-# which leaves. Prints "pod-scripts: N passed, M failed"; exit 0 only when nothing failed.
+# which leaves; the leader's prestop.sh hands leadership over to another voter, and writes go on.
+# Prints "pod-scripts: N passed, M failed"; exit 0 only when nothing failed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -188,6 +189,24 @@ PY
   check "it restores, and holds all 7 acknowledged writes ($count)" test "$count" -eq 7
 else
   ko "the snapshot restores"
+fi
+
+echo "== a voter's preStop hands leadership over"
+leader_id() { api "http://127.0.0.1:${port[1]}/v1/cluster/status" | python3 -c 'import json, sys; print(json.load(sys.stdin)["leader"] or "")'; }
+# led_by_other OLD: a leader other than OLD is known.
+led_by_other() {
+  local l
+  for _ in $(seq 1 100); do l=$(leader_id) && [ -n "$l" ] && [ "$l" != "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+old_leader=$(leader_id)
+if [ -n "$old_leader" ] && [ -n "${port[$old_leader]:-}" ]; then
+  check "prestop.sh of the leader (node $old_leader) exits 0" pod_script "mussikon-$((old_leader - 1))" \
+    "${port[$old_leader]}" "$work/voter$old_leader" prestop.sh
+  check "another voter leads" led_by_other "$old_leader"
+  check "writes go on" write pod-8
+else
+  ko "the leader is one of the voters ($old_leader)"
 fi
 
 echo "pod-scripts: $passed passed, $failed failed"

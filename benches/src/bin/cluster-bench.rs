@@ -12,7 +12,10 @@
 //! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
 //! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
 //!
-//! `--failover` then SIGKILLs the leader under write load and times the recovery.
+//! `--handover` then has the leader hand leadership over under write load (MussikOn: `POST
+//! /v1/cluster/step-down`; etcd: `POST /v3/maintenance/transfer-leadership` to the next member),
+//! and `--failover` SIGKILLs the leader under write load; both time the recovery and count
+//! the writes that failed.
 //!
 //! With `--pids` (the nodes' process ids), each workload also reports the CPU time all nodes
 //! spent per request, from `/proc/PID/stat`: unlike the wall-clock figures, it hardly depends on
@@ -123,6 +126,11 @@ struct Args {
     /// kill, and the longest gap between acknowledged writes. The killed node stays down.
     #[arg(long)]
     failover: bool,
+    /// After the workloads (before `--failover`), have the leader hand leadership over while
+    /// `--clients` writers write to every node, and report the same figures as `--failover`
+    /// (a planned restart's cost: MussikOn holds writes meanwhile, so none should fail).
+    #[arg(long)]
+    handover: bool,
     /// Seed of the generated data and of the request choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -387,6 +395,38 @@ impl Target {
             })
     }
 
+    /// Asks the leader (`leader`, an index in `--nodes`) to hand leadership over: MussikOn's
+    /// step-down, etcd's move-leader to the next member. Returns when the request is answered.
+    async fn hand_over(&self, leader: usize) -> Result<()> {
+        let req = match self.system {
+            System::Mussikon => self.http.post(self.url(leader, "/v1/cluster/step-down")),
+            System::Etcd => {
+                let next = (leader + 1) % self.nodes.len();
+                let body = self
+                    .http
+                    .post(self.url(next, "/v3/maintenance/status"))
+                    .body("{}")
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                let status: Value = serde_json::from_slice(&body)?;
+                let id = json_u64(&status["header"]["member_id"])
+                    .context("etcd status without header.member_id")?;
+                self.http
+                    .post(self.url(leader, "/v3/maintenance/transfer-leadership"))
+                    .body(json!({ "targetID": id.to_string() }).to_string())
+            }
+        };
+        let r = req.timeout(FAILOVER_WAIT).send().await?;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if !status.is_success() || body.contains("\"error\"") {
+            bail!("the handover request was answered {status}: {body}");
+        }
+        Ok(())
+    }
+
     async fn wait_leader(&self) -> Result<Leadership> {
         let started = Instant::now();
         loop {
@@ -572,13 +612,24 @@ async fn run(
     Ok((tally, started.elapsed().as_secs_f64()))
 }
 
-/// What `--failover` measured, in milliseconds from the kill.
+/// What `--failover` or `--handover` did to the leader.
+#[derive(Clone, Copy)]
+enum Disruption {
+    /// SIGKILL of the leader's process.
+    Kill { pid: u32 },
+    /// The leader asked to hand leadership over.
+    Handover,
+}
+
+/// What `--failover` or `--handover` measured, in milliseconds from the kill or the request.
 struct Failover {
     new_leader: Leadership,
     /// A new leader every survivor agrees on.
     elected_ms: f64,
     /// The first acknowledged write that was sent after the kill.
     first_write_ms: f64,
+    /// How long the handover request took (`None` for a kill).
+    request_ms: Option<f64>,
     /// The longest time without any acknowledged write, around the kill.
     longest_gap_ms: f64,
     tally: Tally,
@@ -587,16 +638,19 @@ struct Failover {
 /// How long `--failover` waits for writes to resume before calling it a failure.
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
 
-/// SIGKILLs the leader (`pid`) while `clients` writers write to the other nodes; see
-/// `Args::failover`.
+/// Disrupts the leader while `clients` writers write (to the other nodes for a kill, to every
+/// node for a handover); see `Args::failover` and `Args::handover`.
 async fn failover(
     target: &Arc<Target>,
     data: &Arc<Data>,
     leader: usize,
-    pid: u32,
+    disruption: Disruption,
     args: &Args,
 ) -> Result<Failover> {
-    let survivors: Vec<usize> = (0..target.nodes.len()).filter(|&n| n != leader).collect();
+    let survivors: Vec<usize> = match disruption {
+        Disruption::Kill { .. } => (0..target.nodes.len()).filter(|&n| n != leader).collect(),
+        Disruption::Handover => (0..target.nodes.len()).collect(),
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Set at the kill; a writer whose write sent after it is acknowledged notifies `resumed`.
     let kill_time = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -637,17 +691,33 @@ async fn failover(
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = *kill_time.get_or_init(Instant::now);
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .context("running kill")?;
-    if !status.success() {
-        stop.store(true, Ordering::Relaxed);
-        bail!("kill -KILL {pid} failed");
-    }
     let since_kill = |t: Instant| t.saturating_duration_since(killed_at).as_secs_f64() * 1000.0;
+    let mut request_ms = None;
+    match disruption {
+        Disruption::Kill { pid } => {
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .context("running kill")?;
+            if !status.success() {
+                stop.store(true, Ordering::Relaxed);
+                bail!("kill -KILL {pid} failed");
+            }
+        }
+        Disruption::Handover => {
+            if let Err(e) = target.hand_over(leader).await {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            request_ms = Some(since_kill(Instant::now()));
+        }
+    }
     let (new_leader, elected_ms) = loop {
-        if let Some(l) = target.leadership_among(&survivors).await {
+        if let Some(l) = target
+            .leadership_among(&survivors)
+            .await
+            .filter(|l| l.node != leader)
+        {
             break (l, since_kill(Instant::now()));
         }
         if killed_at.elapsed() > FAILOVER_WAIT {
@@ -686,6 +756,7 @@ async fn failover(
         new_leader,
         elected_ms,
         first_write_ms,
+        request_ms,
         longest_gap_ms,
         tally,
     })
@@ -832,6 +903,27 @@ async fn main() -> Result<()> {
     for row in rows {
         println!("{row}");
     }
+    if args.handover {
+        println!();
+        println!(
+            "handover: the leader {} hands leadership over under {} writers to every node",
+            target.nodes[leadership.node], args.clients
+        );
+        let f = failover(&target, &data, leadership.node, Disruption::Handover, &args).await?;
+        println!(
+            "| handover | new leader {} (term {}) after {:.0} ms (request answered after {:.0} ms) | first write sent after the request acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            target.nodes[f.new_leader.node],
+            f.new_leader.term,
+            f.elected_ms,
+            f.request_ms.unwrap_or(0.0),
+            f.first_write_ms,
+            f.longest_gap_ms,
+            f.tally.ok,
+            f.tally.errors
+        );
+        print_errors(&f.tally);
+        leadership = target.wait_leader().await?;
+    }
     if args.failover {
         let Some(&pid) = args.pids.get(leadership.node) else {
             bail!("--failover needs --pids, one per node in --nodes order");
@@ -844,7 +936,14 @@ async fn main() -> Result<()> {
             "failover: SIGKILL of the leader {} (pid {pid}) under {} writers to the others",
             target.nodes[leadership.node], args.clients
         );
-        let f = failover(&target, &data, leadership.node, pid, &args).await?;
+        let f = failover(
+            &target,
+            &data,
+            leadership.node,
+            Disruption::Kill { pid },
+            &args,
+        )
+        .await?;
         println!(
             "| failover | new leader {} (term {}) after {:.0} ms | first write sent after the kill acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
             target.nodes[f.new_leader.node],
