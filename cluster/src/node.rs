@@ -19,10 +19,11 @@
 //!   and vote are empty; the others wait to be contacted. A restarted node never re-initializes.
 //! - One membership change at a time ([`AdminError::Busy`] otherwise); a leadership handover
 //!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one.
-//! - A handover loses no acknowledged write and fails none: the leader stops taking writes and
-//!   linearizable reads (they wait), lets the ones in flight commit, waits until the target has
-//!   every entry, and asks it to stand for election (openraft 0.9 has no leader transfer; this
-//!   is Raft's TimeoutNow done from outside). The waiting writes then go to the new leader.
+//! - A handover loses no acknowledged write and fails none: the leader stops taking writes
+//!   (they wait), lets the ones in flight commit, waits until the target has every entry, and
+//!   asks it to stand for election (openraft 0.9 has no leader transfer; this is Raft's
+//!   TimeoutNow done from outside). The waiting writes then go to the new leader. A read asked
+//!   of the old leader meanwhile is asked again of the new one (see the reads above).
 
 use crate::faults::{Faults, FaultsDisabled};
 use crate::group_commit::{self, Queue};
@@ -408,9 +409,14 @@ struct Inner {
     dialer: Dialer,
     ready_max_lag: u64,
     admin: tokio::sync::Mutex<()>,
-    /// Writes and linearizable read rounds as leader hold it shared; a handover holds it
-    /// exclusively, so they wait while leadership moves (and the ones in flight finish first).
+    /// Writes as leader hold it shared; a handover holds it exclusively, so they wait while
+    /// leadership moves (and the ones in flight commit first).
     handover: tokio::sync::RwLock<()>,
+    /// The term this node last became leader in, and when (seen from its metrics, so no
+    /// earlier than openraft's own record): a handover waits out this node's leader lease.
+    leading_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// openraft's leader lease: the greater election timeout.
+    lease: Duration,
     leader_changes: AtomicU64,
     /// This node's writes as leader go through it.
     commits: Queue<Command>,
@@ -562,6 +568,8 @@ impl Node {
                 ready_max_lag: config.ready_max_lag,
                 admin: tokio::sync::Mutex::new(()),
                 handover: tokio::sync::RwLock::new(()),
+                leading_since: std::sync::Mutex::new(None),
+                lease: Duration::from_millis(election_max),
                 leader_changes: AtomicU64::new(0),
                 commits,
                 forwards: forward_queue(me.clone()),
@@ -881,9 +889,6 @@ impl Node {
         }
         match level {
             Consistency::Linearizable => {
-                // A handover's target must be able to win its election: confirming rounds
-                // would renew the followers' leases (they refuse votes while one runs).
-                let _open = self.inner.handover.read().await;
                 // openraft gives each confirming heartbeat one heartbeat interval; on a loaded
                 // machine a round can miss it with no election. Retry until READ_WAIT, unless
                 // this node is no longer the leader.
@@ -1090,10 +1095,12 @@ impl Node {
                      stays here"
                 ))
             })?;
+        self.wait_out_own_lease().await;
+        // This node must not stand again once it has granted the target its vote (its election
+        // timer would run while the target's round is under way).
+        raft.runtime_config().elect(false);
         let moved = self.move_leadership(target, &addr).await;
-        // Off since the target was asked to stand (see move_leadership); back on for the next
-        // time this node leads, or at once if it still does.
-        raft.runtime_config().heartbeat(true);
+        raft.runtime_config().elect(true);
         drop(held);
         let outcome = if moved.is_ok() { "ok" } else { "failed" };
         metrics::counter!(HANDOVERS_TOTAL, "outcome" => outcome).increment(1);
@@ -1111,6 +1118,31 @@ impl Node {
                 tracing::warn!(to = target, error = %e, "leadership handover failed");
                 Err(e)
             }
+        }
+    }
+
+    /// Waits until this node's own leader lease has run out: until then it refuses any vote
+    /// (openraft 0.9 counts the lease from when a node's vote last changed, on the leader its
+    /// election), and the target needs its vote.
+    async fn wait_out_own_lease(&self) {
+        let term = self.inner.raft.metrics().borrow().current_term;
+        let since = self
+            .inner
+            .leading_since
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .filter(|(t, _)| *t == term)
+            .map(|(_, at)| at);
+        let margin = Duration::from_millis(20);
+        let left = match since {
+            Some(at) => (at + self.inner.lease + margin)
+                .saturating_duration_since(std::time::Instant::now()),
+            // Not seen yet: elected a moment ago.
+            None => self.inner.lease + margin,
+        };
+        if !left.is_zero() {
+            tokio::time::sleep(left).await;
         }
     }
 
@@ -1137,10 +1169,13 @@ impl Node {
                 ))
             })?;
         let body = encode(&last).map_err(|e| AdminError::Failed(e.to_string()))?;
-        // No heartbeats from here: a follower refuses votes for one lease after its leader's
-        // last heartbeat, and the target needs a majority of votes. Not before the target has
-        // caught up: a follower whose lease ran out would start its own election.
-        raft.runtime_config().heartbeat(false);
+        // Heartbeats go on: this node's vote wins the target the election in a 3-voter cluster
+        // (its own lease ran out long ago; a follower refuses votes for one lease after its
+        // leader's last heartbeat), and the other followers must not time out and stand
+        // themselves (stopping heartbeats made one of them win now and then under load). This
+        // node stops heartbeating once it grants the vote, or once a heartbeat's answer shows
+        // the target's higher term; with more voters the target wins a later round, once the
+        // followers' leases have run out.
         let answer: Result<Result<(), String>, TransportError> = self
             .inner
             .dialer
@@ -1167,30 +1202,46 @@ impl Node {
                     "no other leader was elected within {HANDOVER_WAIT:?} of asking node {target}"
                 ))
             })?;
-        m.current_leader
-            .ok_or_else(|| AdminError::Failed("the new leader is not known".into()))
+        match m.current_leader {
+            Some(leader) if leader == target => Ok(leader),
+            Some(other) => Err(AdminError::NotNow(format!(
+                "node {other} won the election, not node {target}: ask again to move \
+                 leadership on"
+            ))),
+            None => Err(AdminError::Failed("the new leader is not known".into())),
+        }
     }
 
     /// The `elect` peer RPC (a handover's TimeoutNow): stands for election at once if this
     /// node is a voter holding the log up to `at_least`, the leader's last index.
     async fn stand_for_election(&self, at_least: u64) -> Result<(), String> {
-        {
-            let m = self.inner.raft.metrics();
-            let m = m.borrow();
-            if !m
-                .membership_config
+        let me = self.inner.id;
+        let is_voter = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            m.membership_config
                 .membership()
                 .voter_ids()
-                .any(|v| v == self.inner.id)
-            {
-                return Err("this node is not a voter".into());
-            }
-            let have = m.last_log_index.unwrap_or(0);
-            if have < at_least {
-                return Err(format!(
-                    "this node's log ends at {have}, before the leader's {at_least}"
-                ));
-            }
+                .any(|v| v == me)
+        };
+        if !is_voter(&self.inner.raft.metrics().borrow()) {
+            return Err("this node is not a voter".into());
+        }
+        // The leader saw the entries acknowledged; this node's metrics may show them a moment
+        // later (openraft publishes them after the append returns).
+        let caught_up = self
+            .inner
+            .raft
+            .wait(Some(Duration::from_secs(1)))
+            .metrics(
+                |m| m.last_log_index.unwrap_or(0) >= at_least,
+                "the log the leader hands over",
+            )
+            .await;
+        if caught_up.is_err() {
+            let have = self.inner.raft.metrics().borrow().last_log_index;
+            return Err(format!(
+                "this node's log ends at {}, before the leader's {at_least}",
+                have.unwrap_or(0)
+            ));
         }
         tracing::info!(at_least, "standing for election: the leader hands over");
         self.inner
@@ -1351,6 +1402,13 @@ impl Node {
             let mut leader = None;
             loop {
                 let m = rx.borrow_and_update().clone();
+                if m.state == ServerState::Leader {
+                    if let Ok(mut since) = node.inner.leading_since.lock() {
+                        if since.is_none_or(|(term, _)| term != m.current_term) {
+                            *since = Some((m.current_term, std::time::Instant::now()));
+                        }
+                    }
+                }
                 if m.current_leader != leader {
                     if m.current_leader.is_some() {
                         node.inner.leader_changes.fetch_add(1, Ordering::Relaxed);

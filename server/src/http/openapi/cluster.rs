@@ -56,11 +56,11 @@ pub mod paths {
     /// Hand leadership over
     ///
     /// Makes `node_id` (a voter), or the voter holding the most of the log, the leader. Any
-    /// node takes it and forwards it to the leader. The leader holds new writes and
-    /// linearizable reads (they wait, none fails), lets the ones in flight commit, waits until
-    /// the target has its whole log, and asks it to stand for election; the held writes then
-    /// go to the new leader. Answers once the new leader is known. Counts as a membership
-    /// change (one at a time).
+    /// node takes it and forwards it to the leader. The leader holds new writes (they wait,
+    /// none fails), lets the ones in flight commit, waits until the target has its whole log,
+    /// and asks it to stand for election; the held writes then go to the new leader. Answers
+    /// once the new leader is known; 503 if another voter won (ask again). Counts as a
+    /// membership change (one at a time).
     #[utoipa::path(post, path = "/v1/cluster/leader", tag = "cluster", operation_id = "transferLeader",
         request_body(content = TransferLeader, content_type = "application/json"),
         responses(
@@ -68,7 +68,7 @@ pub mod paths {
             (status = 400, description = "The body is not valid JSON or has unknown fields."),
             (status = 404, description = "This server is not a cluster node."),
             (status = 422, description = "`node_id` is not a voter, or there is no other voter."),
-            (status = 503, description = "Another change is running, no leader is known, or the target did not catch up or get elected in time."),
+            (status = 503, description = "Another change is running, no leader is known, or the target did not catch up or win the election in time."),
         ))]
     pub fn transfer_leader() {}
 
