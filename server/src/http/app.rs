@@ -186,6 +186,16 @@ impl App {
             })
     }
 
+    /// Runs `f` with the engine here, on the async worker: for reads of a few keys (a get by
+    /// id is one sled lookup, about 10 µs), where the trip to the blocking pool of
+    /// [`App::blocking`] (a queue, a thread woken and one woken back) cost more than the read:
+    /// with it, a third of a GET's CPU was thread switches (docs/perf.md, "HTTP"). Anything
+    /// that scans, ranks or writes goes through [`App::blocking`]. A panic in `f` is the
+    /// request task's, which the pipeline answers 500 (`http::isolated`).
+    pub fn read_now<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
+        f(&self.inner.engine)
+    }
+
     /// Like [`App::blocking`], for handlers that change state: `f` gets a [`Writer`].
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where

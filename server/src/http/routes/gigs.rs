@@ -81,11 +81,7 @@ pub async fn check_manager(app: &App, caller: &Caller, id: &str) -> Result<(), A
     if caller.manages_all_gigs() || !is_valid_id(id) {
         return Ok(());
     }
-    let owner = {
-        let id = id.to_string();
-        app.blocking(move |e| e.gig(&id)).await??
-    }
-    .map(|v| v.gig.owner);
+    let owner = app.read_now(|e| e.gig(id))?.map(|v| v.gig.owner);
     match owner {
         None => Ok(()),
         Some(owner) => caller.may_manage_gig(id, owner.as_deref()),

@@ -99,11 +99,9 @@ pub async fn list(app: &App, gig_id: String, req: &Request) -> Result<ApiRespons
     if !is_valid_id(&gig_id) {
         return Err(ApiError::not_found("gig", &gig_id));
     }
-    let gig = {
-        let id = gig_id.clone();
-        app.blocking(move |e| e.gig(&id)).await??
-    }
-    .ok_or_else(|| ApiError::not_found("gig", &gig_id))?;
+    let gig = app
+        .read_now(|e| e.gig(&gig_id))?
+        .ok_or_else(|| ApiError::not_found("gig", &gig_id))?;
     req.caller.may_follow_gig(&gig)?;
     let mut items = app
         .blocking(move |e| e.messages(&gig_id, after, limit + 1))

@@ -93,10 +93,7 @@ pub async fn put<R: Resource>(
 
 /// `GET`.
 pub async fn get<R: Resource>(app: &App, id: String) -> Result<ApiResponse, ApiError> {
-    let found = {
-        let id = id.clone();
-        app.blocking(move |e| R::read(e, &id)).await??
-    };
+    let found = app.read_now(|e| R::read(e, &id))?;
     let view = found.ok_or_else(|| ApiError::not_found(R::KIND, &id))?;
     let version = R::version(&view);
     Ok(ApiResponse::json(StatusCode::OK, &view)?.etag(version))
