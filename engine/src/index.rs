@@ -651,6 +651,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// queue to empty, but never longer than this many commit intervals (5 s at the default 250 ms).
 const BACKLOG_COMMIT_FACTOR: u32 = 20;
 
+/// See [`Indexer::merge_all`].
+const MERGE_ALL_ATTEMPTS: u32 = 4;
+
 struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
@@ -741,7 +744,35 @@ impl Indexer {
 
     /// Merges every searchable segment into one and reloads the reader; the number merged.
     /// Runs on the indexer thread, so indexing waits meanwhile.
+    ///
+    /// A merge the merge policy started in the background may still be running on some of the
+    /// segments; whichever of the two ends last then fails (tantivy: "the segments that were
+    /// merged could not be found"). So no new background merge starts meanwhile, and a failed
+    /// merge is retried on the segments as they are then, at most [`MERGE_ALL_ATTEMPTS`] times.
     fn merge_all(&mut self) -> Result<usize, IndexError> {
+        self.writer
+            .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let mut result = Ok(0);
+        for attempt in 1..=MERGE_ALL_ATTEMPTS {
+            result = self.merge_all_once();
+            match &result {
+                Err(IndexError::Tantivy(tantivy::TantivyError::InvalidArgument(why)))
+                    if attempt < MERGE_ALL_ATTEMPTS =>
+                {
+                    tracing::info!(
+                        attempt,
+                        why,
+                        "merging the index raced a background merge: retrying"
+                    );
+                }
+                _ => break,
+            }
+        }
+        self.writer.set_merge_policy(Box::new(merge_policy()));
+        result
+    }
+
+    fn merge_all_once(&mut self) -> Result<usize, IndexError> {
         let ids = self.writer.index().searchable_segment_ids()?;
         if ids.len() > 1 {
             self.writer.merge(&ids).wait()?;
