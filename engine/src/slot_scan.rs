@@ -84,19 +84,30 @@ fn contains(p: &mut SegmentPostings, doc: DocId) -> bool {
     p.doc() == doc
 }
 
-/// Keeps the best `keep` by score and every document tied with the last kept.
+/// Keeps the best `keep` by score and every document tied with the last kept, best first.
+///
+/// Dense areas admit thousands of eligible documents for a top 10, so the best are selected
+/// first (linear) and only they are sorted.
 fn cut(hits: &mut Vec<ScoredDoc>, keep: usize) {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-    if hits.len() > keep && keep > 0 {
-        let last = hits[keep - 1].score;
-        let end = hits
-            .iter()
-            .position(|h| h.score.total_cmp(&last).is_lt())
-            .unwrap_or(hits.len());
-        hits.truncate(end);
-    } else if keep == 0 {
+    let best_first = |a: &ScoredDoc, b: &ScoredDoc| b.score.total_cmp(&a.score);
+    if keep == 0 {
         hits.clear();
+        return;
     }
+    if hits.len() > keep {
+        hits.select_nth_unstable_by(keep - 1, best_first);
+        let last = hits[keep - 1].score;
+        // Everything after `keep - 1` scores at most `last`; keep the ties.
+        let mut end = keep;
+        for i in keep..hits.len() {
+            if hits[i].score.total_cmp(&last).is_eq() {
+                hits.swap(end, i);
+                end += 1;
+            }
+        }
+        hits.truncate(end);
+    }
+    hits.sort_by(best_first);
 }
 
 impl Collector for SlotCollector {
@@ -236,6 +247,35 @@ mod tests {
             distance_km: 0.0,
             segment: 0,
             doc: d,
+        }
+    }
+
+    proptest::proptest! {
+        /// The selecting cut keeps what sorting everything and cutting after the ties kept.
+        #[test]
+        fn cut_equals_sort_then_truncate(
+            scores in proptest::collection::vec(0u8..6, 0..60),
+            keep in 0usize..12,
+        ) {
+            let mut v: Vec<ScoredDoc> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| doc(f64::from(*s) / 5.0, i as DocId))
+                .collect();
+            let mut want: Vec<(u64, DocId)> = v.iter().map(|h| (h.score.to_bits(), h.doc)).collect();
+            want.sort_by(|a, b| f64::from_bits(b.0).total_cmp(&f64::from_bits(a.0)).then(a.1.cmp(&b.1)));
+            if keep == 0 {
+                want.clear();
+            } else if want.len() > keep {
+                let last = want[keep - 1].0;
+                let end = want.iter().position(|w| f64::from_bits(w.0) < f64::from_bits(last)).unwrap_or(want.len());
+                want.truncate(end);
+            }
+            cut(&mut v, keep);
+            proptest::prop_assert!(v.windows(2).all(|w| w[0].score >= w[1].score));
+            let mut got: Vec<(u64, DocId)> = v.iter().map(|h| (h.score.to_bits(), h.doc)).collect();
+            got.sort_by(|a, b| f64::from_bits(b.0).total_cmp(&f64::from_bits(a.0)).then(a.1.cmp(&b.1)));
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
