@@ -1,12 +1,15 @@
 //! The index side of matching: scores one slot's candidates straight from the index.
 //!
-//! The slot query (built by the engine) admits documents by their terms: plays the instrument
-//! at ≥ min level, not busy or booked on the date, and a coarse location test. [`SlotCollector`]
-//! then reads, per admitted document, the fast fields: `active` and `currency` must hold
-//! (the categorical rules the terms leave out, because a term matching nearly every document
-//! costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`, `bayes`
-//! plus the postings of the higher level terms and of the gig's genre terms fill [`Facts`],
-//! scored through [`score_facts`], the function the record path uses too. Nothing is fetched from the store and
+//! The slot query (built by the engine) admits documents by their terms: not busy or booked on
+//! the date, and plays the instrument with a home in a coarse cover of the gig's circle (the
+//! `place` terms; for circles too wide for them, the `home` cover and the min-level term).
+//! [`SlotCollector`] then reads, per admitted document, the fast fields: `active` and `currency`
+//! must hold (the categorical rules the terms leave out, because a term matching nearly every
+//! document costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`,
+//! `bayes` plus the postings of the level terms from the slot's minimum up (the minimum is
+//! checked here, after the cheaper numeric rules, rather than intersected in the query) and of
+//! the gig's genre terms fill [`Facts`], scored through [`score_facts`], the function the record
+//! path uses too. Nothing is fetched from the store and
 //! ids are resolved only for the documents that can still make the top `keep`.
 //!
 //! Promises:
@@ -69,8 +72,11 @@ pub(crate) struct SlotSegmentCollector {
     job: Arc<SlotJob>,
     segment: SegmentOrdinal,
     cols: Arc<SegmentColumns>,
-    /// Postings of `instrument@l` for l above the slot's min level, ascending.
+    /// Postings of `instrument@l` for l from the slot's min level (from 2 when that is 1),
+    /// ascending.
     levels: Vec<(i64, SegmentPostings)>,
+    /// Whether a document must be found in the first of `levels` (min level above 1).
+    check_min: bool,
     /// Postings of each gig genre (absent when no musician of the segment plays it).
     genres: Vec<Option<SegmentPostings>>,
     hits: Vec<ScoredDoc>,
@@ -122,8 +128,11 @@ impl Collector for SlotCollector {
         let cols = self.columns.get(reader)?;
         let job = &self.job;
         let inst = reader.inverted_index(self.fields.inst)?;
+        // The query's terms only say that a document plays the instrument (at level ≥ 1, the
+        // least there is); a higher minimum is checked here, after the cheaper column rules.
+        let check_min = job.slot.min_level > 1;
         let mut levels = Vec::new();
-        for l in (job.slot.min_level + 1)..=5 {
+        for l in job.slot.min_level.max(2)..=5 {
             let t = Term::from_field_text(self.fields.inst, &inst_term(&job.slot.instrument, l));
             if let Some(p) = inst.read_postings(&t, IndexRecordOption::Basic)? {
                 levels.push((l, p));
@@ -140,6 +149,7 @@ impl Collector for SlotCollector {
             segment,
             cols,
             levels,
+            check_min,
             genres,
             hits: Vec::new(),
             eligible: 0,
@@ -197,11 +207,19 @@ impl SegmentCollector for SlotSegmentCollector {
         if score_facts(&job.gig, &job.slot, &facts, &job.weights).is_none() {
             return;
         }
+        // A musician at level l has the terms of every level up to l, so the first term missed
+        // ends the walk; with `check_min`, missing the first (the minimum) rules them out.
+        let mut level = (!self.check_min).then_some(job.slot.min_level);
         for (l, p) in &mut self.levels {
-            if contains(p, doc) {
-                facts.level = *l;
+            if !contains(p, doc) {
+                break;
             }
+            level = Some(*l);
         }
+        let Some(level) = level else {
+            return;
+        };
+        facts.level = level;
         for p in self.genres.iter_mut().flatten() {
             if contains(p, doc) {
                 facts.shared_genres += 1;
