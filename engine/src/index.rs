@@ -670,8 +670,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// queue to empty, but never longer than this many commit intervals (5 s at the default 250 ms).
 const BACKLOG_COMMIT_FACTOR: u32 = 20;
 
-/// See [`Indexer::merge_all`].
-const MERGE_ALL_ATTEMPTS: u32 = 4;
+/// See [`Indexer::merge_all`]: how long it retries, and how often. A background merge of a
+/// million documents takes about 10 s on the bench machine.
+const MERGE_ALL_PATIENCE: Duration = Duration::from_secs(120);
+const MERGE_ALL_RETRY_EVERY: Duration = Duration::from_millis(250);
 
 struct Indexer {
     writer: IndexWriter,
@@ -765,28 +767,26 @@ impl Indexer {
     /// Runs on the indexer thread, so indexing waits meanwhile.
     ///
     /// A merge the merge policy started in the background may still be running on some of the
-    /// segments; whichever of the two ends last then fails (tantivy: "the segments that were
-    /// merged could not be found"). So no new background merge starts meanwhile, and a failed
-    /// merge is retried on the segments as they are then, at most [`MERGE_ALL_ATTEMPTS`] times.
+    /// segments; the explicit merge then fails, at its start or at its end (tantivy: "segments
+    /// that are not all uncommitted or committed", "the segments that were merged could not be
+    /// found"). So no new background merge starts meanwhile, and a failed merge is retried on
+    /// the segments as they then are, every [`MERGE_ALL_RETRY_EVERY`], until the running merges
+    /// have had [`MERGE_ALL_PATIENCE`] to end.
     fn merge_all(&mut self) -> Result<usize, IndexError> {
         self.writer
             .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-        let mut result = Ok(0);
-        for attempt in 1..=MERGE_ALL_ATTEMPTS {
-            result = self.merge_all_once();
-            match &result {
+        let started = Instant::now();
+        let result = loop {
+            match self.merge_all_once() {
                 Err(IndexError::Tantivy(tantivy::TantivyError::InvalidArgument(why)))
-                    if attempt < MERGE_ALL_ATTEMPTS =>
+                    if started.elapsed() < MERGE_ALL_PATIENCE =>
                 {
-                    tracing::info!(
-                        attempt,
-                        why,
-                        "merging the index raced a background merge: retrying"
-                    );
+                    tracing::info!(why, "merging the index raced a background merge: retrying");
+                    std::thread::sleep(MERGE_ALL_RETRY_EVERY);
                 }
-                _ => break,
+                other => break other,
             }
-        }
+        };
         self.writer.set_merge_policy(Box::new(merge_policy()));
         result
     }
