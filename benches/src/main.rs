@@ -978,8 +978,9 @@ fn run(args: &Args) -> Result<()> {
 struct Stages {
     /// Plays the instrument at the level and is free that day (the `inst` and `unavail` terms).
     attributes: u64,
-    /// … and home in the gig's 32-cell cover (the `home` terms): what the index admits and the
-    /// collector scans from fast fields.
+    /// … and home in the gig's cover (the `place` terms, or the 32 `home` cells of a wide
+    /// circle): what the index admits and the collector scans from fast fields (the index also
+    /// admits players below the slot's level, which the collector drops by their level terms).
     home: u64,
     /// … and active, same currency, fee within budget (the collector's column checks).
     columns: u64,
@@ -1003,12 +1004,15 @@ impl std::ops::Add for Stages {
 }
 
 /// `--explain`: replicates the engine's single-slot pre-filter (the index terms documented in
-/// `engine/src/index.rs` and the slot query of `engine/src/engine.rs`: instrument@level, not busy,
-/// 32 home cells) over the generated musicians, to show how many documents each match scans
+/// `engine/src/index.rs` and the slot query of `engine/src/engine.rs`: not busy, plays the
+/// instrument with a home in the gig's `place` cover, or in its 32-cell `home` cover when the
+/// circle is too wide for the place levels) over the generated musicians, to show how many documents each match scans
 /// compared with how many are eligible. A diagnostic: if the engine's cell scheme changes, this
 /// replica must follow it.
 fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Path) -> Result<()> {
-    use mussikon_engine::geo::{cover_cells, haversine_km, point_cells};
+    use mussikon_engine::geo::{
+        cover_cells, cover_cells_at, haversine_km, point_cells, PLACE_COVER_CELLS, PLACE_LEVELS,
+    };
     use mussikon_engine::matching::evaluate;
     section("explain: single-slot pre-filter stages (replica of the index terms)");
     let t = Instant::now();
@@ -1035,7 +1039,9 @@ fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Pa
             continue;
         };
         let home_cover: std::collections::HashSet<String> =
-            cover_cells(gig.location, gig.radius_km, 32)
+            cover_cells_at(gig.location, gig.radius_km, PLACE_COVER_CELLS, PLACE_LEVELS)
+                .map(|(_, cells)| cells)
+                .unwrap_or_else(|| cover_cells(gig.location, gig.radius_km, 32))
                 .into_iter()
                 .collect();
         let st = musicians
@@ -1092,7 +1098,7 @@ fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Pa
         sum.in_gig_radius as f64 / k
     );
     println!(
-        "  + home cell in the gig's 32-cell cover = admitted, scanned from fast fields: {:.0}",
+        "  + home cell in the gig's cover = admitted, scanned from fast fields: {:.0}",
         sum.home as f64 / k
     );
     println!(

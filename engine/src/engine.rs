@@ -14,7 +14,7 @@
 use crate::command::{Command, Outcome};
 use crate::index::{lock, IndexError, IndexHandle, IndexOptions};
 use crate::matching::{assign, evaluate_record, rank, Assignment, Candidate, Weights};
-use crate::model::{Booking, Gig, GigView, Message, Musician, MusicianView};
+use crate::model::{Booking, GeoPoint, Gig, GigView, Message, Musician, MusicianView};
 use crate::search::{self, Cursor, InstrumentMode, SearchHit, SearchPage, SearchQuery};
 use crate::store::{GigRecord, MusicianRecord, Store, StoreError, StoreOptions};
 use crate::validate::{is_valid_id, validate_gig, ValidationError};
@@ -260,6 +260,29 @@ fn any_term(field: tantivy::schema::Field, terms: Vec<String>) -> Box<dyn Query>
             .map(|t| (Occur::Should, term(field, &t)))
             .collect(),
     ))
+}
+
+/// Most cells of a `home` cover (the plan for circles no `place` level covers in
+/// [`crate::geo::PLACE_COVER_CELLS`]): a match's and a search's.
+const HOME_COVER_CELLS_MATCH: usize = 32;
+const HOME_COVER_CELLS_SEARCH: usize = 64;
+
+/// The `place` terms of `instruments` over the cells of a circle, or `None` when no place
+/// level covers it in [`crate::geo::PLACE_COVER_CELLS`] cells (the caller then uses the `home` cover).
+fn place_cover(center: GeoPoint, radius_km: f64, instruments: &[&str]) -> Option<Vec<String>> {
+    let (_, cells) = crate::geo::cover_cells_at(
+        center,
+        radius_km,
+        crate::geo::PLACE_COVER_CELLS,
+        crate::geo::PLACE_LEVELS,
+    )?;
+    let mut terms = Vec::with_capacity(cells.len() * instruments.len());
+    for c in &cells {
+        for i in instruments {
+            terms.push(crate::index::place_term(c, i));
+        }
+    }
+    Some(terms)
 }
 
 fn term(field: tantivy::schema::Field, text: &str) -> Box<dyn Query> {
@@ -621,10 +644,29 @@ impl Engine {
             clauses.push(filter(any_term(f.genre, q.genres.clone())));
         }
         if let Some(n) = &q.near {
-            clauses.push(filter(any_term(
-                f.home,
-                crate::geo::cover_cells(n.point(), n.radius_km, 64),
-            )));
+            // With instruments, the circle is a `place` cover of those the query needs: any of
+            // them (mode any) or the first (mode all; the others are required above anyway).
+            let names: Vec<&str> = match q.instrument_mode {
+                InstrumentMode::Any => q.instruments.iter().map(|i| i.name.as_str()).collect(),
+                InstrumentMode::All => q
+                    .instruments
+                    .iter()
+                    .take(1)
+                    .map(|i| i.name.as_str())
+                    .collect(),
+            };
+            let place = if names.is_empty() {
+                None
+            } else {
+                place_cover(n.point(), n.radius_km, &names)
+            };
+            clauses.push(filter(match place {
+                Some(terms) => any_term(f.place, terms),
+                None => any_term(
+                    f.home,
+                    crate::geo::cover_cells(n.point(), n.radius_km, HOME_COVER_CELLS_SEARCH),
+                ),
+            }));
         }
         if let Some(d) = &q.available_on {
             clauses.push((Occur::MustNot, term(f.unavail, d)));
@@ -908,19 +950,27 @@ impl Engine {
         Ok((cands, eligible))
     }
 
+    /// The term part of a slot scan: free on the date, and either plays the instrument with a
+    /// home in the `place` cover of the gig's circle (the level is checked by the collector),
+    /// or, for circles too wide for the place levels, plays it at the minimum level with a home
+    /// in the `home` cover.
     fn slot_query(&self, gig: &Gig, slot: &crate::model::Slot) -> BooleanQuery {
         let f = self.inner.index.fields;
-        BooleanQuery::new(vec![
-            filter(term(
-                f.inst,
-                &crate::index::inst_term(&slot.instrument, slot.min_level),
-            )),
-            filter(any_term(
-                f.home,
-                crate::geo::cover_cells(gig.location, gig.radius_km, 32),
-            )),
-            (Occur::MustNot, term(f.unavail, &gig.date)),
-        ])
+        let mut clauses = vec![(Occur::MustNot, term(f.unavail, &gig.date))];
+        match place_cover(gig.location, gig.radius_km, &[&slot.instrument]) {
+            Some(terms) => clauses.push(filter(any_term(f.place, terms))),
+            None => {
+                clauses.push(filter(term(
+                    f.inst,
+                    &crate::index::inst_term(&slot.instrument, slot.min_level),
+                )));
+                clauses.push(filter(any_term(
+                    f.home,
+                    crate::geo::cover_cells(gig.location, gig.radius_km, HOME_COVER_CELLS_MATCH),
+                )));
+            }
+        }
+        BooleanQuery::new(clauses)
     }
 
     pub(crate) fn store(&self) -> &Store {

@@ -4,15 +4,17 @@
 //! a cell spans `360 / 2^k` degrees in both latitude and longitude (level 0 is the whole globe,
 //! level [`MAX_LEVEL`] about 2.4 km of latitude). A term is `"{k}/{row}/{col}"`.
 //!
-//! Two uses, one promise each:
+//! Three uses, one promise each:
 //! - [`point_cells`]: the cells holding a point, one per level (what a point is indexed or
 //!   looked up by);
 //! - [`cover_cells`]: for a circle, the cells of the coarsest-but-fine-enough level that cover
-//!   its latitude/longitude bounding box, at most `max_cells` of them.
+//!   its latitude/longitude bounding box, at most `max_cells` of them;
+//! - [`cover_cells_at`]: the same, restricted to some levels (those [`PLACE_LEVELS`] the index
+//!   pairs with instruments), or nothing when none of them fits in `max_cells`.
 //!
 //! Promise: if `haversine_km(center, p) <= radius_km` then `cover_cells(center, radius_km, n)`
-//! contains the cell of `p` at the cover's level, so a term query over the cover is a superset
-//! of the circle. Callers always follow it with the exact distance check. The bounding box is
+//! (and `cover_cells_at`'s cells, when it answers) contains the cell of `p` at the cover's
+//! level, so a term query over the cover is a superset of the circle. Callers always follow it with the exact distance check. The bounding box is
 //! computed for a spherical cap (with the poles and the antimeridian handled) and widened by a
 //! small margin against rounding.
 
@@ -80,6 +82,17 @@ pub fn point_cells(p: GeoPoint) -> Vec<String> {
         .collect()
 }
 
+/// The levels at which the search index pairs a musician's instruments with their home cell
+/// (the `place` terms of [`crate::index`]'s documents): level 8 cells span about 156 km of
+/// latitude, level 10 about 39 km. Chosen by measurement (docs/perf.md, "Place terms"): two
+/// levels matched and searched as cheaply as all seven from 8 to 14, at a quarter of the terms.
+pub const PLACE_LEVELS: &[u32] = &[8, 10];
+
+/// Most cells of a circle's `place` cover ([`cover_cells_at`] over [`PLACE_LEVELS`]). Each cell
+/// costs the query a dictionary lookup and a posting list (about 10k instructions); 16 was the
+/// cheapest of 4 to 64 at 1M musicians.
+pub const PLACE_COVER_CELLS: usize = 16;
+
 /// Degrees added on every side of a bounding box against floating-point rounding.
 const MARGIN_DEG: f64 = 1e-6;
 
@@ -95,47 +108,130 @@ const MARGIN_DEG: f64 = 1e-6;
 /// assert!(point_cells(getafe).iter().any(|c| cover.contains(c)));
 /// ```
 pub fn cover_cells(center: GeoPoint, radius_km: f64, max_cells: usize) -> Vec<String> {
+    let b = Bounds::of(center, radius_km);
     let max_cells = max_cells.max(1) as i64;
-    let delta = (radius_km / EARTH_RADIUS_KM).to_degrees();
-    let lat_min = center.lat - delta - MARGIN_DEG;
-    let lat_max = center.lat + delta + MARGIN_DEG;
-    // Longitude half-width of a spherical cap: asin(sin δ / cos φ); the whole circle of
-    // longitudes when the cap reaches a pole.
-    let full_lon = lat_max >= 90.0 || lat_min <= -90.0 || delta >= 90.0 || {
-        let s = (delta.to_radians()).sin() / center.lat.to_radians().cos();
-        !(s.is_finite() && s < 1.0)
-    };
-    let half_lon = if full_lon {
-        180.0
-    } else {
-        ((delta.to_radians()).sin() / center.lat.to_radians().cos())
-            .asin()
-            .to_degrees()
-            + MARGIN_DEG
-    };
     for level in (0..=MAX_LEVEL).rev() {
-        let r0 = row_of(lat_min.max(-90.0), level);
-        let r1 = row_of(lat_max.min(90.0), level);
-        let nrows = r1 - r0 + 1;
-        let (c0, ncols) = if full_lon || half_lon >= 180.0 {
-            (0, cols(level))
-        } else {
-            // Unwrapped column numbers, so a box crossing the antimeridian stays contiguous.
-            let c0 = ((center.lon - half_lon + 180.0) / cell_size(level)).floor() as i64;
-            let c1 = ((center.lon + half_lon + 180.0) / cell_size(level)).floor() as i64;
-            (c0, (c1 - c0 + 1).min(cols(level)))
-        };
-        if nrows * ncols <= max_cells || level == 0 {
-            let mut out = Vec::with_capacity((nrows * ncols) as usize);
-            for r in r0..=r1 {
-                for i in 0..ncols {
-                    out.push(term(level, r, (c0 + i).rem_euclid(cols(level))));
-                }
-            }
-            return out;
+        let span = b.span(level);
+        if span.count() <= max_cells || level == 0 {
+            return span.cells(level);
         }
     }
     vec![term(0, 0, 0)]
+}
+
+/// Like [`cover_cells`], but only at one of `levels`: the cells of the finest of them whose
+/// cover has at most `max_cells` cells, with that level; `None` when none of them fits.
+///
+/// ```
+/// use mussikon_engine::{geo::{cover_cells_at, point_cells}, GeoPoint};
+/// let madrid = GeoPoint { lat: 40.4168, lon: -3.7038 };
+/// let getafe = GeoPoint { lat: 40.3057, lon: -3.7329 }; // ~12 km away
+/// let (level, cover) = cover_cells_at(madrid, 30.0, 32, &[9, 11, 13]).unwrap();
+/// assert_eq!(level, 11);
+/// assert!(cover.contains(&point_cells(getafe)[11]));
+/// assert!(cover_cells_at(madrid, 5000.0, 32, &[9, 11, 13]).is_none());
+/// ```
+pub fn cover_cells_at(
+    center: GeoPoint,
+    radius_km: f64,
+    max_cells: usize,
+    levels: &[u32],
+) -> Option<(u32, Vec<String>)> {
+    let b = Bounds::of(center, radius_km);
+    let max_cells = max_cells.max(1) as i64;
+    levels
+        .iter()
+        .copied()
+        .filter(|l| *l <= MAX_LEVEL)
+        .filter_map(|level| {
+            let span = b.span(level);
+            (span.count() <= max_cells).then_some((level, span))
+        })
+        .max_by_key(|(level, _)| *level)
+        .map(|(level, span)| (level, span.cells(level)))
+}
+
+/// The latitude/longitude bounding box of a spherical cap, widened by [`MARGIN_DEG`].
+struct Bounds {
+    lat_min: f64,
+    lat_max: f64,
+    center_lon: f64,
+    /// Half the box's width in degrees of longitude; 180 or more when it goes all round.
+    half_lon: f64,
+}
+
+/// The rows and (unwrapped) columns of a box at one level.
+struct Span {
+    r0: i64,
+    r1: i64,
+    c0: i64,
+    ncols: i64,
+}
+
+impl Bounds {
+    fn of(center: GeoPoint, radius_km: f64) -> Bounds {
+        let delta = (radius_km / EARTH_RADIUS_KM).to_degrees();
+        let lat_min = center.lat - delta - MARGIN_DEG;
+        let lat_max = center.lat + delta + MARGIN_DEG;
+        // Longitude half-width of a spherical cap: asin(sin δ / cos φ); the whole circle of
+        // longitudes when the cap reaches a pole.
+        let full_lon = lat_max >= 90.0 || lat_min <= -90.0 || delta >= 90.0 || {
+            let s = (delta.to_radians()).sin() / center.lat.to_radians().cos();
+            !(s.is_finite() && s < 1.0)
+        };
+        let half_lon = if full_lon {
+            180.0
+        } else {
+            ((delta.to_radians()).sin() / center.lat.to_radians().cos())
+                .asin()
+                .to_degrees()
+                + MARGIN_DEG
+        };
+        Bounds {
+            lat_min,
+            lat_max,
+            center_lon: center.lon,
+            half_lon,
+        }
+    }
+
+    fn span(&self, level: u32) -> Span {
+        let r0 = row_of(self.lat_min.max(-90.0), level);
+        let r1 = row_of(self.lat_max.min(90.0), level);
+        if self.half_lon >= 180.0 {
+            return Span {
+                r0,
+                r1,
+                c0: 0,
+                ncols: cols(level),
+            };
+        }
+        // Unwrapped column numbers, so a box crossing the antimeridian stays contiguous.
+        let c0 = ((self.center_lon - self.half_lon + 180.0) / cell_size(level)).floor() as i64;
+        let c1 = ((self.center_lon + self.half_lon + 180.0) / cell_size(level)).floor() as i64;
+        Span {
+            r0,
+            r1,
+            c0,
+            ncols: (c1 - c0 + 1).min(cols(level)),
+        }
+    }
+}
+
+impl Span {
+    fn count(&self) -> i64 {
+        (self.r1 - self.r0 + 1) * self.ncols
+    }
+
+    fn cells(&self, level: u32) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.count().max(0) as usize);
+        for r in self.r0..=self.r1 {
+            for i in 0..self.ncols {
+                out.push(term(level, r, (self.c0 + i).rem_euclid(cols(level))));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! One document per musician. Terms carry what the matcher filters on: `inst` holds
 //! `"{instrument}@{l}"` for every level `l` up to the musician's (so "plays guitar at level ≥ 3"
 //! is one term, `guitar@3`), `genre`, `unavail` (busy and booked dates), `home` (the location's
-//! cell at every grid level, see [`crate::geo`]) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
+//! cell at every grid level, see [`crate::geo`]), `place` (`"{cell}|{instrument}"` for every
+//! instrument played at level ≥ 1 and the home cell at each of [`crate::geo::PLACE_LEVELS`], so
+//! that a query near a point reads only the musicians who play the instrument there, not
+//! everyone who lives there) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
 //! test or score per document: `lat`, `lon`, `radius` (travel radius), `bayes` (Bayesian
 //! rating), `fee`, `currency` (the code packed by [`currency_code`]) and `active` (0 or 1).
 //! `id` is an indexed and fast string, the way back to the store; ids of up to 16 bytes are
@@ -44,7 +47,7 @@ use tantivy::{
 };
 
 /// Bumped whenever the document layout changes; an index with another version is rebuilt.
-const SCHEMA_VERSION: u32 = 5;
+const SCHEMA_VERSION: u32 = 6;
 
 /// Errors from the index.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,7 @@ pub(crate) struct Fields {
     pub genre: Field,
     pub unavail: Field,
     pub home: Field,
+    pub place: Field,
     pub currency: Field,
     pub active: Field,
     pub fee: Field,
@@ -98,6 +102,7 @@ fn schema() -> (Schema, Fields) {
         genre: b.add_text_field("genre", STRING),
         unavail: b.add_text_field("unavail", STRING),
         home: b.add_text_field("home", STRING),
+        place: b.add_text_field("place", STRING),
         currency: b.add_u64_field("currency", FAST),
         active: b.add_u64_field("active", FAST),
         fee: b.add_u64_field("fee", FAST),
@@ -123,6 +128,12 @@ pub(crate) fn inst_term(instrument: &str, min_level: i64) -> String {
     format!("{instrument}@{min_level}")
 }
 
+/// The `place` term of a musician who plays `instrument` (at any level ≥ 1) and lives in `cell`
+/// (a [`crate::geo`] cell term, which holds no `|`).
+pub(crate) fn place_term(cell: &str, instrument: &str) -> String {
+    format!("{cell}|{instrument}")
+}
+
 fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     let m = &rec.musician;
     let mut d = TantivyDocument::default();
@@ -145,7 +156,15 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     for b in &rec.booked {
         d.add_text(f.unavail, &b.date);
     }
-    for c in point_cells(m.location) {
+    let cells = point_cells(m.location);
+    for level in crate::geo::PLACE_LEVELS {
+        if let Some(cell) = cells.get(*level as usize) {
+            for s in m.instruments.iter().filter(|s| s.level >= 1) {
+                d.add_text(f.place, place_term(cell, &s.name));
+            }
+        }
+    }
+    for c in cells {
         d.add_text(f.home, c);
     }
     d.add_u64(f.currency, currency_code(&m.fee.currency));
@@ -651,6 +670,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// queue to empty, but never longer than this many commit intervals (5 s at the default 250 ms).
 const BACKLOG_COMMIT_FACTOR: u32 = 20;
 
+/// See [`Indexer::merge_all`]: how long it retries, and how often. A background merge of a
+/// million documents takes about 10 s on the bench machine.
+const MERGE_ALL_PATIENCE: Duration = Duration::from_secs(120);
+const MERGE_ALL_RETRY_EVERY: Duration = Duration::from_millis(250);
+
 struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
@@ -741,7 +765,33 @@ impl Indexer {
 
     /// Merges every searchable segment into one and reloads the reader; the number merged.
     /// Runs on the indexer thread, so indexing waits meanwhile.
+    ///
+    /// A merge the merge policy started in the background may still be running on some of the
+    /// segments; the explicit merge then fails, at its start or at its end (tantivy: "segments
+    /// that are not all uncommitted or committed", "the segments that were merged could not be
+    /// found"). So no new background merge starts meanwhile, and a failed merge is retried on
+    /// the segments as they then are, every [`MERGE_ALL_RETRY_EVERY`], until the running merges
+    /// have had [`MERGE_ALL_PATIENCE`] to end.
     fn merge_all(&mut self) -> Result<usize, IndexError> {
+        self.writer
+            .set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let started = Instant::now();
+        let result = loop {
+            match self.merge_all_once() {
+                Err(IndexError::Tantivy(tantivy::TantivyError::InvalidArgument(why)))
+                    if started.elapsed() < MERGE_ALL_PATIENCE =>
+                {
+                    tracing::info!(why, "merging the index raced a background merge: retrying");
+                    std::thread::sleep(MERGE_ALL_RETRY_EVERY);
+                }
+                other => break other,
+            }
+        };
+        self.writer.set_merge_policy(Box::new(merge_policy()));
+        result
+    }
+
+    fn merge_all_once(&mut self) -> Result<usize, IndexError> {
         let ids = self.writer.index().searchable_segment_ids()?;
         if ids.len() > 1 {
             self.writer.merge(&ids).wait()?;

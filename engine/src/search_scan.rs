@@ -1,8 +1,8 @@
 //! The index side of search without free text: filters, sorts and pages straight from the index.
 //!
 //! The search query (built by the engine) admits documents by their terms: instruments at their
-//! minimum levels, genres, the `near` circle's cell cover, and not busy or booked on
-//! `available_on`. [`SearchCollector`] then applies, per admitted document, the rules the terms
+//! minimum levels, genres, the `near` circle's cell cover (`place` cells of the instruments
+//! asked for when there are any, else `home` cells), and not busy or booked on `available_on`. [`SearchCollector`] then applies, per admitted document, the rules the terms
 //! leave out or only approximate, from fast fields: `active`, `currency` and `fee` (for
 //! `max_fee`), `bayes` (for `min_rating`) and the exact haversine distance from `lat`/`lon` (for
 //! `near`). It computes the sort key with [`crate::search::sort_key_of`], the function the record

@@ -1,12 +1,15 @@
 //! The index side of matching: scores one slot's candidates straight from the index.
 //!
-//! The slot query (built by the engine) admits documents by their terms: plays the instrument
-//! at ≥ min level, not busy or booked on the date, and a coarse location test. [`SlotCollector`]
-//! then reads, per admitted document, the fast fields: `active` and `currency` must hold
-//! (the categorical rules the terms leave out, because a term matching nearly every document
-//! costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`, `bayes`
-//! plus the postings of the higher level terms and of the gig's genre terms fill [`Facts`],
-//! scored through [`score_facts`], the function the record path uses too. Nothing is fetched from the store and
+//! The slot query (built by the engine) admits documents by their terms: not busy or booked on
+//! the date, and plays the instrument with a home in a coarse cover of the gig's circle (the
+//! `place` terms; for circles too wide for them, the `home` cover and the min-level term).
+//! [`SlotCollector`] then reads, per admitted document, the fast fields: `active` and `currency`
+//! must hold (the categorical rules the terms leave out, because a term matching nearly every
+//! document costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`,
+//! `bayes` plus the postings of the level terms from the slot's minimum up (the minimum is
+//! checked here, after the cheaper numeric rules, rather than intersected in the query) and of
+//! the gig's genre terms fill [`Facts`], scored through [`score_facts`], the function the record
+//! path uses too. Nothing is fetched from the store and
 //! ids are resolved only for the documents that can still make the top `keep`.
 //!
 //! Promises:
@@ -69,8 +72,11 @@ pub(crate) struct SlotSegmentCollector {
     job: Arc<SlotJob>,
     segment: SegmentOrdinal,
     cols: Arc<SegmentColumns>,
-    /// Postings of `instrument@l` for l above the slot's min level, ascending.
+    /// Postings of `instrument@l` for l from the slot's min level (from 2 when that is 1),
+    /// ascending.
     levels: Vec<(i64, SegmentPostings)>,
+    /// Whether a document must be found in the first of `levels` (min level above 1).
+    check_min: bool,
     /// Postings of each gig genre (absent when no musician of the segment plays it).
     genres: Vec<Option<SegmentPostings>>,
     hits: Vec<ScoredDoc>,
@@ -84,19 +90,30 @@ fn contains(p: &mut SegmentPostings, doc: DocId) -> bool {
     p.doc() == doc
 }
 
-/// Keeps the best `keep` by score and every document tied with the last kept.
+/// Keeps the best `keep` by score and every document tied with the last kept, best first.
+///
+/// Dense areas admit thousands of eligible documents for a top 10, so the best are selected
+/// first (linear) and only they are sorted.
 fn cut(hits: &mut Vec<ScoredDoc>, keep: usize) {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-    if hits.len() > keep && keep > 0 {
-        let last = hits[keep - 1].score;
-        let end = hits
-            .iter()
-            .position(|h| h.score.total_cmp(&last).is_lt())
-            .unwrap_or(hits.len());
-        hits.truncate(end);
-    } else if keep == 0 {
+    let best_first = |a: &ScoredDoc, b: &ScoredDoc| b.score.total_cmp(&a.score);
+    if keep == 0 {
         hits.clear();
+        return;
     }
+    if hits.len() > keep {
+        hits.select_nth_unstable_by(keep - 1, best_first);
+        let last = hits[keep - 1].score;
+        // Everything after `keep - 1` scores at most `last`; keep the ties.
+        let mut end = keep;
+        for i in keep..hits.len() {
+            if hits[i].score.total_cmp(&last).is_eq() {
+                hits.swap(end, i);
+                end += 1;
+            }
+        }
+        hits.truncate(end);
+    }
+    hits.sort_by(best_first);
 }
 
 impl Collector for SlotCollector {
@@ -111,8 +128,11 @@ impl Collector for SlotCollector {
         let cols = self.columns.get(reader)?;
         let job = &self.job;
         let inst = reader.inverted_index(self.fields.inst)?;
+        // The query's terms only say that a document plays the instrument (at level ≥ 1, the
+        // least there is); a higher minimum is checked here, after the cheaper column rules.
+        let check_min = job.slot.min_level > 1;
         let mut levels = Vec::new();
-        for l in (job.slot.min_level + 1)..=5 {
+        for l in job.slot.min_level.max(2)..=5 {
             let t = Term::from_field_text(self.fields.inst, &inst_term(&job.slot.instrument, l));
             if let Some(p) = inst.read_postings(&t, IndexRecordOption::Basic)? {
                 levels.push((l, p));
@@ -129,6 +149,7 @@ impl Collector for SlotCollector {
             segment,
             cols,
             levels,
+            check_min,
             genres,
             hits: Vec::new(),
             eligible: 0,
@@ -186,11 +207,19 @@ impl SegmentCollector for SlotSegmentCollector {
         if score_facts(&job.gig, &job.slot, &facts, &job.weights).is_none() {
             return;
         }
+        // A musician at level l has the terms of every level up to l, so the first term missed
+        // ends the walk; with `check_min`, missing the first (the minimum) rules them out.
+        let mut level = (!self.check_min).then_some(job.slot.min_level);
         for (l, p) in &mut self.levels {
-            if contains(p, doc) {
-                facts.level = *l;
+            if !contains(p, doc) {
+                break;
             }
+            level = Some(*l);
         }
+        let Some(level) = level else {
+            return;
+        };
+        facts.level = level;
         for p in self.genres.iter_mut().flatten() {
             if contains(p, doc) {
                 facts.shared_genres += 1;
@@ -236,6 +265,35 @@ mod tests {
             distance_km: 0.0,
             segment: 0,
             doc: d,
+        }
+    }
+
+    proptest::proptest! {
+        /// The selecting cut keeps what sorting everything and cutting after the ties kept.
+        #[test]
+        fn cut_equals_sort_then_truncate(
+            scores in proptest::collection::vec(0u8..6, 0..60),
+            keep in 0usize..12,
+        ) {
+            let mut v: Vec<ScoredDoc> = scores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| doc(f64::from(*s) / 5.0, i as DocId))
+                .collect();
+            let mut want: Vec<(u64, DocId)> = v.iter().map(|h| (h.score.to_bits(), h.doc)).collect();
+            want.sort_by(|a, b| f64::from_bits(b.0).total_cmp(&f64::from_bits(a.0)).then(a.1.cmp(&b.1)));
+            if keep == 0 {
+                want.clear();
+            } else if want.len() > keep {
+                let last = want[keep - 1].0;
+                let end = want.iter().position(|w| f64::from_bits(w.0) < f64::from_bits(last)).unwrap_or(want.len());
+                want.truncate(end);
+            }
+            cut(&mut v, keep);
+            proptest::prop_assert!(v.windows(2).all(|w| w[0].score >= w[1].score));
+            let mut got: Vec<(u64, DocId)> = v.iter().map(|h| (h.score.to_bits(), h.doc)).collect();
+            got.sort_by(|a, b| f64::from_bits(b.0).total_cmp(&f64::from_bits(a.0)).then(a.1.cmp(&b.1)));
+            proptest::prop_assert_eq!(got, want);
         }
     }
 

@@ -150,3 +150,49 @@ fn an_engine_reopened_at_once_after_a_drop_or_restore_opens() {
         assert_eq!(e.status().unwrap().musicians, 31, "round {round}");
     }
 }
+
+/// An index written by an older build (another schema version in its commit payload; before
+/// version 6 the documents had no `place` terms, which near-queries now read) is rebuilt on
+/// open, not used: otherwise every search near a point and every match would come back empty.
+#[test]
+fn an_index_of_an_older_schema_version_is_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let e = open_engine(&dir);
+        add_musicians(&e, "m-a", 20);
+        e.upsert_gig(gig_json("g-1")).unwrap();
+        e.flush().unwrap();
+    }
+    let meta = dir.join("index").join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let current = "\\\"schema\\\":6";
+    assert!(text.contains(current), "payload of this build: {text}");
+    std::fs::write(&meta, text.replace(current, "\\\"schema\\\":5")).unwrap();
+    let e = open_engine(&dir);
+    assert!(!std::fs::read_to_string(&meta)
+        .unwrap()
+        .contains("\\\"schema\\\":5"));
+    let q = SearchQuery {
+        instruments: vec![InstrumentFilter {
+            name: "guitar".into(),
+            min_level: 2,
+        }],
+        near: Some(Near {
+            lat: 40.42,
+            lon: -3.70,
+            radius_km: 10.0,
+        }),
+        limit: Some(100),
+        ..Default::default()
+    };
+    assert_eq!(e.search(&q).unwrap().hits.len(), 20);
+    let m = e
+        .match_gig(&MatchRequest {
+            target: MatchTarget::Stored("g-1".into()),
+            k: Some(5),
+            weights: None,
+        })
+        .unwrap();
+    assert!(m.slots.iter().any(|s| s.eligible > 0), "{m:?}");
+}

@@ -448,3 +448,82 @@ proptest! {
         prop_assert_eq!(paged_ids(&engine, &q, page), got);
     }
 }
+
+prop_compose! {
+    /// A musician close to (40.4, -3.7), most within a few km (many to a grid cell at every
+    /// level), some up to about 600 km away.
+    fn dense_musician(i: usize)(
+        m in musician(i),
+        far in prop::bool::weighted(0.2),
+        dlat in -0.05f64..0.05, dlon in -0.05f64..0.05,
+        flat in -5.0f64..5.0, flon in -5.0f64..5.0,
+        radius in prop_oneof![0.5f64..20.0, 20.0f64..400.0, 400.0f64..3000.0],
+    ) -> Musician {
+        let (dlat, dlon) = if far { (flat, flon) } else { (dlat, dlon) };
+        Musician {
+            location: GeoPoint { lat: 40.4 + dlat, lon: -3.7 + dlon },
+            travel_radius_km: radius,
+            ..m
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The query plans that read the `place` terms (instrument × home cell at a few grid levels)
+    /// and the one that falls back on the `home` cover (radii no place level covers in few
+    /// cells) give exactly the brute-force answer, for dense clusters around cell boundaries
+    /// and radii from half a kilometre to a few thousand.
+    #[test]
+    fn match_and_search_are_exact_at_every_cover_level(
+        ms in (20usize..120).prop_flat_map(|n| (0..n).map(dense_musician).collect::<Vec<_>>()),
+        gs in gigs(1..4),
+        at in prop::collection::vec((-0.06f64..0.06, -0.06f64..0.06), 4),
+        radii in prop::collection::vec(prop_oneof![0.3f64..5.0, 5.0f64..200.0, 200.0f64..5000.0], 4),
+        insts in prop::collection::vec((0..INSTRUMENTS.len(), 1i64..=5), 1..3),
+        all_mode in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        // Gigs moved into the cluster, with radii across the cover levels.
+        let gs: Vec<Gig> = gs
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| Gig {
+                location: GeoPoint { lat: 40.4 + at[i].0, lon: -3.7 + at[i].1 },
+                radius_km: radii[i],
+                ..g
+            })
+            .collect();
+        load(&engine, &ms, &gs, &[]);
+        let all = engine.list_musicians(None, usize::MAX).unwrap();
+        let w = [0.35, 0.30, 0.15, 0.10, 0.10];
+        for g in &gs {
+            let res = engine.match_gig(&MatchRequest { target: MatchTarget::Stored(g.id.clone()), k: Some(100), weights: None }).unwrap();
+            for (i, slot) in g.slots.iter().enumerate() {
+                let expect = oracle_slot(&all, g, slot, w);
+                let got = &res.slots[i];
+                prop_assert_eq!(got.eligible, expect.len(), "gig {} r={} slot {}", g.id, g.radius_km, i);
+                let ids: Vec<&str> = got.candidates.iter().map(|c| c.musician_id.as_str()).collect();
+                let want: Vec<&str> = expect.iter().take(100).map(|c| c.0.as_str()).collect();
+                prop_assert_eq!(ids, want);
+            }
+        }
+        for (i, r) in radii.iter().enumerate() {
+            let q = SearchQuery {
+                instruments: insts.iter().map(|(k, l)| InstrumentFilter { name: INSTRUMENTS[*k].into(), min_level: *l }).collect(),
+                instrument_mode: if all_mode { InstrumentMode::All } else { InstrumentMode::Any },
+                near: Some(Near { lat: 40.4 + at[i].0, lon: -3.7 + at[i].1, radius_km: *r }),
+                sort: SortBy::Distance,
+                limit: Some(1000),
+                ..SearchQuery::default()
+            };
+            let mut expect = oracle_search(&all, &q);
+            expect.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let want: Vec<String> = expect.into_iter().map(|e| e.1).collect();
+            let got: Vec<String> = engine.search(&q).unwrap().hits.into_iter().map(|h| h.musician.id).collect();
+            prop_assert_eq!(got, want, "r={}", r);
+        }
+    }
+}
