@@ -27,6 +27,12 @@
 //!
 //! `benches/run.sh` (full run, logged) and `benches/smoke.sh` (CI) wrap these.
 
+/// The allocator `mussikon` ships with (server/src/main.rs), so the bench measures the engine
+/// as the product runs it: the import allocates heavily (records, bincode buffers, sled's node
+/// copies, tantivy's segment building). docs/perf.md has the figures with glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -74,6 +80,14 @@ struct Args {
     /// Size of the rayon pool (generation and the engine's parallel scoring). Default: all cores.
     #[arg(long)]
     threads: Option<usize>,
+    /// tantivy indexing threads (the engine's `index_writer_threads`). Default: the engine's
+    /// default; `mussikon serve` uses 1.
+    #[arg(long)]
+    index_threads: Option<usize>,
+    /// Longest time a write waits to become searchable, ms (the engine's
+    /// `index_commit_interval`). Default: the engine's default; `mussikon serve` uses 1000.
+    #[arg(long)]
+    commit_ms: Option<u64>,
     /// After the results, explain the single-slot match cost for this many gigs: how many
     /// musicians each stage of the index pre-filter admits versus how many are eligible
     /// (generates every musician again, so it needs about 1 GB per million). 0: off.
@@ -152,6 +166,18 @@ fn engine_config() -> Config {
             flush_every_ms: 1000,
         },
         ..Default::default()
+    }
+}
+
+/// [`engine_config`] with the index settings `--index-threads` and `--commit-ms` ask for.
+fn engine_config_for(args: &Args) -> Config {
+    let base = engine_config();
+    Config {
+        index_writer_threads: args.index_threads.unwrap_or(base.index_writer_threads),
+        index_commit_interval: args
+            .commit_ms
+            .map_or(base.index_commit_interval, Duration::from_millis),
+        ..base
     }
 }
 
@@ -455,7 +481,7 @@ fn run(args: &Args) -> Result<()> {
         args.queries,
         rayon::current_num_threads()
     );
-    let defaults = engine_config();
+    let defaults = engine_config_for(args);
     println!(
         "engine config: durability periodic 1000 ms, sled cache {}, index commit {} ms, {} index threads, index heap {}",
         mib(defaults.cache_bytes),
@@ -499,7 +525,7 @@ fn run(args: &Args) -> Result<()> {
         gen_gigs.as_secs_f64()
     );
 
-    let mut engine = Engine::open(&dir, engine_config()).context("opening the engine")?;
+    let mut engine = Engine::open(&dir, engine_config_for(args)).context("opening the engine")?;
     let existing = engine.status()?;
     let reuse = args.dir.is_some() && existing.musicians > 0;
 
@@ -814,7 +840,7 @@ fn run(args: &Args) -> Result<()> {
         shutdown.as_secs_f64()
     );
     let t = Instant::now();
-    engine = Engine::open(&dir, engine_config()).context("reopening the engine")?;
+    engine = Engine::open(&dir, engine_config_for(args)).context("reopening the engine")?;
     let open = t.elapsed();
     let t = Instant::now();
     let after = fingerprint(&engine.match_gig(&probe_req)?);

@@ -340,6 +340,19 @@ pub struct IndexConfig {
     pub writer_threads: usize,
 }
 
+impl Default for IndexConfig {
+    /// A serving node's defaults ([`sources::DEFAULT_INDEX_COMMIT_INTERVAL_MS`],
+    /// [`sources::DEFAULT_INDEX_WRITER_THREADS`]).
+    fn default() -> Self {
+        IndexConfig {
+            commit_interval: std::time::Duration::from_millis(
+                sources::DEFAULT_INDEX_COMMIT_INTERVAL_MS,
+            ),
+            writer_threads: sources::DEFAULT_INDEX_WRITER_THREADS,
+        }
+    }
+}
+
 impl IndexConfig {
     /// Applies these settings to an engine configuration.
     pub fn apply_to(&self, config: mussikon_engine::Config) -> mussikon_engine::Config {
