@@ -1,8 +1,8 @@
 //! Leadership handover (`mussikon cluster transfer-leader|step-down`, `POST
 //! /v1/cluster/leader|step-down`): leadership moves to the voter asked for, asked through any
-//! node, while writers go on through every node and none of their writes fails; a follower's
-//! step-down changes nothing; a handover that cannot happen is refused and leaves the leader
-//! leading.
+//! node, while writers go on through every node and none of their writes fails (with three
+//! voters and with five); a follower's step-down changes nothing; a handover that cannot happen
+//! is refused and leaves the leader leading.
 
 use crate::harness::*;
 use reqwest::StatusCode;
@@ -126,4 +126,28 @@ async fn step_down_hands_over_only_from_the_leader_and_impossible_handovers_are_
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// With five voters the target needs two followers' votes besides the leader's: its first round
+/// gets only the leader's (the followers heard a heartbeat within their lease), and a later
+/// round wins once the old leader, a follower by then, has stopped heartbeating and their
+/// leases have run out, before any of them stands itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_five_voters_leadership_moves_to_the_voter_asked_for() {
+    let c = Cluster::start(5, &[]).await;
+    let all = [1, 2, 3, 4, 5];
+    let first = c.wait_leader(&all).await;
+    let bases: Vec<String> = all.iter().map(|id| c.url(*id, "")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = steady_writer("five", bases, stop.clone());
+    let target = all.into_iter().find(|n| *n != first).unwrap();
+    let (ok, out) = c
+        .cli(first, &["transfer-leader", "--to", &target.to_string()])
+        .await;
+    assert!(ok, "transfer-leader to {target}: {out}");
+    assert_eq!(c.wait_leader(&all).await, target, "{out}");
+    stop.store(true, Ordering::Relaxed);
+    let (acked, other) = writer.await.unwrap();
+    assert_eq!(other, 0, "a write failed during the handover");
+    assert!(!acked.is_empty());
 }
