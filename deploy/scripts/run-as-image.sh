@@ -177,10 +177,18 @@ write_musicians() {
     case "$s" in 200 | 201) echo "$prefix-$i" ;; esac
   done
 }
+# all_present URL FILE: every id of FILE reads back 200 from URL. A 429 (the production rate
+# limit, which a few hundred quick reads can reach) is waited out and asked again, as the
+# writers do; anything else is a missing write.
 all_present() {
-  local base=$1 file=$2 id
+  local base=$1 file=$2 id s
   while read -r id; do
-    [ "$(status_of "$base/v1/musicians/$id")" = 200 ] || { echo "missing on $base: $id" >&2; return 1; }
+    s=429
+    while [ "$s" = 429 ]; do
+      s=$(status_of "$base/v1/musicians/$id")
+      [ "$s" != 429 ] || sleep 0.2
+    done
+    [ "$s" = 200 ] || { echo "missing on $base: $id (HTTP $s)" >&2; return 1; }
   done <"$file"
 }
 
