@@ -454,6 +454,16 @@ pub struct Node {
     inner: Arc<Inner>,
 }
 
+/// The last log index a leader's metrics `m` show replicated to node `id`, if any.
+fn matched_index(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> Option<u64> {
+    m.replication
+        .as_ref()?
+        .get(&id)
+        .copied()
+        .flatten()
+        .map(|l| l.index)
+}
+
 fn state_name(s: ServerState) -> &'static str {
     match s {
         ServerState::Leader => "leader",
@@ -1053,12 +1063,6 @@ impl Node {
                 return Ok(self.status_of(&m));
             }
             let membership = m.membership_config.membership();
-            let matched = |id: &NodeId| {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).copied().flatten())
-                    .map(|l| l.index)
-            };
             let target = match to {
                 Some(t) if membership.voter_ids().any(|v| v == t) => t,
                 Some(t) => {
@@ -1071,7 +1075,7 @@ impl Node {
                 None => membership
                     .voter_ids()
                     .filter(|v| *v != me)
-                    .max_by_key(|v| (matched(v), std::cmp::Reverse(*v)))
+                    .max_by_key(|v| (matched_index(&m, *v), std::cmp::Reverse(*v)))
                     .ok_or_else(|| {
                         AdminError::Invalid(
                             "this node is the only voter: there is no one to hand leadership \
@@ -1154,12 +1158,7 @@ impl Node {
         let last = raft.metrics().borrow().last_log_index.unwrap_or(0);
         raft.wait(Some(HANDOVER_WAIT))
             .metrics(
-                |m| {
-                    m.replication
-                        .as_ref()
-                        .and_then(|r| r.get(&target).copied().flatten())
-                        .is_some_and(|l| l.index >= last)
-                },
+                |m| matched_index(m, target).is_some_and(|i| i >= last),
                 "handover target caught up",
             )
             .await
@@ -1310,11 +1309,7 @@ impl Node {
             leads: m.state == ServerState::Leader,
             member: m.membership_config.membership().get_node(&id).is_some(),
             retired: retired.contains(&id),
-            matched: m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).copied().flatten())
-                .map(|log_id| log_id.index),
+            matched: matched_index(&m, id),
         })
     }
 

@@ -23,7 +23,7 @@
 use crate::http::app::App;
 use crate::http::auth::{self, Access, Role};
 use crate::http::problem::ApiError;
-use crate::http::request::BodyStream;
+use crate::http::request::{decode_json, BodyStream};
 use crate::http::response::ApiResponse;
 use crate::http::router::{Resolved, RouteId};
 use crate::http::trace::{self, TraceContext};
@@ -434,12 +434,14 @@ where
         .unwrap_or_else(problem)
 }
 
-/// An admin route's JSON body, `T::default()` when the body is empty.
+/// An admin route's JSON body through the API's one decoder ([`decode_json`]: 400 with the
+/// position for malformed JSON, 422 naming the field otherwise); `T::default()` when the body
+/// is empty.
 fn admin_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
+    decode_json(body)
 }
 
 /// `/v1/cluster/status`, `/v1/cluster/members[/{id}]`, `/v1/cluster/leader`,

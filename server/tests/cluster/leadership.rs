@@ -85,6 +85,18 @@ async fn step_down_hands_over_only_from_the_leader_and_impossible_handovers_are_
     assert!(out.contains("422") && out.contains("not a voter"), "{out}");
     assert_eq!(c.wait_leader(&[1, 2, 3]).await, leader);
 
+    // A body the API's decoder refuses: 422 naming the field, as on every route.
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/cluster/leader"))
+        .header("content-type", "application/json")
+        .body(r#"{"node_id":"two"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("node_id"));
+
     // A target that is down cannot catch up: refused (503), and the leader keeps leading and
     // writing.
     let down = [1, 2, 3]

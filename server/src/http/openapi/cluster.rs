@@ -65,9 +65,9 @@ pub mod paths {
         request_body(content = TransferLeader, content_type = "application/json"),
         responses(
             (status = 200, description = "The new leader is known; the status after the handover.", body = ClusterStatus),
-            (status = 400, description = "The body is not valid JSON or has unknown fields."),
+            (status = 400, description = "The body is not valid JSON (its position is given)."),
             (status = 404, description = "This server is not a cluster node."),
-            (status = 422, description = "`node_id` is not a voter, or there is no other voter."),
+            (status = 422, description = "A field is unknown or of the wrong type, `node_id` is not a voter, or there is no other voter."),
             (status = 503, description = "Another change is running, no leader is known, or the target did not catch up or win the election in time."),
         ))]
     pub fn transfer_leader() {}
