@@ -44,13 +44,16 @@ others_ready() { local i; for i in "${ids[@]}"; do [ "$i" = "$1" ] || ready "${u
 leader() {
   if [ -n "${MUSSIKON_TOKEN:-}" ]; then
     local l
-    l=$(curl -s --max-time 5 -H "Authorization: Bearer $MUSSIKON_TOKEN" "${url[${ids[0]}]}/v1/cluster/status" |
+    l=$(admin_curl -s --max-time 5 "${url[${ids[0]}]}/v1/cluster/status" |
       python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("leader_id", d.get("leader", "")))' 2>/dev/null || true)
     if [ -n "$l" ] && [ -n "${url[$l]:-}" ]; then echo "$l"; return; fi
   fi
   # Fallback: the last node in the list (order then only saves nothing; safety is unchanged).
   echo "${ids[-1]}"
 }
+# admin_curl ARGS...: curl with the admin token, given as a config on stdin rather than a flag
+# (a flag shows in the process list; smoke.sh does the same with a config file).
+admin_curl() { curl -K - "$@" <<<"header = \"Authorization: Bearer $MUSSIKON_TOKEN\""; }
 applied_at_least() { [ "$(metric "$1" mussikon_raft_applied_index)" -ge "$2" ]; }
 
 lead=$(leader)
@@ -70,8 +73,7 @@ for i in "${order[@]}"; do
   echo "rolling-upgrade.sh: node $i (commit index $target)"
   if [ -n "${MUSSIKON_TOKEN:-}" ]; then
     # Nothing to do unless it leads; a failed handover only costs the election it avoids.
-    curl -s -o /dev/null --max-time 15 -X POST -H "Authorization: Bearer $MUSSIKON_TOKEN" \
-      "${url[$i]}/v1/cluster/step-down" || true
+    admin_curl -s -o /dev/null --max-time 15 -X POST "${url[$i]}/v1/cluster/step-down" || true
   fi
   sh -c "${restart//\{id\}/$i}"
   wait_for 120 "node $i to answer /health/ready" ready "${url[$i]}"
