@@ -5,7 +5,7 @@
 # the process list. URLs are given as http://HOST:PORT and passed to --node without the
 # scheme. Every call is bounded by `timeout`.
 #
-# Where things are (Kubernetes defaults; deploy/k8s/base/scripts/test-pod-scripts.sh sets them
+# Where things are (Kubernetes defaults; deploy/scripts/pod-scripts.sh sets them
 # to run these scripts against a cluster on 127.0.0.1):
 #   CLUSTER_URL  the voters' client Service            (http://mussikon:8080)
 #   LOCAL_URL    this pod's own server                 (http://127.0.0.1:8080)
