@@ -14,9 +14,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Column, ColumnIndex, StrColumn};
 use tantivy::index::SegmentId;
-use tantivy::{Searcher, SegmentReader};
+use tantivy::{DocId, Searcher, SegmentReader};
 
 /// Every fast field of one segment.
 pub(crate) struct SegmentColumns {
@@ -30,12 +30,17 @@ pub(crate) struct SegmentColumns {
     pub id: StrColumn,
     pub id0: Column<u64>,
     pub id1: Column<u64>,
+    /// Every document of the segment has a value in each of the match columns (`lat` …
+    /// `active`): [`SegmentColumns::value`] then reads the values directly, without the
+    /// optional index's rank lookup. True for every segment this crate writes (each musician
+    /// document carries all of them); checked, not assumed.
+    full: bool,
 }
 
 impl SegmentColumns {
     fn open(reader: &SegmentReader) -> tantivy::Result<SegmentColumns> {
         let ff = reader.fast_fields();
-        Ok(SegmentColumns {
+        let mut cols = SegmentColumns {
             lat: ff.f64("lat")?,
             lon: ff.f64("lon")?,
             radius: ff.f64("radius")?,
@@ -48,7 +53,30 @@ impl SegmentColumns {
             })?,
             id0: ff.u64("id0")?,
             id1: ff.u64("id1")?,
-        })
+            full: false,
+        };
+        let full = |i: &ColumnIndex| matches!(i, ColumnIndex::Full);
+        cols.full = [&cols.lat, &cols.lon, &cols.radius, &cols.bayes]
+            .iter()
+            .all(|c| full(&c.index))
+            && [&cols.fee, &cols.currency, &cols.active]
+                .iter()
+                .all(|c| full(&c.index));
+        Ok(cols)
+    }
+
+    /// The value of `doc` in `col`, one of this segment's match columns (the first value,
+    /// `None` when it has none).
+    #[inline]
+    pub(crate) fn value<T>(&self, col: &Column<T>, doc: DocId) -> Option<T>
+    where
+        T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
+    {
+        if self.full {
+            Some(col.values.get_val(doc))
+        } else {
+            col.first(doc)
+        }
     }
 }
 

@@ -43,6 +43,16 @@ pub fn haversine_km(a: GeoPoint, b: GeoPoint) -> f64 {
     2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
 }
 
+/// Whether the great-circle distance between `a` and `b` is certainly greater than `km`, judged
+/// from their latitudes alone, without trigonometry: that distance is at least the arc of the
+/// latitude difference, `R·|Δφ|`. The relative margin of 1e-9 keeps the test on the safe side
+/// of [`haversine_km`]'s rounding: `true` here implies `haversine_km(a, b) > km`; `false` says
+/// nothing.
+pub fn farther_than_by_latitude(a: GeoPoint, b: GeoPoint, km: f64) -> bool {
+    let arc = EARTH_RADIUS_KM * (b.lat.to_radians() - a.lat.to_radians()).abs();
+    arc > km * (1.0 + 1e-9) + 1e-9
+}
+
 fn cell_size(level: u32) -> f64 {
     360.0 / f64::from(1u32 << level)
 }
@@ -264,6 +274,31 @@ mod tests {
             prop_assert!(cover.len() <= max_cells.max(1) || cover.len() == 1 || cover[0].starts_with("0/"));
             let cells = point_cells(p);
             prop_assert!(cells.iter().any(|x| cover.contains(x)), "{c:?} r={radius} p={p:?} cover={cover:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20000))]
+        /// The latitude test never rules out a point that the haversine keeps, even at the
+        /// boundary (`km` exactly the haversine distance, or a hair above it).
+        #[test]
+        fn latitude_test_never_rules_out_a_point_within_reach(
+            a in point(), b in point(), near in prop::bool::ANY, dlat in -1.0f64..1.0,
+        ) {
+            // Half the cases: b a short way north or south of a (the case the test exists for).
+            let b = if near {
+                GeoPoint { lat: (a.lat + dlat).clamp(-90.0, 90.0), lon: a.lon + dlat / 3.0 }
+            } else {
+                b
+            };
+            let d = haversine_km(a, b);
+            prop_assert!(!farther_than_by_latitude(a, b, d), "{a:?} {b:?} d={d}");
+            prop_assert!(!farther_than_by_latitude(a, b, d + 1e-12));
+            // It does rule out what is far in latitude alone.
+            let r = EARTH_RADIUS_KM * (b.lat - a.lat).abs().to_radians() * 0.999 - 1e-3;
+            if r > 0.0 {
+                prop_assert!(farther_than_by_latitude(a, b, r));
+            }
         }
     }
 

@@ -27,7 +27,7 @@
 //! are seated elsewhere) without lowering the total. Seats that no eligible musician can take
 //! are reported as unfilled.
 
-use crate::geo::haversine_km;
+use crate::geo::{farther_than_by_latitude, haversine_km};
 use crate::model::{Gig, Musician, Slot};
 use crate::store::MusicianRecord;
 use serde::{Deserialize, Serialize};
@@ -234,20 +234,49 @@ pub(crate) fn score_facts(
     f: &Facts,
     w: &Weights,
 ) -> Option<(f64, Components, f64)> {
+    let reach = numeric_rules(gig, slot, f)?;
+    let components = components_of(gig, slot, f, reach);
+    Some((components.score(w), components, reach.distance_km))
+}
+
+/// Where a musician stands against the gig's circle: the distance and the radius that bounds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reach {
+    /// Haversine distance from home to the gig, km.
+    pub distance_km: f64,
+    /// `R = min(gig.radius_km, travel_radius_km)`.
+    pub radius_km: f64,
+}
+
+/// The numeric rules of eligibility (level ≥ minimum, fee ≤ budget, min rating, distance ≤ R):
+/// the [`Reach`] when they hold. The first half of [`score_facts`], for callers that score
+/// in two steps.
+pub(crate) fn numeric_rules(gig: &Gig, slot: &Slot, f: &Facts) -> Option<Reach> {
     if f.level < slot.min_level || f.fee > gig.budget.max_fee {
         return None;
     }
-    let b = f.bayesian;
     if let Some(min) = gig.min_rating {
-        if b < min {
+        if f.bayesian < min {
             return None;
         }
     }
-    let d = haversine_km(f.location, gig.location);
     let r = gig.radius_km.min(f.travel_radius_km);
+    // Most of a dense cover's misses are outside the circle's latitude band: no trigonometry.
+    if farther_than_by_latitude(f.location, gig.location, r) {
+        return None;
+    }
+    let d = haversine_km(f.location, gig.location);
     if d > r {
         return None;
     }
+    Some(Reach {
+        distance_km: d,
+        radius_km: r,
+    })
+}
+
+/// The five components of an eligible musician; the second half of [`score_facts`].
+pub(crate) fn components_of(gig: &Gig, slot: &Slot, f: &Facts, reach: Reach) -> Components {
     let genres = if gig.genres.is_empty() {
         1.0
     } else {
@@ -258,14 +287,13 @@ pub(crate) fn score_facts(
     } else {
         1.0 - f.fee as f64 / gig.budget.max_fee as f64
     };
-    let components = Components {
-        proximity: 1.0 - d / r,
-        rating: (b - 1.0) / 4.0,
+    Components {
+        proximity: 1.0 - reach.distance_km / reach.radius_km,
+        rating: (f.bayesian - 1.0) / 4.0,
         genres,
         price,
         level: (f.level - slot.min_level + 1) as f64 / (6 - slot.min_level) as f64,
-    };
-    Some((components.score(w), components, d))
+    }
 }
 
 /// Evaluates a stored record (booked dates included).

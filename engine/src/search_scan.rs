@@ -142,16 +142,16 @@ impl SearchSegmentCollector {
     fn admit(&self, doc: DocId) -> Option<Admitted> {
         let job = &*self.job;
         let c = &self.cols;
-        if !job.include_inactive && c.active.first(doc)? != 1 {
+        if !job.include_inactive && c.value(&c.active, doc)? != 1 {
             return None;
         }
-        let fee = c.fee.first(doc)?;
+        let fee = c.value(&c.fee, doc)?;
         if let Some((currency, max)) = job.max_fee {
-            if c.currency.first(doc)? != currency || i64::try_from(fee).ok()? > max {
+            if c.value(&c.currency, doc)? != currency || i64::try_from(fee).ok()? > max {
                 return None;
             }
         }
-        let bayes = c.bayes.first(doc)?;
+        let bayes = c.value(&c.bayes, doc)?;
         if job.min_rating.is_some_and(|min| bayes < min) {
             return None;
         }
@@ -159,8 +159,8 @@ impl SearchSegmentCollector {
             None => None,
             Some((centre, radius)) => {
                 let home = GeoPoint {
-                    lat: c.lat.first(doc)?,
-                    lon: c.lon.first(doc)?,
+                    lat: c.value(&c.lat, doc)?,
+                    lon: c.value(&c.lon, doc)?,
                 };
                 let d = haversine_km(centre, home);
                 if d > radius {

@@ -8,8 +8,12 @@
 //! document costs the intersection more than a column read), and `lat`, `lon`, `radius`, `fee`,
 //! `bayes` plus the postings of the level terms from the slot's minimum up (the minimum is
 //! checked here, after the cheaper numeric rules, rather than intersected in the query) and of
-//! the gig's genre terms fill [`Facts`], scored through [`score_facts`], the function the record
-//! path uses too. Nothing is fetched from the store and
+//! the gig's genre terms fill [`Facts`], scored through the functions the record path uses too
+//! ([`numeric_rules`], then [`components_of`]). Once a segment holds `keep` scored documents, a
+//! document whose best possible score (all of the gig's genres, the top level, its known
+//! proximity, rating and price) is below the least of them is counted as eligible but not
+//! scored: its level and genre postings are never read. Floating-point rounding is monotone, so
+//! that bound is never below the document's real score. Nothing is fetched from the store and
 //! ids are resolved only for the documents that can still make the top `keep`.
 //!
 //! Promises:
@@ -23,9 +27,10 @@
 
 use crate::columns::{ColumnCache, SegmentColumns};
 use crate::index::{inst_term, Fields};
-use crate::matching::{score_facts, Components, Facts, Weights};
+use crate::matching::{components_of, numeric_rules, Components, Facts, Weights};
 use crate::model::{GeoPoint, Gig, Slot};
-use std::collections::HashSet;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::postings::SegmentPostings;
@@ -80,7 +85,62 @@ pub(crate) struct SlotSegmentCollector {
     /// Postings of each gig genre (absent when no musician of the segment plays it).
     genres: Vec<Option<SegmentPostings>>,
     hits: Vec<ScoredDoc>,
+    /// The best `keep` scores so far, for the bound that skips hopeless documents.
+    kept: BestScores,
     eligible: usize,
+}
+
+/// The best `keep` scores offered so far, as a min-heap: its least is the floor a document
+/// must reach to be among them.
+struct BestScores {
+    keep: usize,
+    heap: BinaryHeap<Reverse<TotalF64>>,
+}
+
+/// An `f64` ordered by [`f64::total_cmp`].
+#[derive(Clone, Copy, PartialEq)]
+struct TotalF64(f64);
+
+impl Eq for TotalF64 {}
+
+impl PartialOrd for TotalF64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TotalF64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl BestScores {
+    fn new(keep: usize) -> Self {
+        BestScores {
+            keep,
+            heap: BinaryHeap::with_capacity(keep.saturating_add(1).min(1024)),
+        }
+    }
+
+    /// The least of the best `keep` scores, once `keep` have been offered (`keep` > 0).
+    fn floor(&self) -> Option<f64> {
+        if self.keep > 0 && self.heap.len() >= self.keep {
+            self.heap.peek().map(|r| r.0 .0)
+        } else {
+            None
+        }
+    }
+
+    fn offer(&mut self, score: f64) {
+        if self.heap.len() < self.keep {
+            self.heap.push(Reverse(TotalF64(score)));
+        } else if let Some(mut least) = self.heap.peek_mut() {
+            if score.total_cmp(&least.0 .0).is_gt() {
+                *least = Reverse(TotalF64(score));
+            }
+        }
+    }
 }
 
 fn contains(p: &mut SegmentPostings, doc: DocId) -> bool {
@@ -152,6 +212,7 @@ impl Collector for SlotCollector {
             check_min,
             genres,
             hits: Vec::new(),
+            kept: BestScores::new(job.keep),
             eligible: 0,
         })
     }
@@ -180,15 +241,15 @@ impl SegmentCollector for SlotSegmentCollector {
             return;
         }
         let c = &*self.cols;
-        if c.active.first(doc) != Some(1) || c.currency.first(doc) != Some(job.currency) {
+        if c.value(&c.active, doc) != Some(1) || c.value(&c.currency, doc) != Some(job.currency) {
             return;
         }
         let (Some(lat), Some(lon), Some(radius), Some(bayes), Some(fee)) = (
-            c.lat.first(doc),
-            c.lon.first(doc),
-            c.radius.first(doc),
-            c.bayes.first(doc),
-            c.fee.first(doc),
+            c.value(&c.lat, doc),
+            c.value(&c.lon, doc),
+            c.value(&c.radius, doc),
+            c.value(&c.bayes, doc),
+            c.value(&c.fee, doc),
         ) else {
             tracing::error!(doc, "index document without match fields; skipped");
             return;
@@ -201,42 +262,61 @@ impl SegmentCollector for SlotSegmentCollector {
             travel_radius_km: radius,
             shared_genres: 0,
         };
-        // Eligibility does not depend on a level above the minimum (the query term already
-        // holds the minimum) nor on genres, so the numeric rules are tried first and the
-        // postings are only read for eligible documents.
-        if score_facts(&job.gig, &job.slot, &facts, &job.weights).is_none() {
+        // Eligibility does not depend on a level above the minimum nor on genres, so the
+        // numeric rules are tried first and the postings are only read for eligible documents.
+        let Some(reach) = numeric_rules(&job.gig, &job.slot, &facts) else {
             return;
-        }
+        };
         // A musician at level l has the terms of every level up to l, so the first term missed
         // ends the walk; with `check_min`, missing the first (the minimum) rules them out.
-        let mut level = (!self.check_min).then_some(job.slot.min_level);
-        for (l, p) in &mut self.levels {
+        let mut levels = self.levels.iter_mut();
+        let mut level = job.slot.min_level;
+        if self.check_min {
+            let Some((l, p)) = levels.next() else {
+                return;
+            };
+            if !contains(p, doc) {
+                return;
+            }
+            level = *l;
+        }
+        self.eligible += 1;
+        // Once `keep` documents are held, one whose best possible score (every genre, the top
+        // level) is below the worst of them cannot make the cut: its postings are not read.
+        let floor = self.kept.floor();
+        if let Some(floor) = floor {
+            let mut best = components_of(&job.gig, &job.slot, &facts, reach);
+            best.genres = 1.0;
+            best.level = 1.0;
+            if best.score(&job.weights).total_cmp(&floor).is_lt() {
+                return;
+            }
+        }
+        for (l, p) in levels {
             if !contains(p, doc) {
                 break;
             }
-            level = Some(*l);
+            level = *l;
         }
-        let Some(level) = level else {
-            return;
-        };
         facts.level = level;
         for p in self.genres.iter_mut().flatten() {
             if contains(p, doc) {
                 facts.shared_genres += 1;
             }
         }
-        if let Some((score, components, distance_km)) =
-            score_facts(&job.gig, &job.slot, &facts, &job.weights)
-        {
-            self.eligible += 1;
-            self.hits.push(ScoredDoc {
-                score,
-                components,
-                distance_km,
-                segment: self.segment,
-                doc,
-            });
+        let components = components_of(&job.gig, &job.slot, &facts, reach);
+        let score = components.score(&job.weights);
+        if floor.is_some_and(|f| score.total_cmp(&f).is_lt()) {
+            return;
         }
+        self.kept.offer(score);
+        self.hits.push(ScoredDoc {
+            score,
+            components,
+            distance_km: reach.distance_km,
+            segment: self.segment,
+            doc,
+        });
     }
 
     fn harvest(mut self) -> SlotFruit {
@@ -294,6 +374,26 @@ mod tests {
             let mut got: Vec<(u64, DocId)> = v.iter().map(|h| (h.score.to_bits(), h.doc)).collect();
             got.sort_by(|a, b| f64::from_bits(b.0).total_cmp(&f64::from_bits(a.0)).then(a.1.cmp(&b.1)));
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// The floor is the least of the best `keep` scores offered, once `keep` were offered.
+        #[test]
+        fn floor_is_the_least_of_the_best_keep(
+            scores in proptest::collection::vec(0u16..1000, 0..80),
+            keep in 0usize..12,
+        ) {
+            let mut best = BestScores::new(keep);
+            let mut seen: Vec<f64> = Vec::new();
+            for s in scores {
+                let s = f64::from(s) / 999.0;
+                best.offer(s);
+                seen.push(s);
+                seen.sort_by(|a, b| b.total_cmp(a));
+                let want = (keep > 0 && seen.len() >= keep).then(|| seen[keep - 1]);
+                proptest::prop_assert_eq!(best.floor(), want);
+            }
         }
     }
 

@@ -527,3 +527,50 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Many eligible musicians for a short list, with genres and level weighing most: the scan
+    /// skips documents whose best possible score (every genre, the top level) cannot reach the
+    /// k-th best so far, and the answer must still be exactly the brute force's top k.
+    #[test]
+    fn a_short_list_from_a_crowd_is_exact(
+        ms in (60usize..200).prop_flat_map(|n| (0..n).map(dense_musician).collect::<Vec<_>>()),
+        gs in gigs(1..4),
+        k in 1usize..6,
+        w in (0.0f64..0.3, 0.0f64..0.3, 0.5f64..1.0, 0.0f64..0.3, 0.5f64..1.0),
+        radius in 5.0f64..60.0,
+        min_level in 1i64..=3,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        let gs: Vec<Gig> = gs
+            .into_iter()
+            .map(|g| Gig {
+                location: GeoPoint { lat: 40.4, lon: -3.7 },
+                radius_km: radius,
+                genres: vec!["jazz".into(), "rock".into(), "salsa".into()],
+                slots: g.slots.into_iter().map(|s| Slot { min_level, ..s }).collect(),
+                ..g
+            })
+            .collect();
+        load(&engine, &ms, &gs, &[]);
+        let all = engine.list_musicians(None, usize::MAX).unwrap();
+        let weights = Weights { proximity: w.0, rating: w.1, genres: w.2, price: w.3, level: w.4 };
+        for g in &gs {
+            let res = engine.match_gig(&MatchRequest { target: MatchTarget::Stored(g.id.clone()), k: Some(k), weights: Some(weights) }).unwrap();
+            for (i, slot) in g.slots.iter().enumerate() {
+                let expect = oracle_slot(&all, g, slot, [w.0, w.1, w.2, w.3, w.4]);
+                let got = &res.slots[i];
+                prop_assert_eq!(got.eligible, expect.len());
+                let ids: Vec<&str> = got.candidates.iter().map(|c| c.musician_id.as_str()).collect();
+                let want: Vec<&str> = expect.iter().take(k).map(|c| c.0.as_str()).collect();
+                prop_assert_eq!(ids, want, "gig {} slot {} k {}", g.id, i, k);
+                for (c, e) in got.candidates.iter().zip(&expect) {
+                    prop_assert!((c.score - e.1).abs() < 1e-9);
+                }
+            }
+        }
+    }
+}
