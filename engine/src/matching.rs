@@ -252,6 +252,25 @@ pub(crate) struct Reach {
 /// the [`Reach`] when they hold. The first half of [`score_facts`], for callers that score
 /// in two steps.
 pub(crate) fn numeric_rules(gig: &Gig, slot: &Slot, f: &Facts) -> Option<Reach> {
+    let d = distance_within_gig_radius(gig, f.location)?;
+    numeric_rules_at(gig, slot, f, d)
+}
+
+/// The distance from `home` to the gig when it is within the gig's own radius (the wider of
+/// the two bounds of R), `None` otherwise: the distance rule's first half, which needs only the
+/// home. Most of a dense cover's misses are outside the circle's latitude band and cost no
+/// trigonometry.
+pub(crate) fn distance_within_gig_radius(gig: &Gig, home: crate::model::GeoPoint) -> Option<f64> {
+    if farther_than_by_latitude(home, gig.location, gig.radius_km) {
+        return None;
+    }
+    let d = haversine_km(home, gig.location);
+    (d <= gig.radius_km).then_some(d)
+}
+
+/// [`numeric_rules`] for a home already known to be `d` km from the gig, within its radius
+/// ([`distance_within_gig_radius`]).
+pub(crate) fn numeric_rules_at(gig: &Gig, slot: &Slot, f: &Facts, d: f64) -> Option<Reach> {
     if f.level < slot.min_level || f.fee > gig.budget.max_fee {
         return None;
     }
@@ -261,11 +280,6 @@ pub(crate) fn numeric_rules(gig: &Gig, slot: &Slot, f: &Facts) -> Option<Reach> 
         }
     }
     let r = gig.radius_km.min(f.travel_radius_km);
-    // Most of a dense cover's misses are outside the circle's latitude band: no trigonometry.
-    if farther_than_by_latitude(f.location, gig.location, r) {
-        return None;
-    }
-    let d = haversine_km(f.location, gig.location);
     if d > r {
         return None;
     }

@@ -19,7 +19,7 @@
 //!   the engine evaluates those from the store, which makes the page exact with respect to it.
 
 use crate::columns::{ColumnCache, SegmentColumns};
-use crate::geo::haversine_km;
+use crate::geo::{farther_than_by_latitude, haversine_km};
 use crate::model::GeoPoint;
 use crate::search::{sort_key_of, Cursor, SortBy};
 use std::collections::HashSet;
@@ -142,6 +142,25 @@ impl SearchSegmentCollector {
     fn admit(&self, doc: DocId) -> Option<Admitted> {
         let job = &*self.job;
         let c = &self.cols;
+        // The home first: a coarse cover admits many documents outside the circle, and every
+        // column read is likely a cache miss at 1M documents.
+        let distance = match job.near {
+            None => None,
+            Some((centre, radius)) => {
+                let home = GeoPoint {
+                    lat: c.value(&c.lat, doc)?,
+                    lon: c.value(&c.lon, doc)?,
+                };
+                if farther_than_by_latitude(home, centre, radius) {
+                    return None;
+                }
+                let d = haversine_km(centre, home);
+                if d > radius {
+                    return None;
+                }
+                Some(d)
+            }
+        };
         if !job.include_inactive && c.value(&c.active, doc)? != 1 {
             return None;
         }
@@ -155,20 +174,6 @@ impl SearchSegmentCollector {
         if job.min_rating.is_some_and(|min| bayes < min) {
             return None;
         }
-        let distance = match job.near {
-            None => None,
-            Some((centre, radius)) => {
-                let home = GeoPoint {
-                    lat: c.value(&c.lat, doc)?,
-                    lon: c.value(&c.lon, doc)?,
-                };
-                let d = haversine_km(centre, home);
-                if d > radius {
-                    return None;
-                }
-                Some(d)
-            }
-        };
         let key = sort_key_of(job.sort, 0.0, distance, bayes, fee as f64);
         let ord = c.id.term_ords(doc).next()?;
         if let Some(cur) = &job.after {
