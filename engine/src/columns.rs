@@ -6,9 +6,18 @@
 //! their fast fields do not change when documents are deleted, so a segment's columns can be
 //! opened once and reused by every query until the segment is merged away.
 //!
+//! The match fields of every document (home, travel radius, rating, fee, currency, active) are
+//! also copied side by side into one array per segment, [`DocFacts`], when every document has
+//! them all: at 1M documents each column read was a likely cache miss, and the reads were the
+//! largest single cost of a match (docs/perf.md, "HTTP"); one 56-byte record is one or two cache
+//! lines and needs no decoding. The copy costs 56 bytes per document in memory and is built
+//! when the segment is first used.
+//!
 //! Promises:
 //! - [`ColumnCache::get`] returns the columns of exactly the segment it is given (keyed by
 //!   segment id), opening them on first use.
+//! - [`SegmentColumns::facts`] returns, for any document, exactly the values its columns hold
+//!   (bit for bit: they are copied from them), or `None` when one of them has no value.
 //! - [`ColumnCache::retain`] drops the entries of segments a searcher no longer has, so the
 //!   cache holds at most the segments of the searchers in use plus those opened since.
 
@@ -17,6 +26,18 @@ use std::sync::{Arc, Mutex};
 use tantivy::columnar::{Column, ColumnIndex, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::{DocId, Searcher, SegmentReader};
+
+/// The match fields of one document, as its columns hold them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DocFacts {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius: f64,
+    pub bayes: f64,
+    pub fee: u64,
+    pub currency: u64,
+    pub active: bool,
+}
 
 /// Every fast field of one segment.
 pub(crate) struct SegmentColumns {
@@ -31,10 +52,11 @@ pub(crate) struct SegmentColumns {
     pub id0: Column<u64>,
     pub id1: Column<u64>,
     /// Every document of the segment has a value in each of the match columns (`lat` …
-    /// `active`): [`SegmentColumns::value`] then reads the values directly, without the
-    /// optional index's rank lookup. True for every segment this crate writes (each musician
-    /// document carries all of them); checked, not assumed.
+    /// `active`), so they can be copied into `facts`. True for every segment this crate writes
+    /// (each musician document carries all of them); checked, not assumed.
     full: bool,
+    /// Every document's [`DocFacts`], by doc id, when `full`.
+    facts: Option<Box<[DocFacts]>>,
 }
 
 impl SegmentColumns {
@@ -54,6 +76,7 @@ impl SegmentColumns {
             id0: ff.u64("id0")?,
             id1: ff.u64("id1")?,
             full: false,
+            facts: None,
         };
         let full = |i: &ColumnIndex| matches!(i, ColumnIndex::Full);
         cols.full = [&cols.lat, &cols.lon, &cols.radius, &cols.bayes]
@@ -62,21 +85,40 @@ impl SegmentColumns {
             && [&cols.fee, &cols.currency, &cols.active]
                 .iter()
                 .all(|c| full(&c.index));
+        if cols.full {
+            let n = reader.max_doc();
+            cols.facts = Some(
+                (0..n)
+                    .map(|doc| DocFacts {
+                        lat: cols.lat.values.get_val(doc),
+                        lon: cols.lon.values.get_val(doc),
+                        radius: cols.radius.values.get_val(doc),
+                        bayes: cols.bayes.values.get_val(doc),
+                        fee: cols.fee.values.get_val(doc),
+                        currency: cols.currency.values.get_val(doc),
+                        active: cols.active.values.get_val(doc) == 1,
+                    })
+                    .collect(),
+            );
+        }
         Ok(cols)
     }
 
-    /// The value of `doc` in `col`, one of this segment's match columns (the first value,
-    /// `None` when it has none).
+    /// The match fields of `doc`, or `None` when one of its columns has no value for it.
     #[inline]
-    pub(crate) fn value<T>(&self, col: &Column<T>, doc: DocId) -> Option<T>
-    where
-        T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
-    {
-        if self.full {
-            Some(col.values.get_val(doc))
-        } else {
-            col.first(doc)
+    pub(crate) fn facts(&self, doc: DocId) -> Option<DocFacts> {
+        if let Some(all) = &self.facts {
+            return all.get(doc as usize).copied();
         }
+        Some(DocFacts {
+            lat: self.lat.first(doc)?,
+            lon: self.lon.first(doc)?,
+            radius: self.radius.first(doc)?,
+            bayes: self.bayes.first(doc)?,
+            fee: self.fee.first(doc)?,
+            currency: self.currency.first(doc)?,
+            active: self.active.first(doc)? == 1,
+        })
     }
 }
 
@@ -112,6 +154,73 @@ impl ColumnCache {
                 .map(|r| r.segment_id())
                 .collect();
             map.retain(|id, _| live.contains(id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tantivy::{doc, Index};
+
+    /// One segment of `docs` (lat, lon, active-or-none) in memory, with every other match
+    /// field set.
+    fn segment(docs: &[(f64, f64, Option<u64>)]) -> (Index, Searcher) {
+        let (schema, f) = crate::index::schema();
+        let index = Index::create_in_ram(schema);
+        let mut w = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for (i, (lat, lon, active)) in docs.iter().enumerate() {
+            let mut d = doc!(
+                f.id => format!("m-{i}"),
+                f.lat => *lat, f.lon => *lon, f.radius => 10.0 + i as f64, f.bayes => 3.5,
+                f.fee => 100 * i as u64, f.currency => crate::index::currency_code("EUR"),
+            );
+            if let Some(a) = active {
+                d.add_u64(f.active, *a);
+            }
+            w.add_document(d).unwrap();
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        (index, searcher)
+    }
+
+    #[test]
+    fn facts_are_the_columns_values_in_both_layouts() {
+        // Every field present: the packed copy. One document without `active`: the columns.
+        for with_gap in [false, true] {
+            let docs = [
+                (40.4168, -3.7038, Some(1)),
+                (41.3874, 2.1686, if with_gap { None } else { Some(0) }),
+                (-33.8688, 151.2093, Some(1)),
+            ];
+            let (_index, searcher) = segment(&docs);
+            let cache = ColumnCache::default();
+            let cols = cache.get(searcher.segment_reader(0)).unwrap();
+            assert_eq!(cols.facts.is_some(), !with_gap);
+            for (doc, (lat, lon, active)) in docs.iter().enumerate() {
+                let got = cols.facts(doc as DocId);
+                match active {
+                    None => assert_eq!(got, None),
+                    Some(a) => {
+                        let f = got.unwrap();
+                        assert_eq!(
+                            (f.lat.to_bits(), f.lon.to_bits()),
+                            (lat.to_bits(), lon.to_bits())
+                        );
+                        assert_eq!(f.active, *a == 1);
+                        assert_eq!(f.radius, 10.0 + doc as f64);
+                        assert_eq!(f.fee, 100 * doc as u64);
+                        assert_eq!(f.currency, crate::index::currency_code("EUR"));
+                    }
+                }
+            }
+            assert_eq!(
+                cols.facts(docs.len() as DocId),
+                None,
+                "past the last document"
+            );
         }
     }
 }

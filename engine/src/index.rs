@@ -88,7 +88,7 @@ pub(crate) struct Fields {
     pub id_words: [Field; 2],
 }
 
-fn schema() -> (Schema, Fields) {
+pub(crate) fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text_opts = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()

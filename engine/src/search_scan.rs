@@ -142,14 +142,14 @@ impl SearchSegmentCollector {
     fn admit(&self, doc: DocId) -> Option<Admitted> {
         let job = &*self.job;
         let c = &self.cols;
-        // The home first: a coarse cover admits many documents outside the circle, and every
-        // column read is likely a cache miss at 1M documents.
+        // One record holds every field read here (`columns::DocFacts`).
+        let f = c.facts(doc)?;
         let distance = match job.near {
             None => None,
             Some((centre, radius)) => {
                 let home = GeoPoint {
-                    lat: c.value(&c.lat, doc)?,
-                    lon: c.value(&c.lon, doc)?,
+                    lat: f.lat,
+                    lon: f.lon,
                 };
                 if farther_than_by_latitude(home, centre, radius) {
                     return None;
@@ -161,16 +161,15 @@ impl SearchSegmentCollector {
                 Some(d)
             }
         };
-        if !job.include_inactive && c.value(&c.active, doc)? != 1 {
+        if !job.include_inactive && !f.active {
             return None;
         }
-        let fee = c.value(&c.fee, doc)?;
+        let (fee, bayes) = (f.fee, f.bayes);
         if let Some((currency, max)) = job.max_fee {
-            if c.value(&c.currency, doc)? != currency || i64::try_from(fee).ok()? > max {
+            if f.currency != currency || i64::try_from(fee).ok()? > max {
                 return None;
             }
         }
-        let bayes = c.value(&c.bayes, doc)?;
         if job.min_rating.is_some_and(|min| bayes < min) {
             return None;
         }
