@@ -359,9 +359,12 @@ echo "  recovery of the cluster from its backup (restore + start + elected + hea
 check "the new cluster serves every write acknowledged before the backup" \
   all_present "${url[r1]}" "$work/cluster-acked.txt"
 check "smoke test on the new cluster" bash deploy/scripts/smoke.sh "${url[r1]}"
+t=$(now)
 check "an empty node 2 starts (not a member yet)" start r2
 check "node 2 joins (mussikon cluster join) and catches up" eval \
   '"$bin" cluster --node "127.0.0.1:${port[r1]}" join --id 2 --addr "127.0.0.1:${port[r2]}" >/dev/null && caught_up r2 r1'
+join_s=$(since "$t")
+echo "  a second voter: start + join + caught up ${join_s} s"
 check "node 2 serves every write acknowledged before the backup" \
   all_present "${url[r2]}" "$work/cluster-acked.txt"
 stop r2
@@ -369,7 +372,7 @@ stop r1
 "$bin" export --data-dir "$work/fresh/data" --out "$work/r1.snap" >/dev/null
 "$bin" export --data-dir "$work/fresh2/data" --out "$work/r2.snap" >/dev/null
 check "exports of the new cluster's two nodes are identical" cmp -s "$work/r1.snap" "$work/r2.snap"
-printf 'figures: cluster_snapshot_bytes=%s cluster_restore_to_serving_s=%s\n' \
-  "$(wc -c <"$work/cluster.snap")" "$cluster_rto_s"
+printf 'figures: cluster_snapshot_bytes=%s cluster_restore_to_serving_s=%s second_voter_joined_s=%s\n' \
+  "$(wc -c <"$work/cluster.snap")" "$cluster_rto_s" "$join_s"
 echo "run-as-image: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
