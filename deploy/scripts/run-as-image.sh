@@ -115,6 +115,7 @@ start() {
   dir=$(sed -n 's/^MUSSIKON_DATA_DIR=//p' "${envfile[$name]}")
   mapfile -t vars <"${envfile[$name]}"
   owned "$dir"
+  : >"$work/$name.out" # so that `started` never sees the previous run's `listening on`
   (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
     "${as_image_user[@]}" "$bin" serve >"$work/$name.out" 2>>"$work/$name.err") &
   started "$name" $!
