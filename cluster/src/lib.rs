@@ -9,15 +9,17 @@
 //! snapshots in the engine's export format), [`network`] (the HTTP client for peer RPCs), and
 //! [`node`] (a running node: start-up, writes with forwarding to the leader, read barriers,
 //! membership changes, status), [`identity`] (the node id kept in the data directory,
-//! `auto` ids), and [`faults`] (cutting peers, for partition tests; off by
-//! default). **Invariant:** this crate knows the engine only through
-//! `Command`, `apply`, `export` and `install`; it knows no routes: the server mounts
+//! `auto` ids), [`bootstrap`] (a new cluster started from a restored backup), and [`faults`]
+//! (cutting peers, for partition tests; off by default). **Invariant:** this crate knows the
+//! engine only through `Command`, `apply`, `advance`, `export` and `install`; it knows no
+//! routes: the server mounts
 //! [`node::Node::handle_rpc`] under `/raft/…`.
 
 // openraft's storage traits fix `StorageError` (over 200 bytes) as the error type of every
 // storage call; the helpers that feed them return it too.
 #![allow(clippy::result_large_err)]
 
+pub mod bootstrap;
 pub mod faults;
 pub mod group_commit;
 pub mod identity;

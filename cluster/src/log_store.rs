@@ -104,7 +104,7 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("seg-{first:020}.log"))
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

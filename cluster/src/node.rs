@@ -17,6 +17,9 @@
 //!   quorum round). [`Consistency::Stale`] reads the local engine at once.
 //! - First boot: the node with the lowest id of `--peers` initializes the cluster when its log
 //!   and vote are empty; the others wait to be contacted. A restarted node never re-initializes.
+//!   A directory restored with `mussikon restore --cluster` starts a new cluster whose first
+//!   state is the restored data ([`crate::bootstrap`]); other engine data without Raft state
+//!   is refused.
 //! - One membership change at a time ([`AdminError::Busy`] otherwise); a leadership handover
 //!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one.
 //! - A handover loses no acknowledged write and fails none: the leader stops taking writes
@@ -485,23 +488,10 @@ impl Node {
                  with `mussikon cluster join`"
             );
         }
-        if engine
-            .annex()
-            .map_err(|e| StartError::Storage(e.to_string()))?
-            .is_none()
-            && engine
-                .applied_seq()
-                .map_err(|e| StartError::Storage(e.to_string()))?
-                > 0
-        {
-            return Err(StartError::Config(
-                "the data directory holds single-node data; a cluster node starts from an empty \
-                 directory (load data through the cluster once it runs)"
-                    .into(),
-            ));
-        }
         let log = LogStore::open(config.dir.join("log"))
             .map_err(|e| StartError::Storage(e.to_string()))?;
+        // Refuses single-node data; makes data restored for a new cluster its first state.
+        crate::bootstrap::settle(&config, &engine, &log)?;
         let fresh = log.is_fresh()
             && engine
                 .annex()

@@ -75,7 +75,7 @@ fn decode_annex(bytes: &[u8]) -> Result<RetiredAnnex, crate::types::CodecError> 
 }
 
 /// Encodes an annex, in the older two-field form while no id is retired.
-fn encode_annex(
+pub(crate) fn encode_annex(
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
     retired: &BTreeSet<NodeId>,

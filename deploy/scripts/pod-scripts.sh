@@ -67,6 +67,10 @@ start() {
   pod_env "$name" "$p" "$dir"
   mkdir -p "$dir"
   mapfile -t vars <"$work/$name.env"
+  # Emptied here, not only by the background redirect: `started` polls this file for
+  # `listening on`, and a restart could otherwise see the previous run's line before the new
+  # process has settled its id (a restarted replica's old id was read that way under load).
+  : >"$work/$name.out"
   if [ "$id" = voter ]; then cmd=(sh -c "$voter_cmd"); else cmd=(env MUSSIKON_NODE_ID="$id" mussikon serve); fi
   (exec env -i PATH="$PATH" HOSTNAME="$name" "${vars[@]}" "${cmd[@]}" \
     >"$work/$name.out" 2>>"$work/$name.err") &

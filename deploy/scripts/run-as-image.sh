@@ -18,9 +18,11 @@
 # into a fresh node, compared by exports; recovery time measured.
 # Three nodes (only when `mussikon serve --help` lists --node-id, i.e. the cluster is built):
 # bring up the cluster from compose's three services, smoke test, kill one node, smoke test
-# again, restart it and wait until it has caught up, back up from a stopped follower and
-# restore into a fresh node, rolling restart (deploy/scripts/rolling-upgrade.sh) under a
-# writer, and compare the exports of all nodes.
+# again, restart it and wait until it has caught up, back up from a stopped follower, rolling
+# restart (deploy/scripts/rolling-upgrade.sh) under a writer, and compare the exports of all
+# nodes; then, the three stopped, restore the backup for a new cluster (restore.sh --cluster),
+# start a node on it as a one-voter cluster, smoke test, join an empty second node, and compare
+# the two nodes' exports; the time from restore to a healthy elected node is measured.
 #
 # Prints "run-as-image: N passed, M failed"; exit 0 only when nothing failed.
 set -euo pipefail
@@ -113,6 +115,7 @@ start() {
   dir=$(sed -n 's/^MUSSIKON_DATA_DIR=//p' "${envfile[$name]}")
   mapfile -t vars <"${envfile[$name]}"
   owned "$dir"
+  : >"$work/$name.out" # so that `started` never sees the previous run's `listening on`
   (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
     "${as_image_user[@]}" "$bin" serve >"$work/$name.out" 2>>"$work/$name.err") &
   started "$name" $!
@@ -194,8 +197,8 @@ all_present() {
 
 echo "== single node, as the image runs it (binary $bin; uid $([ ${#as_image_user[@]} -gt 0 ] && echo 10001 || id -u))"
 port[solo]=$(free_port)
-# The single-node part runs without cluster settings: backup and restore of one node are
-# single-node features (a cluster node refuses a restored single-node directory).
+# The single-node part runs without cluster settings (a cluster node refuses a directory
+# restored without `--cluster`; the three-node part below restores one with it).
 node_cluster=false node_env solo mussikon-1 "$work/solo/data"
 url[solo]="http://127.0.0.1:${port[solo]}"
 echo "  environment: $(grep -v -e SECRET "${envfile[solo]}" | tr '\n' ' ')"
@@ -303,8 +306,6 @@ stop n3
 check "backup from stopped follower 3 (quorum kept by 1 and 2)" env MUSSIKON_BIN="$bin" \
   bash deploy/scripts/backup.sh "$work/n3/data" "$work/cluster.snap"
 check "node 3 back" eval 'start n3 && healthy n3 && caught_up n3 n1'
-check "restore the cluster backup into a fresh data directory" env MUSSIKON_BIN="$bin" \
-  bash deploy/scripts/restore.sh "$work/cluster.snap" "$work/fresh/data"
 
 # Rolling restart (the upgrade procedure, with the same binary) under a writer.
 (write_musicians "${url[n1]}" during-upgrade 200 >"$work/upgrade-acked.txt") &
@@ -339,5 +340,40 @@ check "leader known ($leader) and the followers have applied its commit index" e
 for n in "${followers[@]}" "$leader"; do stop "n$n"; done
 for n in 1 2 3; do "$bin" export --data-dir "$work/n$n/data" --out "$work/n$n.snap" >/dev/null; done
 check "exports of the three nodes are identical" eval 'cmp -s "$work/n1.snap" "$work/n2.snap" && cmp -s "$work/n1.snap" "$work/n3.snap"'
+
+# Disaster recovery (the three nodes are stopped): the backup taken from follower 3 starts a NEW
+# cluster. Restored with --cluster into node 1's directory, which starts alone as a one-voter
+# cluster (MUSSIKON_PEERS lists only itself), as docs/operations.md's runbook says; an empty
+# node 2 then joins and receives the data as a snapshot.
+echo "== a new cluster from the cluster's backup (restore --cluster, start, join)"
+for r in r1 r2; do port[$r]=$(free_port); url[$r]="http://127.0.0.1:${port[$r]}"; done
+peer_ports="" node_env r1 mussikon-1 "$work/fresh/data"
+peer_ports="1=${port[r1]},2=${port[r2]},3=$(free_port)" node_env r2 mussikon-2 "$work/fresh2/data"
+t=$(now)
+check "restore the cluster backup for a new cluster (restore.sh --cluster, export compared)" \
+  env MUSSIKON_BIN="$bin" bash deploy/scripts/restore.sh "$work/cluster.snap" "$work/fresh/data" --cluster
+[ ${#as_image_user[@]} -eq 0 ] || chown -R 10001:10001 "$work/fresh"
+check "node 1 starts on the restored directory as a one-voter cluster, leads, is healthy" \
+  eval 'start r1 && has_leader r1 && healthy r1'
+cluster_rto_s=$(since "$t")
+echo "  recovery of the cluster from its backup (restore + start + elected + healthy): ${cluster_rto_s} s"
+check "the new cluster serves every write acknowledged before the backup" \
+  all_present "${url[r1]}" "$work/cluster-acked.txt"
+check "smoke test on the new cluster" bash deploy/scripts/smoke.sh "${url[r1]}"
+t=$(now)
+check "an empty node 2 starts (not a member yet)" start r2
+check "node 2 joins (mussikon cluster join) and catches up" eval \
+  '"$bin" cluster --node "127.0.0.1:${port[r1]}" join --id 2 --addr "127.0.0.1:${port[r2]}" >/dev/null && caught_up r2 r1'
+join_s=$(since "$t")
+echo "  a second voter: start + join + caught up ${join_s} s"
+check "node 2 serves every write acknowledged before the backup" \
+  all_present "${url[r2]}" "$work/cluster-acked.txt"
+stop r2
+stop r1
+"$bin" export --data-dir "$work/fresh/data" --out "$work/r1.snap" >/dev/null
+"$bin" export --data-dir "$work/fresh2/data" --out "$work/r2.snap" >/dev/null
+check "exports of the new cluster's two nodes are identical" cmp -s "$work/r1.snap" "$work/r2.snap"
+printf 'figures: cluster_snapshot_bytes=%s cluster_restore_to_serving_s=%s second_voter_joined_s=%s\n' \
+  "$(wc -c <"$work/cluster.snap")" "$cluster_rto_s" "$join_s"
 echo "run-as-image: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

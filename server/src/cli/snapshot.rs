@@ -3,7 +3,9 @@
 //! Export writes to a temporary file beside the target, syncs it, and renames it into place, so
 //! the target is either the old file or a complete snapshot, never a torn one. Restore replaces
 //! a closed data directory's contents (refusing a non-empty one without `--force`) and then
-//! opens it once, which rebuilds the search index, so the directory is ready to serve.
+//! opens it once, which rebuilds the search index, so the directory is ready to serve. With
+//! `--cluster` it also marks the directory to start a new cluster from the restored data
+//! (`mussikon_cluster::bootstrap`), after checking it holds no Raft state.
 
 use anyhow::Context;
 use clap::Args;
@@ -33,8 +35,11 @@ pub struct ExportArgs {
 /// The long `--help` text of `mussikon restore`.
 pub const RESTORE_HELP: &str = "Replace the contents of a data directory with a snapshot written \
     by `mussikon export`. Refuses a data directory that holds data unless --force is given. Stop \
-    any `mussikon serve` using the data directory first.\n\nExample: mussikon restore --data-dir \
-    ./data --in backup.snap --force";
+    any `mussikon serve` using the data directory first. With --cluster, the directory starts a \
+    NEW cluster: start it as the lowest id of --peers, and start the other members empty (or \
+    join them); they receive the restored data as a snapshot.\n\nExamples: mussikon restore \
+    --data-dir ./data --in backup.snap --force\n  mussikon restore --cluster --data-dir ./data \
+    --in backup.snap";
 
 /// `mussikon restore`.
 #[derive(Debug, Args)]
@@ -50,6 +55,13 @@ pub struct RestoreArgs {
     /// Replace a data directory that already holds data.
     #[arg(long)]
     pub force: bool,
+
+    /// Restore for a new cluster: the first start of the directory as a cluster node (the
+    /// lowest id of its --peers) begins a new cluster whose first state is the restored data;
+    /// the other members start empty or join, and receive it as a snapshot. Refuses a
+    /// directory that holds Raft state.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// Runs `mussikon export`.
@@ -98,8 +110,19 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `mussikon restore`.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let file = File::open(&args.input)
+    let mut file = File::open(&args.input)
         .with_context(|| format!("could not open {}; check --in", args.input.display()))?;
+    let raft_dir = args.data_dir.join("raft");
+    // For a cluster: checked before anything is replaced, so a refusal changes nothing. The
+    // retired ids a Raft snapshot file carries in its trailer go with the data.
+    let retired = if args.cluster {
+        mussikon_cluster::bootstrap::check_no_raft_state(&raft_dir).context("--cluster")?;
+        let (retired, _) = mussikon_cluster::state_machine::read_trailer(&mut file)
+            .with_context(|| format!("could not read {}; check --in", args.input.display()))?;
+        Some(retired)
+    } else {
+        None
+    };
     let summary =
         Engine::restore(&args.data_dir, BufReader::new(file), args.force).map_err(|e| match e {
             mussikon_engine::EngineError::NotEmpty { musicians, gigs } => anyhow::anyhow!(
@@ -120,6 +143,11 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         .refresh()
         .context("the snapshot was restored but the index could not be rebuilt")?;
     drop(engine);
+    if let Some(retired) = &retired {
+        mussikon_cluster::bootstrap::mark(&raft_dir, retired).context(
+            "the snapshot was restored but the directory could not be marked for a cluster",
+        )?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -131,5 +159,13 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         args.data_dir.display()
     )
     .context("could not write to stdout")?;
+    if retired.is_some() {
+        writeln!(
+            out,
+            "marked to start a NEW cluster: start it as the lowest id of --peers (MUSSIKON_PEERS); \
+             start the other members on empty directories, or join them with `mussikon cluster join`"
+        )
+        .context("could not write to stdout")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

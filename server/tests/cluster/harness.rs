@@ -3,6 +3,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -155,9 +156,47 @@ pub async fn spawn_node_as(
     child
 }
 
+/// Runs `mussikon serve --node-id NODE_ID --peers PEERS` at `addr` on `dir`, expecting it to
+/// refuse to start; its stderr.
+pub async fn serve_refused(node_id: &str, addr: &str, dir: &Path, peers: &str) -> String {
+    let out = serve_command(node_id, addr, dir, peers)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "node {node_id} on {} must not start: {err}",
+        dir.display()
+    );
+    err
+}
+
+/// Runs `command` to its end; its exit success and output (stdout, then stderr).
+async fn outcome(command: &mut Command) -> (bool, String) {
+    let out = command.output().await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs `mussikon ARGS…` (export, restore, …); its exit success and output.
+pub async fn mussikon(args: &[&str]) -> (bool, String) {
+    outcome(Command::new(BIN).args(args).env_remove("MUSSIKON_DATA_DIR")).await
+}
+
 impl Cluster {
     pub async fn start(n: u64, extra: &[&str]) -> Cluster {
-        let tmp = tempfile::tempdir().unwrap();
+        Cluster::start_in(tempfile::tempdir().unwrap(), n, extra).await
+    }
+
+    /// [`Cluster::start`] with the nodes' data directories in `tmp` (`node{id}`), which may
+    /// already hold data (a restored backup).
+    pub async fn start_in(tmp: tempfile::TempDir, n: u64, extra: &[&str]) -> Cluster {
         let addrs: BTreeMap<u64, String> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
             .collect();
@@ -280,6 +319,16 @@ impl Cluster {
         drop(child);
     }
 
+    /// Stops node `id` with SIGTERM and waits until it has exited (its store flushed), which
+    /// must be a success.
+    pub async fn stop(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let mut child = node.child.take().unwrap();
+        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "node {id} stopped with {status}");
+    }
+
     pub async fn restart(&mut self, id: u64) {
         let node = &self.nodes[&id];
         let child = spawn_node(id, &node.addr, &node.dir, &self.peers, &self.extra).await;
@@ -298,18 +347,7 @@ impl Cluster {
     /// Runs `mussikon serve --node-id NODE_ID` at `addr` on `dir` with the cluster's peers,
     /// expecting it to refuse to start; its stderr.
     pub async fn serve_refused(&self, node_id: &str, addr: &str, dir: &Path) -> String {
-        let out = serve_command(node_id, addr, dir, &self.peers)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "node {node_id} on {} must not start: {err}",
-            dir.display()
-        );
-        err
+        serve_refused(node_id, addr, dir, &self.peers).await
     }
 
     /// Waits until node `id`'s `/metrics` shows the series `name` (with its labels, as exposed,
@@ -357,20 +395,14 @@ impl Cluster {
 
     /// Runs `mussikon cluster --node <node id's address> ARGS…`; its exit success and output.
     pub async fn cli(&self, via: u64, args: &[&str]) -> (bool, String) {
-        let out = Command::new(BIN)
-            .args(["cluster", "--node", &self.nodes[&via].addr])
-            .args(args)
-            .env_remove("MUSSIKON_NODE")
-            .env_remove("MUSSIKON_TOKEN")
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        outcome(
+            Command::new(BIN)
+                .args(["cluster", "--node", &self.nodes[&via].addr])
+                .args(args)
+                .env_remove("MUSSIKON_NODE")
+                .env_remove("MUSSIKON_TOKEN"),
+        )
+        .await
     }
 
     /// Voters and learners in node `id`'s view, by role.
@@ -424,11 +456,41 @@ pub fn steady_writer(
             let id = format!("{prefix}-{i}");
             let url = format!("{}/v1/musicians/{id}", bases[i % bases.len()]);
             match http.put(url).json(&musician(&id)).send().await {
-                Ok(r) if r.status() == reqwest::StatusCode::CREATED => acked.push(id),
+                Ok(r) if r.status() == StatusCode::CREATED => acked.push(id),
                 _ => other += 1,
             }
             i += 1;
         }
         (acked, other)
     })
+}
+
+/// PUTs musicians `{prefix}-0..n` through the nodes `via` in turn, each answered 201; their ids.
+pub async fn write_musicians(c: &Cluster, via: &[u64], prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        let r = c
+            .put(
+                via[i % via.len()],
+                &format!("/v1/musicians/{id}"),
+                &musician(&id),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{id}");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Every id of `ids` reads back 200 (stale) from every node of `on`.
+pub async fn assert_all_present(c: &Cluster, on: &[u64], ids: &[String]) {
+    for node in on {
+        for id in ids {
+            let r = c
+                .get(*node, &format!("/v1/musicians/{id}?consistency=stale"))
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{id} on node {node}");
+        }
+    }
 }

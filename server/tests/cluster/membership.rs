@@ -5,34 +5,6 @@
 use crate::harness::*;
 use reqwest::StatusCode;
 
-async fn write_musicians(c: &Cluster, via: &[u64], prefix: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        let r = c
-            .put(
-                via[i % via.len()],
-                &format!("/v1/musicians/{id}"),
-                &musician(&id),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::CREATED, "{id}");
-        ids.push(id);
-    }
-    ids
-}
-
-async fn assert_all_present(c: &Cluster, on: &[u64], ids: &[String]) {
-    for node in on {
-        for id in ids {
-            let r = c
-                .get(*node, &format!("/v1/musicians/{id}?consistency=stale"))
-                .await;
-            assert_eq!(r.status(), StatusCode::OK, "{id} on node {node}");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_write() {
     let mut c = Cluster::start(3, &[]).await;
