@@ -186,6 +186,22 @@ impl App {
             })
     }
 
+    /// Runs `f` with the engine on the compute pool, rayon's (one thread per core), and returns
+    /// its result: for the calls that scan and rank (matching, search). They are CPU-bound, so
+    /// more threads than cores only add switches: through [`App::blocking`], 64 concurrent
+    /// matches ran on 64 threads of tokio's blocking pool, each with its own allocator heap
+    /// (docs/perf.md, "HTTP"). Here the excess waits in rayon's queue, first in, first out. A
+    /// panic in `f` is caught and answered as [`App::blocking`] answers one.
+    pub async fn compute<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
+    {
+        let engine = self.inner.engine.clone();
+        let span = tracing::Span::current();
+        on_compute_pool(move || span.in_scope(|| f(&engine))).await
+    }
+
     /// Runs `f` with the engine here, on the async worker: for reads of a few keys (a get by
     /// id is one sled lookup, about 10 µs), where the trip to the blocking pool of
     /// [`App::blocking`] (a queue, a thread woken and one woken back) cost more than the read:
@@ -214,5 +230,42 @@ impl App {
             })
         })
         .await
+    }
+}
+
+/// Runs `f` on rayon's pool and hands its result back to the awaiting task; a panic in `f` is
+/// caught there (rayon would abort the process) and answered 500. See [`App::compute`].
+async fn on_compute_pool<T, F>(f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // The request may be gone (client hung up): nobody to tell.
+        let _ = tx.send(out);
+    });
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(ApiError::Internal("an engine call panicked".into())),
+        Err(_) => Err(ApiError::Internal("an engine call was cancelled".into())),
+    }
+}
+
+#[cfg(test)]
+mod compute_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_compute_pool_answers_and_turns_a_panic_into_an_internal_error() {
+        assert_eq!(on_compute_pool(|| 6 * 7).await.ok(), Some(42));
+        let failed = on_compute_pool(|| -> u32 { panic!("engine bug") }).await;
+        assert!(
+            matches!(&failed, Err(ApiError::Internal(m)) if m == "an engine call panicked"),
+            "{failed:?}"
+        );
+        // The pool survives the panic.
+        assert_eq!(on_compute_pool(|| 1).await.ok(), Some(1));
     }
 }

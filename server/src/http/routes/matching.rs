@@ -22,7 +22,7 @@ use warp::http::StatusCode;
 
 async fn run(app: &App, req: MatchRequest) -> Result<ApiResponse, ApiError> {
     let started = Instant::now();
-    let result: MatchResult = app.blocking(move |e| e.match_gig(&req)).await??;
+    let result: MatchResult = app.compute(move |e| e.match_gig(&req)).await??;
     metrics::record_match(
         result.slots.iter().map(|s| s.instrument.as_str()),
         started.elapsed(),

@@ -25,7 +25,7 @@ use mussikon_engine::{
 use warp::http::StatusCode;
 
 async fn run(app: &App, q: SearchQuery) -> Result<ApiResponse, ApiError> {
-    let page = app.blocking(move |e| e.search(&q)).await??;
+    let page = app.compute(move |e| e.search(&q)).await??;
     ApiResponse::json(StatusCode::OK, &page)
 }
 
