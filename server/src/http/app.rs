@@ -173,17 +173,20 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&Engine) -> T + Send + 'static,
     {
+        tokio::task::spawn_blocking(self.bound(f))
+            .await
+            .map_err(|e| engine_call_failed(e.is_panic()))
+    }
+
+    /// `f` bound to the engine and the caller's span, to run on another thread.
+    fn bound<T, F>(&self, f: F) -> impl FnOnce() -> T + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
+    {
         let engine = self.inner.engine.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(&engine)))
-            .await
-            .map_err(|e| {
-                if e.is_panic() {
-                    ApiError::Internal("an engine call panicked".into())
-                } else {
-                    ApiError::Internal("an engine call was cancelled".into())
-                }
-            })
+        move || span.in_scope(|| f(&engine))
     }
 
     /// Runs `f` with the engine on the compute pool, rayon's (one thread per core), and returns
@@ -197,9 +200,7 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&Engine) -> T + Send + 'static,
     {
-        let engine = self.inner.engine.clone();
-        let span = tracing::Span::current();
-        on_compute_pool(move || span.in_scope(|| f(&engine))).await
+        on_compute_pool(self.bound(f)).await
     }
 
     /// Runs `f` with the engine here, on the async worker: for reads of a few keys (a get by
@@ -248,9 +249,18 @@ where
     });
     match rx.await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(ApiError::Internal("an engine call panicked".into())),
-        Err(_) => Err(ApiError::Internal("an engine call was cancelled".into())),
+        Ok(Err(_)) => Err(engine_call_failed(true)),
+        Err(_) => Err(engine_call_failed(false)),
     }
+}
+
+/// The 500 for an engine call that panicked, or that was dropped before it answered.
+fn engine_call_failed(panicked: bool) -> ApiError {
+    ApiError::Internal(if panicked {
+        "an engine call panicked".into()
+    } else {
+        "an engine call was cancelled".into()
+    })
 }
 
 #[cfg(test)]
