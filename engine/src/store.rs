@@ -122,6 +122,23 @@ impl Changed {
         Changed::upserted(id, record, false)
     }
 
+    /// The index change of storing `rec` over `old` (the stored record, `None` when `rec`
+    /// creates the musician): none when the musician's document would stay the same. The
+    /// document is built from the profile and the booked dates only ([`crate::index`]), never
+    /// from the version, so a PUT that rewrites a profile unchanged (a retry, a sync job
+    /// re-sending what it sent before) costs the index nothing, on every replica, and leaves
+    /// nothing in the change log for readers to re-check.
+    fn stored_over(old: Option<&MusicianRecord>, rec: MusicianRecord) -> Option<Changed> {
+        match old {
+            Some(o) if o.musician == rec.musician && o.booked == rec.booked => None,
+            _ => Some(Changed::upserted(
+                rec.musician.id.clone(),
+                rec,
+                old.is_none(),
+            )),
+        }
+    }
+
     pub(crate) fn deleted(id: String) -> Changed {
         Changed {
             id,
@@ -789,19 +806,20 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let rec = MusicianRecord {
                 musician: musician.clone(),
                 version: seq,
-                booked: old.map(|o| o.booked).unwrap_or_default(),
+                booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
             };
             tx.put_musician(&rec)?;
             if created {
                 tx.add_count(MUSICIAN_COUNT, 1)?;
             }
-            let id = musician.id.clone();
             Ok(Ok((
                 Effect::MusicianUpserted {
-                    id: id.clone(),
+                    id: musician.id.clone(),
                     created,
                 },
-                vec![Changed::upserted(id, rec, created)],
+                Changed::stored_over(old.as_ref(), rec)
+                    .into_iter()
+                    .collect(),
             )))
         }
         Command::DeleteMusician { id } => {
@@ -955,15 +973,14 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let mut created = 0i64;
             for m in musicians {
                 let old = tx.musician(&m.id)?;
-                let is_new = old.is_none();
-                created += i64::from(is_new);
+                created += i64::from(old.is_none());
                 let rec = MusicianRecord {
                     musician: m.clone(),
                     version: seq,
-                    booked: old.map(|o| o.booked).unwrap_or_default(),
+                    booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
                 };
                 tx.put_musician(&rec)?;
-                changed.push(Changed::upserted(m.id.clone(), rec, is_new));
+                changed.extend(Changed::stored_over(old.as_ref(), rec));
             }
             if created > 0 {
                 tx.add_count(MUSICIAN_COUNT, created)?;
@@ -1640,5 +1657,55 @@ impl Store {
             problems.push(format!("booking recorded on one side only: {x:?}"));
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn musician(fee: i64) -> Musician {
+        serde_json::from_value(serde_json::json!({
+            "id": "m-1", "name": "Ana", "instruments": [{"name": "guitar", "level": 4}],
+            "location": {"lat": 40.42, "lon": -3.70}, "travel_radius_km": 50,
+            "fee": {"amount": fee, "currency": "EUR"}
+        }))
+        .unwrap()
+    }
+
+    fn put(store: &Store, seq: u64, fee: i64) -> Applied {
+        let cmd = Command::UpsertMusician {
+            musician: musician(fee),
+        };
+        let mut out = store.apply_batch(&[(seq, Some(&cmd))], None).unwrap();
+        out.pop().flatten().unwrap()
+    }
+
+    #[test]
+    fn a_profile_rewritten_unchanged_is_stored_but_not_sent_to_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        };
+        let store = Store::open(dir.path(), &opts).unwrap();
+        let first = put(&store, 1, 100);
+        assert!(first.outcome.is_done());
+        assert_eq!(first.changed.len(), 1);
+        assert!(first.changed[0].created);
+
+        // The same profile again: a new version, a done outcome, no index change.
+        let again = put(&store, 2, 100);
+        assert!(again.outcome.is_done());
+        assert!(again.changed.is_empty(), "nothing indexed changed");
+        assert_eq!(store.musician("m-1").unwrap().unwrap().version, 2);
+        assert_eq!(store.changed_since(1).unwrap(), Vec::<String>::new());
+
+        // A changed fee is indexed (a fast field), as an update.
+        let changed = put(&store, 3, 200);
+        assert_eq!(changed.changed.len(), 1);
+        assert!(!changed.changed[0].created);
+        assert_eq!(store.changed_since(1).unwrap(), vec!["m-1".to_string()]);
     }
 }

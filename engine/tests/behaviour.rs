@@ -497,6 +497,54 @@ fn search_never_returns_a_stale_match() {
 }
 
 #[test]
+fn a_profile_rewritten_unchanged_stays_searchable_with_its_bookings() {
+    // An upsert that leaves the musician's document as it was is not sent to the index
+    // (store.rs, Changed::stored_over): searches must not tell the difference, before and
+    // after the index commits, and the booked dates the index holds must stay.
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(dir.path());
+    e.upsert_musician(musician_json("m-1")).unwrap();
+    e.upsert_gig(gig_json("g-1")).unwrap();
+    e.refresh().unwrap();
+    assert!(e.book(booking("g-1", 0, "m-1")).unwrap().outcome.is_done());
+    e.refresh().unwrap();
+    let free_on = |date: &str| SearchQuery {
+        instruments: vec![InstrumentFilter {
+            name: "guitar".into(),
+            min_level: 1,
+        }],
+        available_on: Some(date.into()),
+        ..Default::default()
+    };
+    let hits = |q: &SearchQuery| e.search(q).unwrap().hits.len();
+    assert_eq!(
+        (hits(&free_on("2026-12-05")), hits(&free_on("2026-12-06"))),
+        (0, 1)
+    );
+    for _ in 0..2 {
+        let done = e.upsert_musician(musician_json("m-1")).unwrap();
+        assert!(done.outcome.is_done());
+        assert_eq!(e.musician("m-1").unwrap().unwrap().version, done.seq);
+        assert_eq!(
+            (hits(&free_on("2026-12-05")), hits(&free_on("2026-12-06"))),
+            (0, 1)
+        );
+        e.refresh().unwrap();
+        assert_eq!(
+            (hits(&free_on("2026-12-05")), hits(&free_on("2026-12-06"))),
+            (0, 1)
+        );
+    }
+    // A real change after the skipped ones is indexed.
+    let mut m = musician_json("m-1");
+    m.instruments[0].name = "drums".into();
+    e.upsert_musician(m).unwrap();
+    e.refresh().unwrap();
+    assert_eq!(hits(&free_on("2026-12-06")), 0);
+    assert_eq!(e.check_consistency().unwrap(), Vec::<String>::new());
+}
+
+#[test]
 fn writes_become_searchable_without_a_refresh() {
     let dir = tempfile::tempdir().unwrap();
     let e = open_engine(dir.path());

@@ -8,6 +8,7 @@
 //! | --- | --- | --- |
 //! | `put-rr` | `PUT /v1/musicians/{id}`, nodes in turn (followers forward) | `POST /v3/kv/put`, members in turn |
 //! | `put-leader` | the same, to the leader only | the same, to the leader only |
+//! | `put-change` | as `put-rr`, each profile with a new fee (an indexed field), so every write changes the search index | as `put-rr`, the same changed JSON |
 //! | `get` | `GET /v1/musicians/{id}` (linearizable, the default), nodes in turn | `POST /v3/kv/range` (linearizable, the default) |
 //! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
 //! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
@@ -65,6 +66,7 @@ enum System {
 enum Workload {
     PutRr,
     PutLeader,
+    PutChange,
     Get,
     GetStale,
     Book,
@@ -75,6 +77,7 @@ impl Workload {
         match self {
             Workload::PutRr => "put-rr",
             Workload::PutLeader => "put-leader",
+            Workload::PutChange => "put-change",
             Workload::Get => "get",
             Workload::GetStale => "get-stale",
             Workload::Book => "book",
@@ -141,6 +144,8 @@ struct Data {
     ids: Vec<String>,
     /// Musician JSON, the PUT body (and etcd's value).
     musicians: Vec<Bytes>,
+    /// The same musicians, for `put-change` to change.
+    profiles: Vec<mussikon_engine::Musician>,
     /// (id, date, JSON).
     gigs: Vec<(String, String, Bytes)>,
 }
@@ -155,9 +160,11 @@ impl Data {
         })?;
         let mut ids = Vec::with_capacity(args.keys);
         let mut musicians = Vec::with_capacity(args.keys);
+        let mut profiles = Vec::with_capacity(args.keys);
         for m in gen.musicians() {
             musicians.push(Bytes::from(serde_json::to_vec(&m)?));
-            ids.push(m.id);
+            ids.push(m.id.clone());
+            profiles.push(m);
         }
         let gigs = gen
             .gigs()
@@ -172,6 +179,7 @@ impl Data {
         Ok(Data {
             ids,
             musicians,
+            profiles,
             gigs,
         })
     }
@@ -237,17 +245,29 @@ impl Target {
 
     /// The key (musician) `k` written in full.
     fn put(&self, node: usize, data: &Data, k: usize) -> Req {
+        self.put_body(node, &data.ids[k], data.musicians[k].clone())
+    }
+
+    /// The key (musician) `k` written in full with the fee `fee` (in cents): unlike
+    /// [`Target::put`], which rewrites a profile unchanged, a write the search index must take.
+    fn put_changed(&self, node: usize, data: &Data, k: usize, fee: i64) -> Result<Req> {
+        let mut m = data.profiles[k].clone();
+        m.fee.amount = fee;
+        Ok(self.put_body(node, &data.ids[k], Bytes::from(serde_json::to_vec(&m)?)))
+    }
+
+    fn put_body(&self, node: usize, id: &str, body: Bytes) -> Req {
         match self.system {
             System::Mussikon => Req {
                 method: Method::PUT,
-                url: self.url(node, &format!("/v1/musicians/{}", data.ids[k])),
-                body: Some(data.musicians[k].clone()),
+                url: self.url(node, &format!("/v1/musicians/{id}")),
+                body: Some(body),
             },
             System::Etcd => Req {
                 method: Method::POST,
                 url: self.url(node, "/v3/kv/put"),
                 body: Some(Bytes::from(
-                    json!({"key": b64(&data.ids[k]), "value": b64(&data.musicians[k])}).to_string(),
+                    json!({"key": b64(id), "value": b64(&body)}).to_string(),
                 )),
             },
         }
@@ -596,6 +616,11 @@ async fn run(
                 let req = match workload {
                     Workload::PutRr => target.put(node, &data, k),
                     Workload::PutLeader => target.put(leader, &data, k),
+                    Workload::PutChange => {
+                        // 10.00 to 300.00: every write a new fee, whatever the key's last one.
+                        let fee = 1_000 + rng.below(29_000) as i64;
+                        target.put_changed(node, &data, k, fee)?
+                    }
                     Workload::Get => target.get(node, &data, k, false),
                     Workload::GetStale => target.get(node, &data, k, true),
                     Workload::Book => {

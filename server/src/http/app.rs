@@ -213,6 +213,22 @@ impl App {
         f(&self.inner.engine)
     }
 
+    /// Executes one command, as [`Writer::execute`] does. On a cluster node the write is
+    /// replicated from here, the async worker: it only waits (for the group commit or the
+    /// leader), so the trip to the blocking pool of [`App::write`] and its `block_on` (two
+    /// thread hand-offs each way) were pure cost, about a tenth of a node's CPU under
+    /// replicated puts (docs/perf.md, "Cluster"). A single node's write runs the engine's
+    /// transaction and fsync, so it still goes through [`App::write`].
+    pub async fn execute(&self, cmd: Command) -> Result<Executed, ApiError> {
+        match self.cluster() {
+            Some(node) => node
+                .write_traced(cmd, crate::http::trace::current())
+                .await
+                .map_err(|e| EngineError::Io(std::io::Error::other(e)).into()),
+            None => Ok(self.write(move |w| w.execute(&cmd)).await??),
+        }
+    }
+
     /// Like [`App::blocking`], for handlers that change state: `f` gets a [`Writer`].
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where

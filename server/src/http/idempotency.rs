@@ -110,7 +110,7 @@ where
         at_ms: now_ms(),
     });
     let cmd = command.guarded_by(guard);
-    let done = app.write(move |w| w.execute(&cmd)).await??;
+    let done = app.execute(cmd).await?;
     match done.outcome {
         Outcome::Replayed { first } => {
             let replayed = HeaderName::from_static(REPLAYED);

@@ -80,7 +80,7 @@ pub async fn cancel(
         owner: caller.gig_owner_condition(),
         ..Guard::default()
     });
-    let done = app.write(move |w| w.execute(&cmd)).await??;
+    let done = app.execute(cmd).await?;
     match expect_done(done.outcome)? {
         Effect::Cancelled(_) => Ok(ApiResponse::empty(StatusCode::NO_CONTENT)),
         other => Err(unexpected(other)),

@@ -70,12 +70,9 @@ pub async fn put<R: Resource>(
     let mut guard = R::put_guard(&req.caller, &mut body)?;
     guard.version = expected(condition);
     let cmd = R::upsert(body).guarded_by(guard);
-    let (effect, view) = app
-        .write(move |w| -> Result<_, ApiError> {
-            let effect = expect_done(w.execute(&cmd)?.outcome)?;
-            Ok((effect, R::read(w.engine(), &id)?))
-        })
-        .await??;
+    let effect = expect_done(app.execute(cmd).await?.outcome)?;
+    // One sled lookup: on the async worker, as a GET by id.
+    let view = app.read_now(|e| R::read(e, &id))?;
     let (Effect::MusicianUpserted { id, created } | Effect::GigUpserted { id, created }) = effect
     else {
         return Err(unexpected(effect));
@@ -112,9 +109,7 @@ pub async fn delete<R: Resource>(
     let mut guard = R::delete_guard(&req.caller);
     guard.version = expected(condition);
     let cmd = R::delete(id).guarded_by(guard);
-    let effect = app
-        .write(move |w| expect_done(w.execute(&cmd)?.outcome))
-        .await??;
+    let effect = expect_done(app.execute(cmd).await?.outcome)?;
     match effect {
         Effect::MusicianDeleted { .. } | Effect::GigDeleted { .. } => {
             Ok(ApiResponse::empty(StatusCode::NO_CONTENT))
