@@ -10,8 +10,8 @@
 //! also copied side by side into one array per segment, [`DocFacts`], when every document has
 //! them all: at 1M documents each column read was a likely cache miss, and the reads were the
 //! largest single cost of a match (docs/perf.md, "HTTP"); one 56-byte record is one or two cache
-//! lines and needs no decoding. The copy costs 56 bytes per document in memory and is built
-//! when the segment is first used.
+//! lines and needs no decoding. The copy costs 56 bytes per document in memory; it is built
+//! when the cache warms a new searcher (see [`ColumnCache`]), before any query uses the segment.
 //!
 //! Promises:
 //! - [`ColumnCache::get`] returns the columns of exactly the segment it is given (keyed by
@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tantivy::columnar::{Column, ColumnIndex, StrColumn};
 use tantivy::index::SegmentId;
-use tantivy::{DocId, Searcher, SegmentReader};
+use tantivy::{DocId, Searcher, SearcherGeneration, SegmentReader, Warmer};
 
 /// The match fields of one document, as its columns hold them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -122,7 +122,9 @@ impl SegmentColumns {
     }
 }
 
-/// Opened columns by segment; see the module documentation.
+/// Opened columns by segment; see the module documentation. As a tantivy [`Warmer`], it opens
+/// the columns of a new searcher's segments before the reader hands that searcher out, so no
+/// query pays for it (a segment of 1M documents takes tens of milliseconds).
 #[derive(Default)]
 pub(crate) struct ColumnCache {
     segments: Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>,
@@ -144,7 +146,8 @@ impl ColumnCache {
         ))
     }
 
-    /// Forgets segments that `searcher` does not have.
+    /// Forgets segments that `searcher` does not have. (Segments merged away are also dropped
+    /// by the warmer's garbage collection.)
     pub(crate) fn retain(&self, searcher: &Searcher) {
         let mut map = crate::index::lock(&self.segments);
         if map.len() > searcher.segment_readers().len() {
@@ -155,6 +158,20 @@ impl ColumnCache {
                 .collect();
             map.retain(|id, _| live.contains(id));
         }
+    }
+}
+
+impl Warmer for ColumnCache {
+    fn warm(&self, searcher: &Searcher) -> tantivy::Result<()> {
+        for reader in searcher.segment_readers() {
+            self.get(reader)?;
+        }
+        Ok(())
+    }
+
+    fn garbage_collect(&self, live: &[&SearcherGeneration]) {
+        let mut map = crate::index::lock(&self.segments);
+        map.retain(|id, _| live.iter().any(|g| g.segments().contains_key(id)));
     }
 }
 
@@ -221,6 +238,40 @@ mod tests {
                 None,
                 "past the last document"
             );
+        }
+    }
+
+    #[test]
+    fn the_cache_warms_each_new_searcher_before_it_is_handed_out() {
+        let (schema, f) = crate::index::schema();
+        let index = Index::create_in_ram(schema);
+        let cache = Arc::new(ColumnCache::default());
+        let warmer: std::sync::Weak<dyn Warmer> = Arc::downgrade(&cache) as _;
+        let reader = index
+            .reader_builder()
+            .reload_policy(tantivy::ReloadPolicy::Manual)
+            .warmers(vec![warmer])
+            .try_into()
+            .unwrap();
+        let mut w = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let add = |w: &mut tantivy::IndexWriter, i: u64| {
+            w.add_document(doc!(
+                f.id => format!("m-{i}"), f.lat => 40.0, f.lon => -3.0, f.radius => 10.0,
+                f.bayes => 3.5, f.fee => i, f.currency => 1u64, f.active => 1u64,
+            ))
+            .unwrap();
+        };
+        for batch in 0..2 {
+            add(&mut w, batch);
+            w.commit().unwrap();
+            reader.reload().unwrap();
+            // Every segment of the searcher readers now get is already in the cache.
+            let searcher = reader.searcher();
+            let map = crate::index::lock(&cache.segments);
+            for seg in searcher.segment_readers() {
+                assert!(map.contains_key(&seg.segment_id()), "segment not warmed");
+                assert!(map[&seg.segment_id()].facts.is_some());
+            }
         }
     }
 }

@@ -319,6 +319,9 @@ impl Engine {
                 flush_every_ms,
             },
         )?);
+        // The column cache warms every new searcher's segments before readers get it.
+        let columns: Arc<crate::columns::ColumnCache> = Arc::default();
+        let warmer: std::sync::Weak<dyn tantivy::Warmer> = Arc::downgrade(&columns) as _;
         let index = IndexHandle::open(
             &path.join("index"),
             store.clone(),
@@ -326,13 +329,14 @@ impl Engine {
                 commit_interval: config.index_commit_interval,
                 writer_threads: config.index_writer_threads,
                 writer_heap_bytes: config.index_heap_bytes,
+                warmers: vec![warmer],
             },
         )?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
                 index,
-                columns: Arc::default(),
+                columns,
                 writer: Mutex::new(()),
                 config,
                 path,

@@ -364,6 +364,9 @@ pub(crate) struct IndexOptions {
     pub commit_interval: Duration,
     pub writer_threads: usize,
     pub writer_heap_bytes: usize,
+    /// Run on every new searcher before it is handed out (the column cache: readers then never
+    /// pay for opening a segment's columns).
+    pub warmers: Vec<std::sync::Weak<dyn tantivy::Warmer>>,
 }
 
 fn read_payload(index: &Index) -> Option<(u32, u64)> {
@@ -503,6 +506,7 @@ fn bring_level(dir: &Path, store: &Store, opts: &IndexOptions) -> Result<Level, 
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
+        .warmers(opts.warmers.clone())
         .try_into()?;
     Ok(Level {
         writer,
