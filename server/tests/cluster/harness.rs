@@ -433,6 +433,17 @@ impl Cluster {
     pub async fn get(&self, id: u64, path: &str) -> reqwest::Response {
         self.http.get(self.url(id, path)).send().await.unwrap()
     }
+
+    /// POSTs a booking of `musician` into slot 0 of `gig` through node `via`; its status.
+    pub async fn book(&self, via: u64, gig: &str, musician: &str) -> reqwest::StatusCode {
+        self.http
+            .post(self.url(via, &format!("/v1/gigs/{gig}/bookings")))
+            .json(&serde_json::json!({"slot": 0, "musician_id": musician}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
 }
 
 /// A steady writer through `bases` (node URLs) until `stop`, of musicians `{prefix}-{i}`: the

@@ -32,16 +32,6 @@ pub(crate) async fn heal_all(c: &Cluster) {
     }
 }
 
-async fn book(c: &Cluster, via: u64, gig: &str, musician: &str) -> StatusCode {
-    c.http
-        .post(c.url(via, &format!("/v1/gigs/{gig}/bookings")))
-        .json(&json!({"slot": 0, "musician_id": musician}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     let c = Cluster::start(3, FAULTS).await;
@@ -71,8 +61,8 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on() {
     // leader's side: only the majority's booking may be acknowledged.
     let lost = musician("m-lost");
     let (on_old, on_majority, put_old) = tokio::join!(
-        book(&c, old, "g-1", "m-1"),
-        book(&c, majority[0], "g-2", "m-1"),
+        c.book(old, "g-1", "m-1"),
+        c.book(majority[0], "g-2", "m-1"),
         c.put(old, "/v1/musicians/m-lost", &lost),
     );
     assert_eq!(on_majority, StatusCode::CREATED);

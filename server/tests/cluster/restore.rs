@@ -6,7 +6,7 @@
 
 use crate::harness::*;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
 fn text(p: &Path) -> &str {
@@ -18,17 +18,6 @@ async fn list(c: &Cluster, id: u64, path: &str) -> Value {
     let r = c.get(id, path).await;
     assert_eq!(r.status(), StatusCode::OK, "{path} on node {id}");
     r.json().await.unwrap()
-}
-
-/// POSTs a booking of musician `m` into slot 0 of gig `g` through node `via`; its status.
-async fn book(c: &Cluster, via: u64, g: &str, m: &str) -> StatusCode {
-    c.http
-        .post(c.url(via, &format!("/v1/gigs/{g}/bookings")))
-        .json(&json!({"slot": 0, "musician_id": m}))
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 /// `mussikon export` of node `id`'s (stopped) data directory into `out`.
@@ -52,7 +41,7 @@ async fn a_cluster_backup_restored_with_cluster_starts_a_new_cluster_holding_eve
     let acked = write_musicians(&old, &[1, 2, 3], "m", 30).await;
     let r = old.put(2, "/v1/gigs/g-1", &gig("g-1", "2026-12-05")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(book(&old, 3, "g-1", "m-0").await, StatusCode::CREATED);
+    assert_eq!(old.book(3, "g-1", "m-0").await, StatusCode::CREATED);
     let leader = old.wait_converged().await;
     let musicians = list(&old, leader, "/v1/musicians?limit=1000").await;
     let gigs = list(&old, leader, "/v1/gigs?limit=1000").await;
@@ -120,7 +109,7 @@ async fn a_cluster_backup_restored_with_cluster_starts_a_new_cluster_holding_eve
     let mut all = acked.clone();
     all.extend(write_musicians(&new, &[4, 2, 3, 1], "after", 20).await);
     assert_eq!(
-        book(&new, 4, "g-1", "m-0").await,
+        new.book(4, "g-1", "m-0").await,
         StatusCode::CONFLICT,
         "the restored booking still holds the seat"
     );
