@@ -221,10 +221,12 @@ impl App {
     /// transaction and fsync, so it still goes through [`App::write`].
     pub async fn execute(&self, cmd: Command) -> Result<Executed, ApiError> {
         match self.cluster() {
-            Some(node) => node
-                .write_traced(cmd, crate::http::trace::current())
-                .await
-                .map_err(|e| EngineError::Io(std::io::Error::other(e)).into()),
+            Some(node) => {
+                Ok(
+                    crate::http::cluster::replicated(node, cmd, crate::http::trace::current())
+                        .await?,
+                )
+            }
             None => Ok(self.write(move |w| w.execute(&cmd)).await??),
         }
     }

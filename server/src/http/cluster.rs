@@ -80,9 +80,19 @@ pub const CONSISTENCY: &str = "consistency";
 /// Largest body of a peer RPC other than a snapshot.
 const MAX_RPC_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Replicates `cmd` through `node` from a blocking-pool thread (where [`App::write`] runs
-/// writers), on behalf of the request in the trace `traceparent`; a failure travels as an I/O
-/// error that [`unavailable`] turns into a 503.
+/// Replicates `cmd` through `node`, on behalf of the request in the trace `traceparent`; a
+/// failure travels as an I/O error that [`unavailable`] turns into a 503.
+pub async fn replicated(
+    node: &Node,
+    cmd: Command,
+    traceparent: Option<String>,
+) -> Result<Executed, EngineError> {
+    node.write_traced(cmd, traceparent)
+        .await
+        .map_err(|e| EngineError::Io(std::io::Error::other(e)))
+}
+
+/// [`replicated`] from a blocking-pool thread (where [`App::write`] runs writers).
 pub fn replicate(
     node: &Node,
     cmd: &Command,
@@ -90,9 +100,7 @@ pub fn replicate(
 ) -> Result<Executed, EngineError> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
-    handle
-        .block_on(node.write_traced(cmd.clone(), traceparent))
-        .map_err(|e| EngineError::Io(std::io::Error::other(e)))
+    handle.block_on(replicated(node, cmd.clone(), traceparent))
 }
 
 /// The 503 a failed replicated write maps to; `None` for other I/O errors.
