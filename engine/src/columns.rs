@@ -18,8 +18,10 @@
 //!   segment id), opening them on first use.
 //! - [`SegmentColumns::facts`] returns, for any document, exactly the values its columns hold
 //!   (bit for bit: they are copied from them), or `None` when one of them has no value.
-//! - [`ColumnCache::retain`] drops the entries of segments a searcher no longer has, so the
-//!   cache holds at most the segments of the searchers in use plus those opened since.
+//! - As the reader's warmer, the cache drops the entries of segments no live searcher holds
+//!   (tantivy calls its garbage collection about once a second), so it holds at most the
+//!   segments of the searchers in use plus those opened since; a segment still held by an
+//!   older searcher that a query is using is never dropped from under it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,11 +53,9 @@ pub(crate) struct SegmentColumns {
     pub id: StrColumn,
     pub id0: Column<u64>,
     pub id1: Column<u64>,
-    /// Every document of the segment has a value in each of the match columns (`lat` …
-    /// `active`), so they can be copied into `facts`. True for every segment this crate writes
-    /// (each musician document carries all of them); checked, not assumed.
-    full: bool,
-    /// Every document's [`DocFacts`], by doc id, when `full`.
+    /// Every document's [`DocFacts`], by doc id, when every document of the segment has a
+    /// value in each of the match columns (`lat` … `active`). True for every segment this crate
+    /// writes (each musician document carries all of them); checked, not assumed.
     facts: Option<Box<[DocFacts]>>,
 }
 
@@ -75,17 +75,16 @@ impl SegmentColumns {
             })?,
             id0: ff.u64("id0")?,
             id1: ff.u64("id1")?,
-            full: false,
             facts: None,
         };
         let full = |i: &ColumnIndex| matches!(i, ColumnIndex::Full);
-        cols.full = [&cols.lat, &cols.lon, &cols.radius, &cols.bayes]
+        let all_full = [&cols.lat, &cols.lon, &cols.radius, &cols.bayes]
             .iter()
             .all(|c| full(&c.index))
             && [&cols.fee, &cols.currency, &cols.active]
                 .iter()
                 .all(|c| full(&c.index));
-        if cols.full {
+        if all_full {
             let n = reader.max_doc();
             cols.facts = Some(
                 (0..n)
@@ -124,7 +123,8 @@ impl SegmentColumns {
 
 /// Opened columns by segment; see the module documentation. As a tantivy [`Warmer`], it opens
 /// the columns of a new searcher's segments before the reader hands that searcher out, so no
-/// query pays for it (a segment of 1M documents takes tens of milliseconds).
+/// query pays for it (a segment of 1M documents takes tens of milliseconds), and forgets the
+/// segments of searchers no longer alive.
 #[derive(Default)]
 pub(crate) struct ColumnCache {
     segments: Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>,
@@ -144,20 +144,6 @@ impl ColumnCache {
                 .entry(id)
                 .or_insert(opened),
         ))
-    }
-
-    /// Forgets segments that `searcher` does not have. (Segments merged away are also dropped
-    /// by the warmer's garbage collection.)
-    pub(crate) fn retain(&self, searcher: &Searcher) {
-        let mut map = crate::index::lock(&self.segments);
-        if map.len() > searcher.segment_readers().len() {
-            let live: Vec<SegmentId> = searcher
-                .segment_readers()
-                .iter()
-                .map(|r| r.segment_id())
-                .collect();
-            map.retain(|id, _| live.contains(id));
-        }
     }
 }
 
@@ -273,5 +259,14 @@ mod tests {
                 assert!(map[&seg.segment_id()].facts.is_some());
             }
         }
+        // Garbage collection keeps what a live searcher holds and drops the rest.
+        let searcher = reader.searcher();
+        cache.garbage_collect(&[searcher.generation()]);
+        assert_eq!(
+            crate::index::lock(&cache.segments).len(),
+            searcher.segment_readers().len()
+        );
+        cache.garbage_collect(&[]);
+        assert!(crate::index::lock(&cache.segments).is_empty());
     }
 }

@@ -869,7 +869,6 @@ impl Engine {
         let seq = self.inner.index.visibility().seq;
         let changed_ids = self.inner.store.changed_since(seq)?;
         let searcher = self.inner.index.reader.searcher();
-        self.inner.columns.retain(&searcher);
         let f = self.inner.index.fields;
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
