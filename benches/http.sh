@@ -171,7 +171,7 @@ if [ "${OPEN_LOOP:-1}" = 1 ]; then
     oha="$OHA_ROOT/bin/oha"
     if [ ! -x "$oha" ]; then
       echo "installing oha into $OHA_ROOT (cargo install, a few minutes) ..." >&2
-      CARGO_TARGET_DIR="$OHA_ROOT/target" nice -n 10 cargo install oha --locked --root "$OHA_ROOT" >&2
+      CARGO_TARGET_DIR="$OHA_ROOT/target" nice -n 10 cargo install oha --locked --version "${OHA_VERSION:-1.16.0}" --root "$OHA_ROOT" >&2
     fi
   fi
   n_gigs="$(python3 "benches/http_open_loop.py" store-gigs "$work/gigs.json" "$url")"
