@@ -415,6 +415,61 @@ fn fingerprint(r: &MatchResult) -> Vec<(usize, usize, Vec<String>)> {
         .collect()
 }
 
+/// Pace of the writer of [`export_while_writing`]: 2,000 writes/s.
+const EXPORT_WRITE_EVERY: Duration = Duration::from_micros(500);
+
+/// Exports the engine to `path` while a second thread upserts existing musicians (each with a
+/// new fee) at [`EXPORT_WRITE_EVERY`]; answers the export's seconds, the writes applied during it and
+/// their latency from the moment each was due (p50 / p99 / max). An export that held writes
+/// back shows as a max near its own length.
+fn export_while_writing(
+    engine: &Engine,
+    gen: &Generator,
+    n_musicians: u64,
+    path: &Path,
+) -> Result<(f64, u64, String)> {
+    let span = usize::try_from(n_musicians).unwrap_or(usize::MAX).max(1);
+    let exporting = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| -> Result<(u64, Histogram<u64>)> {
+            let mut h = histogram()?;
+            let mut rng = SplitMix(0x6578_706f_7274);
+            let mut n = 0u64;
+            let start = Instant::now();
+            while exporting.load(std::sync::atomic::Ordering::Relaxed) {
+                // Open loop: each write is due at its slot; its latency counts from then, so a
+                // held-back writer is charged for every write that could not start.
+                let due = start + EXPORT_WRITE_EVERY * u32::try_from(n).unwrap_or(u32::MAX);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let mut m = gen.musician(rng.below(span));
+                m.fee.amount += 1 + (n % 100) as i64;
+                engine.upsert_musician(m)?;
+                h.record(micros(due.elapsed()))?;
+                n += 1;
+            }
+            Ok((n, h))
+        });
+        let t = Instant::now();
+        let file = std::fs::File::create(path).context("creating the export file")?;
+        let exported = engine.export(std::io::BufWriter::with_capacity(1 << 20, file));
+        let secs = t.elapsed().as_secs_f64();
+        exporting.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (n, h) = writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        exported.context("exporting")?;
+        let lat = format!(
+            "p50 {} µs, p99 {} µs, max {:.1} ms",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.max() as f64 / 1000.0
+        );
+        Ok((secs, n, lat))
+    })
+}
+
 fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -824,6 +879,30 @@ fn run(args: &Args) -> Result<()> {
     rows.push(Row {
         figure: "Get by id p50 / p99".into(),
         value: format!("{} / {} µs", lat.p50, lat.p99),
+        target: "—",
+        met: None,
+    });
+
+    // 6b. Export while writing.
+    section("6b. export (snapshot, backup) while a writer changes musicians");
+    let export_path = dir.join("bench-export.snap");
+    let (export_secs, writes, write_lat) =
+        export_while_writing(&engine, &gen, n_musicians, &export_path)?;
+    let export_bytes = std::fs::metadata(&export_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&export_path);
+    println!(
+        "export: {:.2} s, {}; writes applied meanwhile: {} ({:.0}/s); write latency during it: {}",
+        export_secs,
+        mib(export_bytes),
+        thousands(writes),
+        writes as f64 / export_secs.max(1e-9),
+        write_lat,
+    );
+    rows.push(Row {
+        figure: "Export of everything, while writing".into(),
+        value: format!("{export_secs:.2} s; longest write {write_lat}"),
         target: "—",
         met: None,
     });

@@ -208,6 +208,9 @@ struct Inner {
     index: IndexHandle,
     columns: Arc<crate::columns::ColumnCache>,
     writer: Mutex<()>,
+    /// Held shared by each running export and exclusively by a snapshot install, which clears
+    /// the store under the exports' views (taken before `writer`, never while holding it).
+    exports: std::sync::RwLock<()>,
     config: Config,
     path: PathBuf,
 }
@@ -338,6 +341,7 @@ impl Engine {
                 index,
                 columns,
                 writer: Mutex::new(()),
+                exports: std::sync::RwLock::new(()),
                 config,
                 path,
             }),
@@ -982,6 +986,19 @@ impl Engine {
 
     pub(crate) fn writer_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         lock(&self.inner.writer)
+    }
+
+    /// Held by an export for its whole length: keeps installs out (see `Inner::exports`).
+    pub(crate) fn exports_running(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.inner.exports.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by an install: waits for running exports and keeps new ones out.
+    pub(crate) fn no_exports_running(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.inner
+            .exports
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn index(&self) -> &IndexHandle {

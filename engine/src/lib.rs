@@ -46,6 +46,7 @@ mod slot_scan;
 pub mod snapshot;
 mod store;
 pub mod validate;
+mod view;
 
 pub use command::{
     Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,

@@ -131,6 +131,7 @@ impl Engine {
         let applied_seq = read_header(&mut reader)?;
         let marker = self.path().join(REINDEX);
         let summary = {
+            let _exports = self.no_exports_running();
             let _w = self.writer_lock();
             std::fs::write(
                 &marker,

@@ -17,8 +17,10 @@
 //! knows version 1 refuses a version-2 stream at its magic, rather than half-way through.
 //! New frame kinds are only ever appended to [`Frame`], so their encodings stay stable.
 //!
-//! Export holds the writer lock, so the copy is exactly the state at `applied_seq`; writes wait
-//! while it runs (about a second per 500,000 musicians, see docs/perf.md).
+//! Export is exactly the state at `applied_seq` and does not hold writes back: it takes the
+//! writer lock only to pick its moment (the applied sequence, the annex, the idempotency keys,
+//! and a [`crate::view`] opened there), then streams the records through that view while writes
+//! go on. A snapshot install waits for running exports (it clears the store under them).
 //! Restore works on a closed data directory: it replaces the store (refusing a non-empty one
 //! unless forced), marks the directory incomplete until the last record is written, and removes
 //! the index so that the next [`Engine::open`] rebuilds it.
@@ -244,15 +246,29 @@ impl Engine {
     }
 
     /// [`Engine::export`], also returning the replication metadata (see
-    /// [`Engine::apply_annexed`]) of exactly the exported state.
+    /// [`Engine::apply_annexed`]) of exactly the exported state. Writes go on while it runs
+    /// (they wait only while it reads the applied sequence, the annex and the idempotency keys);
+    /// each costs one more read while an export is open.
     pub fn export_annexed<W: Write>(
         &self,
         out: W,
     ) -> Result<(SnapshotSummary, Option<Vec<u8>>), EngineError> {
-        let _w = self.writer_lock();
+        // Installs (which clear the store) wait until this export is done.
+        let _installs = self.exports_running();
         let store = self.store();
-        let applied_seq = store.applied_seq()?;
-        let annex = store.annex()?;
+        // The state to copy is the one at this moment, between two writes: its sequence,
+        // annex and idempotency keys (at most IDEMPOTENCY_KEYS_KEPT) are read under the writer
+        // lock, and the records through a view opened under it (crate::view), while writes go
+        // on.
+        let (view, applied_seq, annex, idempotency) = {
+            let _w = self.writer_lock();
+            (
+                store.open_view(),
+                store.applied_seq()?,
+                store.annex()?,
+                store.idempotency_records()?,
+            )
+        };
         let mut out = out;
         out.write_all(MAGIC)?;
         let mut fw = FrameWriter {
@@ -265,7 +281,7 @@ impl Engine {
         })?;
         let mut musicians = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
-        for r in store.musicians_after(None) {
+        for r in store.musicians_as_of(&view) {
             batch.push(r?);
             if batch.len() == BATCH {
                 musicians += batch.len() as u64;
@@ -278,7 +294,7 @@ impl Engine {
         }
         let mut gigs = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
-        for r in store.gigs_after(None) {
+        for r in store.gigs_as_of(&view) {
             batch.push(r?);
             if batch.len() == BATCH {
                 gigs += batch.len() as u64;
@@ -291,7 +307,7 @@ impl Engine {
         }
         let mut messages = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
-        for r in store.all_messages() {
+        for r in store.messages_as_of(&view) {
             batch.push(r?);
             if batch.len() == BATCH {
                 messages += batch.len() as u64;
@@ -302,7 +318,7 @@ impl Engine {
             messages += batch.len() as u64;
             fw.write(&Frame::Messages(batch))?;
         }
-        let (head, tail, keys) = store.idempotency_records()?;
+        let (head, tail, keys) = idempotency;
         let mut keys = keys.into_iter().peekable();
         while keys.peek().is_some() {
             fw.write(&Frame::Idempotency {
@@ -311,6 +327,15 @@ impl Engine {
                 records: keys.by_ref().take(BATCH).collect(),
             })?;
         }
+        tracing::debug!(
+            applied_seq,
+            musicians,
+            gigs,
+            messages,
+            written_meanwhile = view.recorded(),
+            "exported while writes went on"
+        );
+        drop(view);
         let checksum = fw.sum.0;
         fw.write(&Frame::EndV2 {
             musicians,

@@ -42,10 +42,12 @@ use crate::validate::{
     self, check_id, validate_booking, validate_gig, validate_musician, validate_post, Checker,
     ValidationError,
 };
+use crate::view::{self, OpenView, View, Viewed, Views};
 use bincode::{Decode, Encode};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A stored musician: the profile plus what the store tracks about it.
 #[derive(Clone, Debug, PartialEq, Encode, Decode)]
@@ -200,6 +202,8 @@ pub(crate) struct Store {
     messages: sled::Tree,
     message_index: sled::Tree,
     idempotency: sled::Tree,
+    /// Readers' views of a past state (exports), which every write records its pre-images in.
+    views: Views,
 }
 
 /// `gig id 0x00`: the prefix of every key of the gig's messages, and its counter key in
@@ -267,9 +271,37 @@ struct Tx<'a> {
     messages: &'a TransactionalTree,
     message_index: &'a TransactionalTree,
     idempotency: &'a TransactionalTree,
+    /// The views open when the transaction began (see [`crate::view`]).
+    views: &'a [Arc<View>],
 }
 
 impl Tx<'_> {
+    /// Records `key`'s pre-image in `tree` in every open view; every write to a viewed tree
+    /// calls it first.
+    fn before_write(&self, tree: Viewed, key: &[u8]) -> TxResult<()> {
+        if self.views.is_empty() {
+            return Ok(());
+        }
+        let t = match tree {
+            Viewed::Musicians => self.musicians,
+            Viewed::Gigs => self.gigs,
+            Viewed::Messages => self.messages,
+        };
+        view::before_write(self.views, tree, key, || Ok(t.get(key)?))
+    }
+
+    fn remove_musician(&self, id: &str) -> TxResult<()> {
+        self.before_write(Viewed::Musicians, id.as_bytes())?;
+        self.musicians.remove(id.as_bytes())?;
+        Ok(())
+    }
+
+    fn remove_gig(&self, id: &str) -> TxResult<()> {
+        self.before_write(Viewed::Gigs, id.as_bytes())?;
+        self.gigs.remove(id.as_bytes())?;
+        Ok(())
+    }
+
     fn musician(&self, id: &str) -> TxResult<Option<MusicianRecord>> {
         match self.musicians.get(id.as_bytes())? {
             None => Ok(None),
@@ -280,6 +312,7 @@ impl Tx<'_> {
     fn put_musician(&self, rec: &MusicianRecord) -> TxResult<()> {
         let key = rec.musician.id.as_bytes();
         let v = encode(RecordKind::Musician, rec, key).or_else(abort)?;
+        self.before_write(Viewed::Musicians, key)?;
         self.musicians.insert(key, v)?;
         Ok(())
     }
@@ -294,6 +327,7 @@ impl Tx<'_> {
     fn put_gig(&self, rec: &GigRecord) -> TxResult<()> {
         let key = rec.gig.id.as_bytes();
         let v = encode(RecordKind::Gig, rec, key).or_else(abort)?;
+        self.before_write(Viewed::Gigs, key)?;
         self.gigs.insert(key, v)?;
         Ok(())
     }
@@ -304,6 +338,7 @@ impl Tx<'_> {
         let last = read_u64(self.message_index.get(&counter)?);
         for n in 1..=last {
             let key = message_key(gig_id, n);
+            self.before_write(Viewed::Messages, &key)?;
             if let Some(v) = self.messages.remove(key.as_slice())? {
                 let m = decode_message(&key, &v).or_else(abort)?;
                 if let Some(mid) = &m.message_id {
@@ -833,7 +868,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     tx.put_gig(&g)?;
                 }
             }
-            tx.musicians.remove(id.as_bytes())?;
+            tx.remove_musician(id)?;
             tx.add_count(MUSICIAN_COUNT, -1)?;
             Ok(Ok((
                 Effect::MusicianDeleted {
@@ -882,7 +917,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                 }
             }
             tx.delete_thread(id)?;
-            tx.gigs.remove(id.as_bytes())?;
+            tx.remove_gig(id)?;
             tx.add_count(GIG_COUNT, -1)?;
             Ok(Ok((
                 Effect::GigDeleted {
@@ -1044,6 +1079,7 @@ fn post_message(
     };
     let key = message_key(gig_id, n);
     let v = encode(RecordKind::Message, &message, &key).or_else(abort)?;
+    tx.before_write(Viewed::Messages, &key)?;
     tx.messages.insert(key, v)?;
     tx.message_index
         .insert(counter.as_slice(), &codec::u64_key(n))?;
@@ -1174,6 +1210,7 @@ impl Store {
             idempotency: db.open_tree("idempotency")?,
             meta,
             db,
+            views: Views::default(),
         })
     }
 
@@ -1241,6 +1278,7 @@ impl Store {
         if runs.is_empty() {
             return Ok(out);
         }
+        let views = self.views.current();
         let result = (
             &self.musicians,
             &self.gigs,
@@ -1260,6 +1298,7 @@ impl Store {
                         messages,
                         message_index,
                         idempotency,
+                        views: &views,
                     };
                     let mut done = Vec::with_capacity(runs.len());
                     for (i, seq, work) in &runs {
@@ -1375,11 +1414,50 @@ impl Store {
         })
     }
 
-    /// Every message, by gig id then number.
-    pub(crate) fn all_messages(&self) -> impl Iterator<Item = Result<Message, StoreError>> + '_ {
-        self.messages.iter().map(|r| {
+    /// Opens a view of the store as it is now (see [`crate::view`]); the caller holds the
+    /// engine's writer lock, so that no write is half done.
+    pub(crate) fn open_view(&self) -> OpenView<'_> {
+        self.views.open()
+    }
+
+    /// Every musician as of `view`'s opening, in id order.
+    pub(crate) fn musicians_as_of<'a>(
+        &'a self,
+        view: &'a View,
+    ) -> impl Iterator<Item = Result<MusicianRecord, StoreError>> + 'a {
+        self.decoded_as_of(view, Viewed::Musicians, decode_musician)
+    }
+
+    /// Every gig as of `view`'s opening, in id order.
+    pub(crate) fn gigs_as_of<'a>(
+        &'a self,
+        view: &'a View,
+    ) -> impl Iterator<Item = Result<GigRecord, StoreError>> + 'a {
+        self.decoded_as_of(view, Viewed::Gigs, decode_gig)
+    }
+
+    /// Every message as of `view`'s opening, by gig id then number.
+    pub(crate) fn messages_as_of<'a>(
+        &'a self,
+        view: &'a View,
+    ) -> impl Iterator<Item = Result<Message, StoreError>> + 'a {
+        self.decoded_as_of(view, Viewed::Messages, decode_message)
+    }
+
+    fn decoded_as_of<'a, T: 'a>(
+        &'a self,
+        view: &'a View,
+        which: Viewed,
+        decode: fn(&[u8], &[u8]) -> Result<T, StoreError>,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + 'a {
+        let tree = match which {
+            Viewed::Musicians => &self.musicians,
+            Viewed::Gigs => &self.gigs,
+            Viewed::Messages => &self.messages,
+        };
+        view.as_of(which, tree.iter()).map(move |r| {
             let (k, v) = r?;
-            decode_message(&k, &v)
+            decode(&k, &v)
         })
     }
 
