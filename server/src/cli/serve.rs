@@ -313,6 +313,9 @@ async fn serve(
                 .await
                 .context("could not start the cluster node")?;
             tracing::info!(node_id, peers = ?c.peers, "cluster node started");
+            if let Some(peer_addr) = peer_addr {
+                warn_if_listed_at_api_port(node_id, &c.peers, addr, peer_addr);
+            }
             if c.fault_injection {
                 tracing::warn!(
                     "FAULT INJECTION IS ON: admins can cut this node from its peers \
@@ -335,6 +338,34 @@ async fn serve(
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// Warns when `peers` lists this node at its API port while its peer RPCs are served at
+/// `peer_addr`: the peer list is the only place that says where the others reach this node, and
+/// its API port answers `/raft/...` 404. (A warning, not a refusal: behind port mappings the
+/// listed port need not be the one bound.)
+fn warn_if_listed_at_api_port(
+    node_id: u64,
+    peers: &std::collections::BTreeMap<u64, String>,
+    addr: SocketAddr,
+    peer_addr: SocketAddr,
+) {
+    let Some(listed) = peers.get(&node_id) else {
+        return;
+    };
+    let port = listed
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if port == Some(addr.port()) && port != Some(peer_addr.port()) {
+        tracing::warn!(
+            node_id,
+            %listed,
+            peer_listen = %peer_addr,
+            "cluster.peers lists this node at its API port, but its peer RPCs are served on \
+             cluster.peer_listen (the API port answers /raft/... 404): list every node at its \
+             peer port"
+        );
+    }
 }
 
 /// Generates demo data into an empty store.
