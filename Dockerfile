@@ -12,7 +12,10 @@
 #   - entrypoint `mussikon serve`, settings from MUSSIKON_* variables (see
 #     deploy/config/mussikon.example.toml); MUSSIKON_LISTEN=0.0.0.0:8080, data in
 #     MUSSIKON_DATA_DIR=/var/lib/mussikon, which must be a volume;
-#   - one port, 8080: the API, /health, /health/ready, /metrics and the Raft peer RPCs (/raft/...);
+#   - two ports: 8080, the API, /health, /health/ready and /metrics; 7000, the Raft peer RPCs
+#     (/raft/...) when MUSSIKON_CLUSTER_PEER_LISTEN=0.0.0.0:7000 is set, as compose.prod.yml and the
+#     Kubernetes ConfigMap set it on cluster nodes (unset, as on a single node, the peer RPCs
+#     would be on 8080 and 7000 stays closed). Only cluster members need to reach 7000;
 #   - the root filesystem may be read-only: the server writes only under the data directory;
 #   - runs as uid/gid 10001;
 #   - health check through `mussikon healthcheck` (GET /health/ready), no curl in the image.
@@ -68,7 +71,7 @@ ENV MUSSIKON_MODE=production \
 USER 10001:10001
 WORKDIR /var/lib/mussikon
 VOLUME ["/var/lib/mussikon"]
-EXPOSE 8080/tcp
+EXPOSE 8080/tcp 7000/tcp
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=4s --start-period=30s --retries=3 \
     CMD ["mussikon", "healthcheck", "--timeout-ms", "3000"]

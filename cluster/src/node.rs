@@ -69,7 +69,8 @@ pub const HANDOVERS_TOTAL: &str = "mussikon_raft_leader_handovers_total";
 pub struct NodeConfig {
     /// This node's id (≥ 1).
     pub id: NodeId,
-    /// The initial members, id → HTTP address (`HOST:PORT`), this node included.
+    /// The initial members, id → peer address (`HOST:PORT` where the node serves the peer
+    /// RPCs over HTTP), this node included.
     pub peers: BTreeMap<NodeId, String>,
     /// Shared by every node; carried by every peer RPC.
     pub secret: String,
@@ -343,7 +344,7 @@ pub struct PeerView {
 pub struct MemberStatus {
     /// Node id.
     pub id: NodeId,
-    /// HTTP address.
+    /// Peer address (where the peer RPCs reach it).
     pub addr: String,
     /// "leader", "voter" or "learner".
     pub role: String,
@@ -387,7 +388,7 @@ pub enum AdminOp {
     Add {
         /// Node id.
         id: NodeId,
-        /// Its HTTP address.
+        /// Its peer address.
         addr: String,
         /// Promote after catching up.
         voter: bool,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 openraft::declare_raft_types!(
     /// MussikOn's Raft types: engine commands in, engine outcomes out, u64 node ids, nodes
-    /// addressed by their HTTP listen address.
+    /// addressed by their peer address (the HTTP listener serving their peer RPCs).
     pub TypeConfig:
         D = Request,
         R = Reply,

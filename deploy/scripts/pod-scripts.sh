@@ -4,10 +4,11 @@
 # as the StatefulSets give it:
 #   deploy/scripts/pod-scripts.sh            (MUSSIKON_BIN overrides target/release/mussikon)
 #
-# The only rewrites are the loopback ones: MUSSIKON_LISTEN -> 127.0.0.1:<free port>, the pod
-# DNS names in MUSSIKON_PEERS -> 127.0.0.1:<port of N>, the data directory and the secret file
-# -> paths under a scratch directory; the scripts get CLUSTER_URL, LOCAL_URL, LEARNER_ADDR,
-# POD_IP and HOSTNAME as a pod would have them.
+# The only rewrites are the loopback ones: MUSSIKON_LISTEN -> 127.0.0.1:<free port>,
+# MUSSIKON_CLUSTER_PEER_LISTEN -> 127.0.0.1:<another free port> (each pod's peer port), the pod
+# DNS names in MUSSIKON_PEERS -> 127.0.0.1:<peer port of N>, the data directory and the secret
+# file -> paths under a scratch directory; the scripts run with their pod's environment and get
+# CLUSTER_URL, LOCAL_URL, LEARNER_HOST, POD_IP and HOSTNAME as a pod would have them.
 #
 # Proves the read replica's life cycle: a replica (MUSSIKON_NODE_ID=auto, not in the peers)
 # starts, learner-join.sh adds it as a learner under the id it drew, it serves what the voters
@@ -37,16 +38,20 @@ export MUSSIKON_AUTH_SECRET_FILE="$work/secrets/jwt.secret"
 cluster_secret=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 token=$(mussikon token --sub pod-scripts --role admin --ttl 1h --secret-file "$MUSSIKON_AUTH_SECRET_FILE")
 
-declare -A port pid_of
-for n in 1 2 3; do port[$n]=$(free_port); done
-peers="1=127.0.0.1:${port[1]},2=127.0.0.1:${port[2]},3=127.0.0.1:${port[3]}"
+# port[P]: the API port of pod P (a voter's node id, or a name); peer_port_of[P]: its peer port.
+declare -A port peer_port_of pid_of
+for n in 1 2 3; do port[$n]=$(free_port); peer_port_of[$n]=$(free_port); done
+peers="1=127.0.0.1:${peer_port_of[1]},2=127.0.0.1:${peer_port_of[2]},3=127.0.0.1:${peer_port_of[3]}"
+grep -q '^MUSSIKON_CLUSTER_PEER_LISTEN=' deploy/k8s/base/mussikon.env ||
+  { echo "mussikon.env sets no MUSSIKON_CLUSTER_PEER_LISTEN: MUSSIKON_PEERS would name API ports" >&2; exit 1; }
 
-# pod_env NAME PORT DATA_DIR: the ConfigMap's environment with the loopback rewrites.
+# pod_env NAME PORT PEER_PORT DATA_DIR: the ConfigMap's environment with the loopback rewrites.
 pod_env() {
-  local name=$1 p=$2 dir=$3
+  local name=$1 p=$2 pp=$3 dir=$4
   grep -E '^[A-Z_]+=' deploy/k8s/base/mussikon.env | while IFS= read -r line; do
     case "${line%%=*}" in
       MUSSIKON_LISTEN) echo "MUSSIKON_LISTEN=127.0.0.1:$p" ;;
+      MUSSIKON_CLUSTER_PEER_LISTEN) echo "MUSSIKON_CLUSTER_PEER_LISTEN=127.0.0.1:$pp" ;;
       MUSSIKON_DATA_DIR) echo "MUSSIKON_DATA_DIR=$dir" ;;
       MUSSIKON_AUTH_SECRET_FILE) echo "MUSSIKON_AUTH_SECRET_FILE=$MUSSIKON_AUTH_SECRET_FILE" ;;
       MUSSIKON_PEERS) echo "MUSSIKON_PEERS=$peers" ;;
@@ -59,12 +64,12 @@ pod_env() {
 # pod's node id from VOTER_IDS by the ordinal in HOSTNAME.
 voter_cmd=$(sed -n "s/^ *args: \['\(.*\)'\]\$/\1/p" deploy/k8s/base/statefulset-voters.yaml | sed 's/\$\$/$/g')
 [ -n "$voter_cmd" ] || { echo "no voter command in statefulset-voters.yaml" >&2; exit 1; }
-# start NAME PORT DATA_DIR NODE_ID: starts a pod's server, waits for `listening on`. NODE_ID
-# `voter`: the voters' StatefulSet command; otherwise MUSSIKON_NODE_ID (a number or auto) and
-# `mussikon serve`, as the replicas' StatefulSet runs it.
+# start NAME PORT PEER_PORT DATA_DIR NODE_ID: starts a pod's server, waits for `listening on`.
+# NODE_ID `voter`: the voters' StatefulSet command; otherwise MUSSIKON_NODE_ID (a number or
+# auto) and `mussikon serve`, as the replicas' StatefulSet runs it.
 start() {
-  local name=$1 p=$2 dir=$3 id=$4 vars cmd
-  pod_env "$name" "$p" "$dir"
+  local name=$1 p=$2 pp=$3 dir=$4 id=$5 vars cmd
+  pod_env "$name" "$p" "$pp" "$dir"
   mkdir -p "$dir"
   mapfile -t vars <"$work/$name.env"
   # Emptied here, not only by the background redirect: `started` polls this file for
@@ -78,12 +83,14 @@ start() {
 }
 stop() { kill -TERM "${pid_of[$1]}" 2>/dev/null || true; wait "${pid_of[$1]}" 2>/dev/null || true; }
 crash() { kill -KILL "${pid_of[$1]}" 2>/dev/null || true; wait "${pid_of[$1]}" 2>/dev/null || true; }
-# pod_script NAME PORT DATA_DIR SCRIPT [VAR=VALUE...]: runs a pod script as pod NAME would.
+# pod_script NAME PORT DATA_DIR SCRIPT [VAR=VALUE...]: runs a pod script as pod NAME would:
+# with the environment its server was started with (a hook's is the container's).
 pod_script() {
-  local name=$1 p=$2 dir=$3 script=$4
+  local name=$1 p=$2 dir=$3 script=$4 vars
   shift 4
-  env HOSTNAME="$name" MUSSIKON_DATA_DIR="$dir" CLUSTER_URL="http://127.0.0.1:${port[1]}" \
-    LOCAL_URL="http://127.0.0.1:$p" LEARNER_ADDR="127.0.0.1:$p" DRAIN_S=0 "$@" \
+  mapfile -t vars <"$work/$name.env"
+  env "${vars[@]}" HOSTNAME="$name" MUSSIKON_DATA_DIR="$dir" CLUSTER_URL="http://127.0.0.1:${port[1]}" \
+    LOCAL_URL="http://127.0.0.1:$p" LEARNER_HOST=127.0.0.1 DRAIN_S=0 "$@" \
     bash "$scripts/$script"
 }
 api() { curl -sS --max-time 30 -H "Authorization: Bearer $token" "$@"; }
@@ -124,7 +131,7 @@ gone() {
 }
 
 echo "== three voters with the ConfigMap's environment"
-for n in 1 2 3; do start "mussikon-$((n - 1))" "${port[$n]}" "$work/voter$n" voter; done
+for n in 1 2 3; do start "mussikon-$((n - 1))" "${port[$n]}" "${peer_port_of[$n]}" "$work/voter$n" voter; done
 for _ in $(seq 1 100); do members >/dev/null 2>&1 && break; sleep 0.1; done
 check "voters 1, 2, 3 elect a leader" wait_role 3 voter
 check "pod mussikon-2 runs as node 3 (VOTER_IDS)" test "$(kept_id "$work/voter3")" = 3
@@ -134,20 +141,23 @@ check "5 writes acknowledged" test "$writes" -eq 5
 
 echo "== a read replica's life cycle"
 rp=$(free_port)
+rpp=$(free_port)
 rdir="$work/replica0"
-check "replica starts (MUSSIKON_NODE_ID=auto, not among the peers)" start mussikon-replica-0 "$rp" "$rdir" auto
+check "replica starts (MUSSIKON_NODE_ID=auto, not among the peers)" start mussikon-replica-0 "$rp" "$rpp" "$rdir" auto
 first=$(kept_id "$rdir")
 check "it drew an id above hand-picked ones ($first)" test "$first" -ge 4294967296
 check "learner-join.sh adds it" pod_script mussikon-replica-0 "$rp" "$rdir" learner-join.sh
 check "it is a learner" wait_role "$first" learner
+check "at its peer port" eval 'api "http://127.0.0.1:${port[1]}/v1/cluster/status" | grep -q "\"addr\":\"127.0.0.1:$rpp\""'
+check "its API port answers /raft/... 404" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$rp/raft/append")" = 404
 check "it serves the voters' data" has_all "http://127.0.0.1:$rp" 5
 check "prestop.sh removes it" pod_script mussikon-replica-0 "$rp" "$rdir" prestop.sh
 check "it is no member" gone "$first"
 check "its directory is marked removed" test -e "$rdir/raft/retired"
 stop mussikon-replica-0
-out=$(MUSSIKON_TOKEN="$token" mussikon cluster --node "127.0.0.1:${port[2]}" join --id "$first" --addr "127.0.0.1:$rp" --learner 2>&1 || true)
+out=$(MUSSIKON_TOKEN="$token" mussikon cluster --node "127.0.0.1:${port[2]}" join --id "$first" --addr "127.0.0.1:$rpp" --learner 2>&1 || true)
 check "its id is refused from then on" grep -q "never reused" <<<"$out"
-check "the next start on its directory" start mussikon-replica-0 "$rp" "$rdir" auto
+check "the next start on its directory" start mussikon-replica-0 "$rp" "$rpp" "$rdir" auto
 second=$(kept_id "$rdir")
 check "draws a new id ($second)" test "$second" != "$first"
 check "learner-join.sh adds the new id" pod_script mussikon-replica-0 "$rp" "$rdir" learner-join.sh
@@ -158,7 +168,7 @@ check "it serves every write, old and new" has_all "http://127.0.0.1:$rp" 7
 echo "== a replica lost without its preStop"
 crash mussikon-replica-0
 rdir2="$work/replica0-new-pod"
-check "a new pod at the same address starts" start mussikon-replica-0 "$rp" "$rdir2" auto
+check "a new pod at the same address starts" start mussikon-replica-0 "$rp" "$rpp" "$rdir2" auto
 third=$(kept_id "$rdir2")
 check "learner-join.sh adds it ($third)" pod_script mussikon-replica-0 "$rp" "$rdir2" learner-join.sh
 check "it replaced the lost learner $second" gone "$second"
@@ -168,7 +178,7 @@ echo "== the backup CronJob's script"
 bp=$(free_port)
 bdir="$work/backup-data"
 mkdir -p "$work/backups" "$work/backup-work"
-pod_env backup "$bp" "$bdir"
+pod_env backup "$bp" "$(free_port)" "$bdir"
 mapfile -t bvars <"$work/backup.env"
 if env -i PATH="$PATH" HOSTNAME=mussikon-backup "${bvars[@]}" BACKUP_DIR="$work/backups" \
   BACKUP_WORK_DIR="$work/backup-work" CLUSTER_URL="http://127.0.0.1:${port[1]}" \

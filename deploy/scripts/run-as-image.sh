@@ -6,8 +6,9 @@
 # "Exactly": each node's environment is read from the artifacts themselves: the Dockerfile's
 # ENV, then the environment of service mussikon-N in deploy/compose/compose.prod.yml as
 # `docker compose config` resolves it (with .env.example). The only rewrites are the loopback
-# ones: MUSSIKON_LISTEN 0.0.0.0:8080 -> 127.0.0.1:<free port>, mussikon-N:8080 in MUSSIKON_PEERS
-# -> 127.0.0.1:<port of N>, MUSSIKON_DATA_DIR and the secret file -> paths under a scratch
+# ones: MUSSIKON_LISTEN 0.0.0.0:8080 -> 127.0.0.1:<free port>, MUSSIKON_CLUSTER_PEER_LISTEN
+# 0.0.0.0:7000 -> 127.0.0.1:<another free port>, mussikon-N:7000 in MUSSIKON_PEERS ->
+# 127.0.0.1:<peer port of N>, MUSSIKON_DATA_DIR and the secret file -> paths under a scratch
 # directory, and a freshly generated cluster secret. The process gets nothing else (env -i),
 # runs the image's command (`mussikon serve`) from the image's WORKDIR (its data directory), as
 # uid/gid 10001 when this script runs as root (the image's USER), and is declared healthy by
@@ -78,13 +79,16 @@ PY
 cluster=false
 if "$bin" serve --help | grep -q -- '--node-id'; then cluster=true; fi
 
-declare -A port url pid_of envfile
+# port[NAME], url[NAME]: a node's API port and URL; peer_port[NAME]: its peer port (the
+# loopback MUSSIKON_CLUSTER_PEER_LISTEN); peer_ports: every member's, as ID=PORT,... for
+# MUSSIKON_PEERS.
+declare -A port peer_port url pid_of envfile
 # node_env NAME SERVICE DATA_DIR: writes the node's environment file.
 node_env() {
   local name=$1 service=$2 dir=$3
   image_and_compose_env "$service" | python3 -c '
 import sys
-name, dir, port, secret_file, cluster_secret, cluster, peer_ports = sys.argv[1:]
+name, dir, port, peer_port, secret_file, cluster_secret, cluster, peer_ports = sys.argv[1:]
 peer_ports = dict(p.split("=") for p in peer_ports.split(",") if p)
 for line in sys.stdin:
     k, _, v = line.rstrip("\n").partition("=")
@@ -94,20 +98,31 @@ for line in sys.stdin:
         v = dir
     elif k == "MUSSIKON_AUTH_SECRET_FILE":
         v = secret_file
-    elif k in ("MUSSIKON_NODE_ID", "MUSSIKON_PEERS", "MUSSIKON_CLUSTER_SECRET") and cluster != "true":
-        continue  # the single-node binary has no cluster settings
-    elif k == "MUSSIKON_CLUSTER_SECRET":
-        v = cluster_secret
-    elif k == "MUSSIKON_PEERS" and not peer_ports:
-        v = "1=127.0.0.1:" + port  # a lone node (service mussikon-1, id 1): a one-voter cluster
-    elif k == "MUSSIKON_PEERS":
-        v = ",".join(f"{i}=127.0.0.1:{peer_ports[i]}" for i, _ in (p.split("=", 1) for p in v.split(",")))
+    elif k.startswith("MUSSIKON_CLUSTER_") or k in ("MUSSIKON_NODE_ID", "MUSSIKON_PEERS"):
+        if cluster != "true":
+            continue  # a single node has no cluster settings (it refuses a peer listener)
+        if k == "MUSSIKON_CLUSTER_SECRET":
+            v = cluster_secret
+        elif k == "MUSSIKON_CLUSTER_PEER_LISTEN":
+            v = "127.0.0.1:" + peer_port
+        elif k == "MUSSIKON_PEERS" and not peer_ports:
+            v = "1=127.0.0.1:" + peer_port  # a lone node (service mussikon-1, id 1): a one-voter cluster
+        elif k == "MUSSIKON_PEERS":
+            v = ",".join(f"{i}=127.0.0.1:{peer_ports[i]}" for i, _ in (p.split("=", 1) for p in v.split(",")))
     elif k == "MUSSIKON_LOG_FORMAT":
         v = "json"
     print(f"{k}={v}")
-' "$name" "$dir" "${port[$name]}" "$work/secrets/jwt.secret" "$cluster_secret" "${node_cluster:-$cluster}" "${peer_ports:-}" \
-    >"$work/$name.env"
+' "$name" "$dir" "${port[$name]}" "${peer_port[$name]:-0}" "$work/secrets/jwt.secret" "$cluster_secret" \
+    "${node_cluster:-$cluster}" "${peer_ports:-}" >"$work/$name.env"
   envfile[$name]="$work/$name.env"
+}
+# peers_apart NAME: the node prints `peers listening on` its peer port, and its API port
+# answers the peer RPCs 404 (compose's nodes serve them on 7000 only).
+peers_apart() {
+  local name=$1 code
+  grep -qx "peers listening on 127.0.0.1:${peer_port[$name]}" "$work/$name.out" || return 1
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST "${url[$name]}/raft/append")
+  [ "$code" = 404 ]
 }
 # start NAME: starts the node with exactly its environment file, waits for `listening on`.
 start() {
@@ -258,10 +273,13 @@ if [ "$cluster" != true ]; then
 fi
 
 echo "== three Raft nodes from compose's services mussikon-1..3"
-for n in 1 2 3; do port[n$n]=$(free_port); url[n$n]="http://127.0.0.1:${port[n$n]}"; done
-peer_ports="1=${port[n1]},2=${port[n2]},3=${port[n3]}"
+for n in 1 2 3; do
+  port[n$n]=$(free_port); peer_port[n$n]=$(free_port); url[n$n]="http://127.0.0.1:${port[n$n]}"
+done
+peer_ports="1=${peer_port[n1]},2=${peer_port[n2]},3=${peer_port[n3]}"
 for n in 1 2 3; do node_env "n$n" "mussikon-$n" "$work/n$n/data"; done
 for n in 1 2 3; do check "node $n starts" start "n$n"; done
+for n in 1 2 3; do check "node $n takes peer RPCs on its own port only" peers_apart "n$n"; done
 metric() { curl -s --max-time 5 "$1/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { v = $2 } END { printf "%d\n", v }'; }
 # has_leader NAME...: every named node reports a leader (30 s at most).
 has_leader() {
@@ -346,9 +364,11 @@ check "exports of the three nodes are identical" eval 'cmp -s "$work/n1.snap" "$
 # cluster (MUSSIKON_PEERS lists only itself), as docs/operations.md's runbook says; an empty
 # node 2 then joins and receives the data as a snapshot.
 echo "== a new cluster from the cluster's backup (restore --cluster, start, join)"
-for r in r1 r2; do port[$r]=$(free_port); url[$r]="http://127.0.0.1:${port[$r]}"; done
+for r in r1 r2; do
+  port[$r]=$(free_port); peer_port[$r]=$(free_port); url[$r]="http://127.0.0.1:${port[$r]}"
+done
 peer_ports="" node_env r1 mussikon-1 "$work/fresh/data"
-peer_ports="1=${port[r1]},2=${port[r2]},3=$(free_port)" node_env r2 mussikon-2 "$work/fresh2/data"
+peer_ports="1=${peer_port[r1]},2=${peer_port[r2]},3=$(free_port)" node_env r2 mussikon-2 "$work/fresh2/data"
 t=$(now)
 check "restore the cluster backup for a new cluster (restore.sh --cluster, export compared)" \
   env MUSSIKON_BIN="$bin" bash deploy/scripts/restore.sh "$work/cluster.snap" "$work/fresh/data" --cluster
@@ -363,7 +383,7 @@ check "smoke test on the new cluster" bash deploy/scripts/smoke.sh "${url[r1]}"
 t=$(now)
 check "an empty node 2 starts (not a member yet)" start r2
 check "node 2 joins (mussikon cluster join) and catches up" eval \
-  '"$bin" cluster --node "127.0.0.1:${port[r1]}" join --id 2 --addr "127.0.0.1:${port[r2]}" >/dev/null && caught_up r2 r1'
+  '"$bin" cluster --node "127.0.0.1:${port[r1]}" join --id 2 --addr "127.0.0.1:${peer_port[r2]}" >/dev/null && caught_up r2 r1'
 join_s=$(since "$t")
 echo "  a second voter: start + join + caught up ${join_s} s"
 check "node 2 serves every write acknowledged before the backup" \

@@ -369,8 +369,12 @@ impl IndexConfig {
 pub struct ClusterConfig {
     /// This node's id, or `auto` (settled against the data directory at start).
     pub node_id: mussikon_cluster::identity::NodeIdSetting,
-    /// Initial members, id → HTTP address.
+    /// Initial members, id → peer address (`HOST:PORT` of the node's peer listener, which is
+    /// its API listener unless it has `peer_listen`).
     pub peers: std::collections::BTreeMap<u64, String>,
+    /// Where the peer RPCs are served on their own (`cluster.peer_listen`); `None`: on the API
+    /// listener.
+    pub peer_listen: Option<SocketAddr>,
     /// Shared secret of peer RPCs.
     pub secret: Secret,
     /// Snapshot after this many entries.

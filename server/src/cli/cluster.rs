@@ -10,16 +10,18 @@ use std::time::Duration;
 /// The long `--help` text of `mussikon cluster`.
 pub const CLUSTER_HELP: &str = "Look at and change a running cluster through any of its nodes.\n\n\
     mussikon cluster status --node 127.0.0.1:8080\n\
-    mussikon cluster join --node 127.0.0.1:8080 --id 4 --addr 10.0.0.4:8080   (learner, catch up, promote)\n\
+    mussikon cluster join --node 127.0.0.1:8080 --id 4 --addr 10.0.0.4:7000   (learner, catch up, promote)\n\
     mussikon cluster remove --node 127.0.0.1:8080 --id 4\n\
     mussikon cluster transfer-leader --node 127.0.0.1:8080 --to 2   (--to omitted: the best-placed voter)\n\
     mussikon cluster step-down --node 127.0.0.1:8080   (that node hands leadership over if it leads)\n\n\
+    --node is a node's API address; --addr is the new node's peer address (its --peer-listen \
+    address, or its --listen address when it has none).\n\n\
     With authentication on, pass an admin token with --token or MUSSIKON_TOKEN.";
 
 /// `mussikon cluster`.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Any node of the cluster, as HOST:PORT (its HTTP address).
+    /// Any node of the cluster, as HOST:PORT (its API address, not its peer address).
     #[arg(
         long,
         global = true,
@@ -47,7 +49,8 @@ pub enum ClusterAction {
         /// The new node's id (never one used before in this cluster).
         #[arg(long)]
         id: u64,
-        /// Its HTTP listen address, HOST:PORT.
+        /// Its peer address, HOST:PORT: its --peer-listen address, or its --listen address
+        /// when it serves the peer RPCs there.
         #[arg(long)]
         addr: String,
         /// Keep it a learner (a read replica that does not vote).

@@ -6,14 +6,18 @@
 //! redacted. Without a token key the server runs only in development mode, with a WARN that
 //! authentication is off; production mode refuses to start.
 //!
-//! Start-up order matters to callers: the engine is opened and the signal handlers are
-//! installed before the first stdout line, `listening on ADDR`, is printed, so a supervisor (or
-//! a test) that reads that line can connect and can send SIGTERM at once.
+//! Start-up order matters to callers: the engine is opened, the signal handlers are installed
+//! and every listener is bound before the first stdout line, `listening on ADDR`, is printed,
+//! so a supervisor (or a test) that reads that line can connect and can send SIGTERM at once.
+//! A cluster node with `cluster.peer_listen` prints `peers listening on ADDR` as the second
+//! line, in the same write as the first (a reader that stops after the first line never makes
+//! the second one fail).
 //!
-//! Shutdown on SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish
-//! (at most `--shutdown-grace` seconds, 10 by default), flush the store, exit 0. Every write
-//! acknowledged before the signal was already on disk (Durability::Sync); the flush is a last
-//! safety net, not what durability rests on.
+//! Shutdown on SIGTERM or SIGINT: stop accepting API connections, let in-flight requests finish
+//! (at most `--shutdown-grace` seconds, 10 by default), then stop the peer listener (it serves
+//! the leader meanwhile, so a forwarded write in flight can still be applied here), flush the
+//! store, exit 0. Every write acknowledged before the signal was already on disk
+//! (Durability::Sync); the flush is a last safety net, not what durability rests on.
 
 use crate::config::sources::{self, Settings};
 use crate::config::{Mode, ServeConfig};
@@ -83,10 +87,17 @@ pub struct ServeArgs {
     #[arg(long, env = "MUSSIKON_NODE_ID", value_name = "N|auto")]
     pub node_id: Option<String>,
 
-    /// The cluster's initial members as ID=HOST:PORT, comma-separated, each a node's HTTP
-    /// listen address, e.g. 1=10.0.0.1:8080,2=10.0.0.2:8080,3=10.0.0.3:8080.
+    /// The cluster's initial members as ID=HOST:PORT, comma-separated, each a node's peer
+    /// address (its --peer-listen address, or its --listen address when it has none), e.g.
+    /// 1=10.0.0.1:7000,2=10.0.0.2:7000,3=10.0.0.3:7000.
     #[arg(long, env = "MUSSIKON_PEERS", value_name = "ID=HOST:PORT,...")]
     pub peers: Option<String>,
+
+    /// Serve the Raft peer RPCs (/raft/...) on their own listener at IP:PORT instead of the API
+    /// listener, which then answers them 404 (cluster nodes only). The second stdout line is
+    /// then `peers listening on IP:PORT`; port 0 picks a free port.
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer_listen: Option<SocketAddr>,
 
     /// The secret every peer RPC carries (at least 16 bytes). Prefer the environment variable
     /// MUSSIKON_CLUSTER_SECRET: a flag shows in the process list.
@@ -129,6 +140,10 @@ impl ServeArgs {
         );
         push("cluster.node_id", self.node_id.clone());
         push("cluster.peers", self.peers.clone());
+        push(
+            "cluster.peer_listen",
+            self.peer_listen.map(|a| a.to_string()),
+        );
         for s in &self.set {
             let (name, value) = s.split_once('=').with_context(|| {
                 format!("--set {s}: write NAME=VALUE, e.g. --set auth.public_reads=true")
@@ -241,12 +256,39 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("could not read the bound address")?;
+    let peer_listener = match config.cluster.as_ref().and_then(|c| c.peer_listen) {
+        None => None,
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await.with_context(|| {
+            format!(
+                "could not listen for peers on {at}; is another server using the port? choose \
+                 another with --peer-listen or MUSSIKON_CLUSTER_PEER_LISTEN (port 0 picks a free \
+                 one)"
+            )
+        })?),
+    };
+    let peer_addr = match &peer_listener {
+        None => None,
+        Some(l) => Some(
+            l.local_addr()
+                .context("could not read the peer listener's bound address")?,
+        ),
+    };
     {
+        // One write for both lines: a supervisor that reads only the first and closes the pipe
+        // must not make the second fail.
+        let mut lines = format!("listening on {addr}\n");
+        if let Some(peer_addr) = peer_addr {
+            lines.push_str(&format!("peers listening on {peer_addr}\n"));
+        }
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {addr}").context("could not write to stdout")?;
+        out.write_all(lines.as_bytes())
+            .context("could not write to stdout")?;
         out.flush().context("could not write to stdout")?;
     }
     tracing::info!(%addr, "listening");
+    if let Some(peer_addr) = peer_addr {
+        tracing::info!(addr = %peer_addr, "listening for peer RPCs (the API listener answers /raft/... 404)");
+    }
     let mut app = App::new(engine.clone(), config.http.clone())
         .context("could not load the token key")?
         .with_span_export(spans);
@@ -271,6 +313,9 @@ async fn serve(
                 .await
                 .context("could not start the cluster node")?;
             tracing::info!(node_id, peers = ?c.peers, "cluster node started");
+            if let Some(peer_addr) = peer_addr {
+                warn_if_listed_at_api_port(node_id, &c.peers, addr, peer_addr);
+            }
             if c.fault_injection {
                 tracing::warn!(
                     "FAULT INJECTION IS ON: admins can cut this node from its peers \
@@ -281,11 +326,46 @@ async fn serve(
             Some(node)
         }
     };
-    http::serve(listener, app, signals.wait(), config.shutdown_grace).await;
+    http::serve_with_peers(
+        listener,
+        peer_listener,
+        app,
+        signals.wait(),
+        config.shutdown_grace,
+    )
+    .await;
     if let Some(node) = node {
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// Warns when `peers` lists this node at its API port while its peer RPCs are served at
+/// `peer_addr`: the peer list is the only place that says where the others reach this node, and
+/// its API port answers `/raft/...` 404. (A warning, not a refusal: behind port mappings the
+/// listed port need not be the one bound.)
+fn warn_if_listed_at_api_port(
+    node_id: u64,
+    peers: &std::collections::BTreeMap<u64, String>,
+    addr: SocketAddr,
+    peer_addr: SocketAddr,
+) {
+    let Some(listed) = peers.get(&node_id) else {
+        return;
+    };
+    let port = listed
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if port == Some(addr.port()) && port != Some(peer_addr.port()) {
+        tracing::warn!(
+            node_id,
+            %listed,
+            peer_listen = %peer_addr,
+            "cluster.peers lists this node at its API port, but its peer RPCs are served on \
+             cluster.peer_listen (the API port answers /raft/... 404): list every node at its \
+             peer port"
+        );
+    }
 }
 
 /// Generates demo data into an empty store.

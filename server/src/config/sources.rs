@@ -128,6 +128,7 @@ pub const KEYS: &[Key] = &[
     k("cors.max_age_s", Kind::Integer),
     k("cluster.node_id", Kind::Text),
     k("cluster.peers", Kind::List),
+    k("cluster.peer_listen", Kind::Text),
     secret("cluster.secret", Kind::Text),
     k("cluster.snapshot_logs", Kind::Integer),
     k("cluster.keep_logs", Kind::Integer),
@@ -475,8 +476,11 @@ impl NodeIdValue {
 pub struct ClusterSettings {
     /// This node's id (≥ 1), or `auto`: the id kept in the data directory, drawn on first start.
     pub node_id: Option<NodeIdValue>,
-    /// Initial members as `ID=HOST:PORT`.
+    /// Initial members as `ID=HOST:PORT`, each a node's peer address.
     pub peers: Vec<String>,
+    /// `IP:PORT` of a listener serving only the peer RPCs; unset or empty: they share the API
+    /// listener. Text rather than an address, so that a bad value is refused naming this key.
+    pub peer_listen: Option<String>,
     /// Shared secret of peer RPCs.
     pub secret: Option<String>,
     /// Snapshot after this many entries.
@@ -500,6 +504,7 @@ impl Default for ClusterSettings {
         ClusterSettings {
             node_id: None,
             peers: Vec::new(),
+            peer_listen: None,
             secret: None,
             snapshot_logs: 10_000,
             keep_logs: 1_000,
@@ -517,18 +522,34 @@ impl std::fmt::Debug for ClusterSettings {
         f.debug_struct("ClusterSettings")
             .field("node_id", &self.node_id)
             .field("peers", &self.peers)
+            .field("peer_listen", &self.peer_listen)
             .field("secret", &self.secret.as_ref().map(|_| REDACTED))
             .finish_non_exhaustive()
     }
 }
 
 impl ClusterSettings {
-    /// The cluster configuration, `None` when `node_id` is unset (single node).
-    fn resolve(&self) -> Result<Option<crate::config::ClusterConfig>, ConfigError> {
-        let Some(node_id) = &self.node_id else {
-            return Ok(None);
-        };
+    /// The cluster configuration, `None` when `node_id` is unset (single node). `listen` is the
+    /// API listener's address, which the peer listener's must not take.
+    fn resolve(
+        &self,
+        listen: SocketAddr,
+    ) -> Result<Option<crate::config::ClusterConfig>, ConfigError> {
         let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+        let peer_listen = self.peer_listen(listen)?;
+        let Some(node_id) = &self.node_id else {
+            // Refused rather than ignored: an operator who set it expects a port to open (and
+            // a firewall rule to matter), and a single node has no peer RPCs to serve there.
+            return match peer_listen {
+                None => Ok(None),
+                Some(_) => Err(invalid(
+                    "cluster.peer_listen",
+                    "only a cluster node serves peer RPCs: set cluster.node_id (--node-id) too, \
+                     or leave cluster.peer_listen unset on a single node"
+                        .into(),
+                )),
+            };
+        };
         let node_id = node_id
             .setting()
             .map_err(|rule| invalid("cluster.node_id", rule))?;
@@ -611,6 +632,7 @@ impl ClusterSettings {
         Ok(Some(crate::config::ClusterConfig {
             node_id,
             peers,
+            peer_listen,
             secret: Secret::new(secret.into_bytes()),
             snapshot_logs: self.snapshot_logs.max(1),
             keep_logs: self.keep_logs,
@@ -619,6 +641,36 @@ impl ClusterSettings {
             election_ms: (min, max),
             fault_injection: self.fault_injection,
         }))
+    }
+}
+
+impl ClusterSettings {
+    /// `peer_listen` as an address (`None` when unset or empty), checked against the API
+    /// listener's `listen`: the two may not be one port (port 0 on both is two free ports).
+    fn peer_listen(&self, listen: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            name: "cluster.peer_listen",
+            message,
+        };
+        let text = match self.peer_listen.as_deref().map(str::trim) {
+            None | Some("") => return Ok(None),
+            Some(text) => text,
+        };
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            invalid(format!(
+                "`{text}` is not IP:PORT (e.g. 0.0.0.0:7000; a host name is not accepted)"
+            ))
+        })?;
+        let same_ip =
+            addr.ip() == listen.ip() || addr.ip().is_unspecified() || listen.ip().is_unspecified();
+        if addr.port() != 0 && addr.port() == listen.port() && same_ip {
+            return Err(invalid(format!(
+                "`{addr}` is the API listener's port (listen = {listen}); give the peer \
+                 listener its own port, or leave cluster.peer_listen unset to serve the peer \
+                 RPCs on the API listener"
+            )));
+        }
+        Ok(Some(addr))
     }
 }
 
@@ -1005,7 +1057,7 @@ impl Settings {
             })?;
         }
         Ok(ServeConfig {
-            cluster: self.cluster.resolve()?,
+            cluster: self.cluster.resolve(self.listen)?,
             tracing: self.tracing.resolve()?,
             index: crate::config::IndexConfig {
                 commit_interval: Duration::from_millis(self.index.commit_interval_ms),
@@ -1354,6 +1406,125 @@ mod tests {
         assert!(e.contains("cluster.node_id"), "{e}");
         // A node that is not among the initial members is a joining node, not an error.
         assert_eq!(id(from_flag("9")), NodeIdSetting::Fixed(9));
+    }
+
+    #[test]
+    fn the_peer_listener_comes_from_every_source_and_is_checked() {
+        let secret = (
+            "MUSSIKON_CLUSTER_SECRET".to_string(),
+            "0123456789abcdef0123".to_string(),
+        );
+        let node = [
+            ("cluster.node_id", "1"),
+            ("cluster.peers", "1=127.0.0.1:7001"),
+        ];
+        let resolve = |layers: Vec<Table>| Settings::from_layers(layers).unwrap().resolve();
+        let peer_listen =
+            |c: Result<ServeConfig, ConfigError>| c.unwrap().cluster.unwrap().peer_listen;
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        let flags = |extra: &[(&str, &str)]| {
+            let mut all = node.to_vec();
+            all.extend_from_slice(extra);
+            flag_layer(&pairs(&all)).unwrap()
+        };
+        let env = |value: &str| {
+            env_layer(vec![
+                secret.clone(),
+                ("MUSSIKON_CLUSTER_PEER_LISTEN".into(), value.into()),
+            ])
+            .unwrap()
+            .0
+        };
+        let (secret_only, _) = env_layer(vec![secret.clone()]).unwrap();
+        // Unset: the peer RPCs stay on the API listener.
+        assert_eq!(
+            peer_listen(resolve(vec![secret_only.clone(), flags(&[])])),
+            None
+        );
+        // File < environment < flag.
+        let file = file_layer(
+            "[cluster]\npeer_listen = \"0.0.0.0:7000\"\n",
+            Path::new("mussikon.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            peer_listen(resolve(vec![file.clone(), secret_only.clone(), flags(&[])])),
+            addr("0.0.0.0:7000")
+        );
+        assert_eq!(
+            peer_listen(resolve(vec![
+                file.clone(),
+                env("10.0.0.1:7100"),
+                flags(&[])
+            ])),
+            addr("10.0.0.1:7100")
+        );
+        assert_eq!(
+            peer_listen(resolve(vec![
+                file,
+                env("10.0.0.1:7100"),
+                flags(&[("cluster.peer_listen", "127.0.0.1:0")])
+            ])),
+            addr("127.0.0.1:0")
+        );
+        // Empty is unset (a compose file may blank it).
+        assert_eq!(peer_listen(resolve(vec![env(""), flags(&[])])), None);
+        // Port 0 for both listeners is two free ports, not a clash.
+        assert_eq!(
+            peer_listen(resolve(vec![
+                env("127.0.0.1:0"),
+                flags(&[("listen", "127.0.0.1:0")])
+            ])),
+            addr("127.0.0.1:0")
+        );
+        // Each refusal names the setting.
+        for (value, listen, says) in [
+            ("7000", "127.0.0.1:8080", "is not IP:PORT"),
+            ("peers.example:7000", "127.0.0.1:8080", "is not IP:PORT"),
+            (
+                "127.0.0.1:8080",
+                "127.0.0.1:8080",
+                "the API listener's port",
+            ),
+            ("0.0.0.0:8080", "127.0.0.1:8080", "the API listener's port"),
+            ("127.0.0.1:9000", "0.0.0.0:9000", "the API listener's port"),
+        ] {
+            let e = resolve(vec![env(value), flags(&[("listen", listen)])])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("cluster.peer_listen") && e.contains(says),
+                "{value} beside {listen}: {e}"
+            );
+        }
+        // The same port on two different addresses is two sockets.
+        assert_eq!(
+            peer_listen(resolve(vec![
+                env("10.0.0.1:8080"),
+                flags(&[("listen", "127.0.0.1:8080")])
+            ])),
+            addr("10.0.0.1:8080")
+        );
+        // A single node has no peer RPCs: refused, not ignored.
+        let single = flag_layer(&pairs(&[("cluster.peer_listen", "0.0.0.0:7000")])).unwrap();
+        let e = resolve(vec![single]).unwrap_err().to_string();
+        assert!(
+            e.contains("cluster.peer_listen") && e.contains("cluster.node_id"),
+            "{e}"
+        );
+        // A bad value in the file is refused with the file's name once resolved.
+        let file = file_layer(
+            "[cluster]\npeer_listen = \"nowhere\"\n",
+            Path::new("bad.toml"),
+        )
+        .unwrap();
+        let e = resolve(vec![file, secret_only, flags(&[])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cluster.peer_listen") && e.contains("nowhere"),
+            "{e}"
+        );
     }
 
     #[test]

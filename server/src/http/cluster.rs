@@ -1,8 +1,12 @@
 //! The cluster's HTTP face (only when `serve` runs with `--node-id`; see docs/cluster.md):
 //!
-//! - peer RPCs, `POST /raft/{append|vote|snapshot|write|read-index|applied-index|members}`,
-//!   served on the API listener before the request pipeline, in bincode 2; each must carry the
-//!   cluster secret header (otherwise 401 and nothing changes);
+//! - peer RPCs, `POST /raft/{append|vote|snapshot|write|writes|read-index|applied-index|members|
+//!   whois|elect}`, in bincode 2; each must carry the cluster secret header (otherwise 401 and
+//!   nothing changes). They are served before the request pipeline on the API listener, or,
+//!   with `cluster.peer_listen`, on a listener of their own ([`peer_filter`]: nothing else
+//!   there, every other request 404), and the API listener answers `/raft/...` 404. The
+//!   addresses of the membership (`--peers`, `cluster join --addr`, `POST /v1/cluster/members`)
+//!   are these peer addresses: where RPCs and forwarded writes go;
 //! - the admin endpoints `GET /v1/cluster/status`, `POST /v1/cluster/members`
 //!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`) and
 //!   `DELETE /v1/cluster/members/{id}`, which need the `admin` role (as every admin route);
@@ -15,7 +19,8 @@
 //!   outcome, so the same status codes as on one node; 503 with `Retry-After` while no leader is
 //!   known), reads wait at their consistency level ([`read_barrier`], query parameter
 //!   `consistency=linearizable|leader|stale`, stripped before the handler sees the query), and
-//!   every answer names the leader in `X-Mussikon-Leader`.
+//!   every answer names the leader, when one is known: its id in `X-Mussikon-Leader-Id` and
+//!   its peer address (not necessarily an API address) in `X-Mussikon-Leader`.
 //!
 //! Route defaults: search and matching read `stale`; every other read of `/v1` (gets by id,
 //! lists, a gig's bookings and messages) reads `linearizable`.
@@ -73,8 +78,11 @@ pub fn admin_method_not_allowed(method: &Method, path: &str) -> Option<String> {
     Some(crate::http::router::allow(&served))
 }
 
-/// Response header naming the leader's address.
+/// Response header naming the leader's peer address (the address its membership entry holds:
+/// its API address only when it serves the peer RPCs there).
 pub const LEADER_HEADER: &str = "x-mussikon-leader";
+/// Response header naming the leader's node id.
+pub const LEADER_ID_HEADER: &str = "x-mussikon-leader-id";
 /// The query parameter choosing a read's consistency.
 pub const CONSISTENCY: &str = "consistency";
 /// Largest body of a peer RPC other than a snapshot.
@@ -202,12 +210,17 @@ pub async fn read_barrier(
         })
 }
 
-/// Names the leader in `X-Mussikon-Leader` when one is known.
+/// Names the leader in `X-Mussikon-Leader` (peer address) and `X-Mussikon-Leader-Id` when one
+/// is known.
 pub fn leader_header(app: &App, headers: &mut HeaderMap) {
-    if let Some((_, addr)) = app.cluster().and_then(Node::leader) {
+    if let Some((id, addr)) = app.cluster().and_then(Node::leader) {
         if let Ok(v) = HeaderValue::from_str(&addr) {
             headers.insert(HeaderName::from_static(LEADER_HEADER), v);
         }
+        headers.insert(
+            HeaderName::from_static(LEADER_ID_HEADER),
+            HeaderValue::from(id),
+        );
     }
 }
 
@@ -280,6 +293,24 @@ pub fn raft_filter(
                 }
             },
         )
+}
+
+/// What a listener of its own for the peer RPCs serves (`cluster.peer_listen`): exactly
+/// [`raft_filter`]; every other request (another path, another method) is answered 404
+/// problem+json, without the API's pipeline (no token, no rate limit, no metrics: nothing but
+/// the peers is meant to reach this port).
+pub fn peer_filter(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    raft_filter(app)
+        .or(warp::any().map(|| {
+            problem(ApiError::NotFound(
+                "this is the cluster's peer port: it serves only the Raft peer RPCs \
+                 (POST /raft/...); the API is on the node's API listener"
+                    .into(),
+            ))
+        }))
+        .unify()
 }
 
 /// The trace context a forwarded write RPC carries: the first client request's, joined, and
@@ -377,7 +408,8 @@ async fn raft_rpc(
 pub struct AddMember {
     /// The new node's id (never one used before).
     pub node_id: u64,
-    /// Its HTTP listen address, `HOST:PORT`.
+    /// Its peer address, `HOST:PORT`: where the other nodes send it peer RPCs (its
+    /// `cluster.peer_listen` address, or its API listen address when it has none).
     pub addr: String,
     /// Promote to voter once caught up (default true); false keeps it a learner (read replica).
     #[serde(default = "yes")]

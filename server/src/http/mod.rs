@@ -18,6 +18,12 @@
 //! filter takes it before the pipeline (it is still counted under its route template, with
 //! status 101); every other request to that path goes through the table like any other.
 //!
+//! The Raft peer RPCs (`POST /raft/...`, [`cluster::raft_filter`]) are taken before the pipeline
+//! too. They are served either on the API listener ([`serve`], [`filter`]) or, on a cluster node
+//! with `cluster.peer_listen`, on a listener of their own that serves nothing else
+//! ([`serve_with_peers`], [`cluster::peer_filter`]); the API listener then answers `/raft/...`
+//! 404 through the pipeline, as any path without a route.
+//!
 //! [`serve`] runs the API on a listener the caller bound (port 0 works) until the shutdown future
 //! resolves, then stops accepting, lets in-flight requests finish within a grace period, and
 //! returns.
@@ -340,14 +346,42 @@ fn events_filter(
         })
 }
 
-/// The warp filter serving the whole API. It never rejects: every request is answered by
-/// [`handle`] (or, for a WebSocket upgrade of `/v1/events`, by [`events`]).
+/// Where a listener's filter finds the peer RPCs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerRpcs {
+    /// Served here, beside the API (no `cluster.peer_listen`).
+    Here,
+    /// Served by a listener of their own: here `/raft/...` is a path without a route (404).
+    Elsewhere,
+}
+
+/// The warp filter serving the whole API, the peer RPCs included. It never rejects: every
+/// request is answered by [`handle`] (or, for a WebSocket upgrade of `/v1/events`, by
+/// [`events`]).
 pub fn filter(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    api_filter(app, PeerRpcs::Here)
+}
+
+/// [`filter`], with the peer RPCs served here or not.
+pub fn api_filter(
+    app: App,
+    peer_rpcs: PeerRpcs,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let ws = events_filter(app.clone());
-    let peers = cluster::raft_filter(app.clone());
+    // Rejected before the path is looked at when the RPCs are elsewhere: the request goes on
+    // to the pipeline, whose router has no `/raft` route.
+    let peers = warp::any()
+        .and_then(move || async move {
+            match peer_rpcs {
+                PeerRpcs::Here => Ok(()),
+                PeerRpcs::Elsewhere => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(cluster::raft_filter(app.clone()));
     let admin = cluster::admin_filter(app.clone());
     let api = warp::method()
         .and(warp::path::full())
@@ -406,6 +440,26 @@ pub async fn serve<S>(
 where
     S: Future<Output = ()> + Send + 'static,
 {
+    serve_with_peers(listener, None, app, shutdown, grace).await
+}
+
+/// [`serve`], with the peer RPCs on `peer_listener` when there is one (and then not on
+/// `listener`). Both listeners have the API's connection limits, each its own connection cap,
+/// so a flood of API connections cannot take the places the peers need.
+///
+/// Shutdown: the API listener stops accepting and drains first (up to `grace`); the peer
+/// listener goes on serving meanwhile (a follower's forwarded write in flight waits for the
+/// leader's appends to reach it), then stops and drains within what is left of `grace`.
+pub async fn serve_with_peers<S>(
+    listener: tokio::net::TcpListener,
+    peer_listener: Option<tokio::net::TcpListener>,
+    app: App,
+    shutdown: S,
+    grace: Duration,
+) -> Stopped
+where
+    S: Future<Output = ()> + Send + 'static,
+{
     let upkeep = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -428,9 +482,25 @@ where
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = app.config().connections;
+    let peer_rpcs = match peer_listener {
+        None => PeerRpcs::Here,
+        Some(_) => PeerRpcs::Elsewhere,
+    };
+    let peers = peer_listener.map(|peer_listener| {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(listener::serve_connections(
+            peer_listener,
+            cluster::peer_filter(app.clone()),
+            limits,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        (stop_tx, server)
+    });
     let server = tokio::spawn(listener::serve_connections(
         listener,
-        filter(app),
+        api_filter(app, peer_rpcs),
         limits,
         async move {
             let _ = begin_rx.await;
@@ -441,16 +511,26 @@ where
         grace_s = grace.as_secs_f64(),
         "shutting down: no new connections; waiting for in-flight requests"
     );
+    let deadline = tokio::time::Instant::now() + grace;
     let _ = begin_tx.send(());
     // Upgraded connections are no longer the HTTP server's to drain: close them (1001).
     hub.shutdown();
-    let stopped = match tokio::time::timeout(grace, server).await {
+    let mut stopped = match tokio::time::timeout_at(deadline, server).await {
         Ok(_) => Stopped::Drained,
         Err(_) => {
             tracing::warn!("grace period over with requests still in flight; stopping anyway");
             Stopped::GraceExpired
         }
     };
+    if let Some((stop, server)) = peers {
+        let _ = stop.send(());
+        if tokio::time::timeout_at(deadline, server).await.is_err() {
+            tracing::warn!(
+                "grace period over with peer RPCs still in flight; stopping the peer listener anyway"
+            );
+            stopped = Stopped::GraceExpired;
+        }
+    }
     upkeep.abort();
     if let Some(task) = matcher {
         task.abort();

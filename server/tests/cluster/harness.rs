@@ -1,5 +1,7 @@
 //! The test cluster: real `mussikon serve --node-id` processes on 127.0.0.1 (ports chosen at
 //! run time), each with its own data directory, and the HTTP calls the tests make on them.
+//! Each node serves the peer RPCs on its API listener, or ([`PeerPort::Separate`]) on a
+//! listener of its own (`--peer-listen`); `--peers` and joins name the peer addresses.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -44,25 +46,68 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where the nodes of a test cluster serve the peer RPCs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerPort {
+    /// On the API listener (no `--peer-listen`): one address per node.
+    Shared,
+    /// On a listener of their own (`--peer-listen`), at another port.
+    Separate,
+}
+
+impl PeerPort {
+    /// A node's peer address beside its API address `addr`.
+    fn addr_beside(self, addr: &str) -> String {
+        match self {
+            PeerPort::Shared => addr.to_string(),
+            PeerPort::Separate => format!("127.0.0.1:{}", free_port()),
+        }
+    }
+}
+
 pub struct NodeProc {
     pub id: u64,
+    /// The API address (`--listen`).
     pub addr: String,
+    /// The peer address: what `--peers` and joins name (`addr` unless [`PeerPort::Separate`]).
+    pub peer_addr: String,
     pub dir: PathBuf,
     pub child: Option<Child>,
 }
 
 impl NodeProc {
-    /// Starts node `id` at `addr` with its data in `root/node{id}`.
-    async fn spawn(id: u64, addr: String, root: &Path, peers: &str, extra: &[String]) -> NodeProc {
+    /// Starts node `id` at `addr` (peers at `peer_addr`) with its data in `root/node{id}`.
+    async fn spawn(
+        id: u64,
+        (addr, peer_addr): (String, String),
+        root: &Path,
+        peers: &str,
+        extra: &[String],
+    ) -> NodeProc {
         let dir = root.join(format!("node{id}"));
-        let child = spawn_node(id, &addr, &dir, peers, extra).await;
+        let child = spawn_listening(
+            &id.to_string(),
+            &addr,
+            separate(&addr, &peer_addr),
+            &dir,
+            peers,
+            extra,
+        )
+        .await
+        .0;
         NodeProc {
             id,
             addr,
+            peer_addr,
             dir,
             child: Some(child),
         }
     }
+}
+
+/// `peer_addr` as a `--peer-listen` value: `None` when it is the API address `addr`.
+fn separate<'a>(addr: &str, peer_addr: &'a str) -> Option<&'a str> {
+    (addr != peer_addr).then_some(peer_addr)
 }
 
 /// Lines of each node's log printed when a test fails.
@@ -98,6 +143,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     pub extra: Vec<String>,
     pub http: reqwest::Client,
+    /// Where the nodes serve the peer RPCs (also those started later).
+    pub peer_port: PeerPort,
 }
 
 /// Where node `dir`'s log goes: `node{id}.log` beside its data directory, appended across
@@ -132,12 +179,32 @@ pub async fn spawn_node_as(
     peers: &str,
     extra: &[String],
 ) -> Child {
+    spawn_listening(node_id, addr, None, dir, peers, extra)
+        .await
+        .0
+}
+
+/// Starts `mussikon serve --node-id NODE_ID` with `--peer-listen PEER_LISTEN` when given and
+/// waits until it listens: its process and the peer address it printed (`peers listening on
+/// ADDR`, the second stdout line; what port 0 became), or `addr` without a peer listener.
+pub async fn spawn_listening(
+    node_id: &str,
+    addr: &str,
+    peer_listen: Option<&str>,
+    dir: &Path,
+    peers: &str,
+    extra: &[String],
+) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(dir))
         .unwrap();
-    let mut child = serve_command(node_id, addr, dir, peers)
+    let mut command = serve_command(node_id, addr, dir, peers);
+    if let Some(peer_listen) = peer_listen {
+        command.args(["--peer-listen", peer_listen]);
+    }
+    let mut child = command
         .args(extra)
         .env("MUSSIKON_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
@@ -146,14 +213,28 @@ pub async fn spawn_node_as(
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).await.unwrap();
+    lines.read_line(&mut line).await.unwrap();
     assert_eq!(
         line.trim(),
         format!("listening on {addr}"),
         "node {node_id}"
     );
-    child
+    let Some(peer_listen) = peer_listen else {
+        return (child, addr.to_string());
+    };
+    line.clear();
+    lines.read_line(&mut line).await.unwrap();
+    let printed = line
+        .trim()
+        .strip_prefix("peers listening on ")
+        .unwrap_or_else(|| panic!("node {node_id}: no peer listener line, got {line:?}"))
+        .to_string();
+    if !peer_listen.ends_with(":0") {
+        assert_eq!(printed, peer_listen, "node {node_id}");
+    }
+    (child, printed)
 }
 
 /// Runs `mussikon serve --node-id NODE_ID --peers PEERS` at `addr` on `dir`, expecting it to
@@ -191,24 +272,42 @@ pub async fn mussikon(args: &[&str]) -> (bool, String) {
 
 impl Cluster {
     pub async fn start(n: u64, extra: &[&str]) -> Cluster {
-        Cluster::start_in(tempfile::tempdir().unwrap(), n, extra).await
+        Cluster::start_with(n, extra, PeerPort::Shared).await
+    }
+
+    /// [`Cluster::start`] with the peer RPCs served as `peer_port` says.
+    pub async fn start_with(n: u64, extra: &[&str], peer_port: PeerPort) -> Cluster {
+        Cluster::start_in_with(tempfile::tempdir().unwrap(), n, extra, peer_port).await
     }
 
     /// [`Cluster::start`] with the nodes' data directories in `tmp` (`node{id}`), which may
     /// already hold data (a restored backup).
     pub async fn start_in(tmp: tempfile::TempDir, n: u64, extra: &[&str]) -> Cluster {
-        let addrs: BTreeMap<u64, String> = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+        Cluster::start_in_with(tmp, n, extra, PeerPort::Shared).await
+    }
+
+    async fn start_in_with(
+        tmp: tempfile::TempDir,
+        n: u64,
+        extra: &[&str],
+        peer_port: PeerPort,
+    ) -> Cluster {
+        let addrs: BTreeMap<u64, (String, String)> = (1..=n)
+            .map(|id| {
+                let addr = format!("127.0.0.1:{}", free_port());
+                let peer_addr = peer_port.addr_beside(&addr);
+                (id, (addr, peer_addr))
+            })
             .collect();
         let peers = addrs
             .iter()
-            .map(|(id, a)| format!("{id}={a}"))
+            .map(|(id, (_, peer_addr))| format!("{id}={peer_addr}"))
             .collect::<Vec<_>>()
             .join(",");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut nodes = BTreeMap::new();
-        for (id, addr) in addrs {
-            let node = NodeProc::spawn(id, addr, tmp.path(), &peers, &extra).await;
+        for (id, addrs) in addrs {
+            let node = NodeProc::spawn(id, addrs, tmp.path(), &peers, &extra).await;
             nodes.insert(id, node);
         }
         let c = Cluster {
@@ -220,6 +319,7 @@ impl Cluster {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            peer_port,
         };
         c.wait_leader(&c.alive()).await;
         c
@@ -235,6 +335,11 @@ impl Cluster {
 
     pub fn url(&self, id: u64, path: &str) -> String {
         format!("http://{}{}", self.nodes[&id].addr, path)
+    }
+
+    /// `path` at node `id`'s peer address.
+    pub fn peer_url(&self, id: u64, path: &str) -> String {
+        format!("http://{}{}", self.nodes[&id].peer_addr, path)
     }
 
     pub async fn status(&self, id: u64) -> Option<Value> {
@@ -331,7 +436,16 @@ impl Cluster {
 
     pub async fn restart(&mut self, id: u64) {
         let node = &self.nodes[&id];
-        let child = spawn_node(id, &node.addr, &node.dir, &self.peers, &self.extra).await;
+        let peer_listen = separate(&node.addr, &node.peer_addr);
+        let (child, _) = spawn_listening(
+            &id.to_string(),
+            &node.addr,
+            peer_listen,
+            &node.dir,
+            &self.peers,
+            &self.extra,
+        )
+        .await;
         self.nodes.get_mut(&id).unwrap().child = Some(child);
     }
 
@@ -339,8 +453,16 @@ impl Cluster {
     /// itself (a higher id than the initializer, so it waits to be joined).
     pub async fn spawn_new(&mut self, id: u64) {
         let addr = format!("127.0.0.1:{}", free_port());
-        self.peers = format!("{},{id}={addr}", self.peers);
-        let node = NodeProc::spawn(id, addr, self._tmp.path(), &self.peers, &self.extra).await;
+        let peer_addr = self.peer_port.addr_beside(&addr);
+        self.peers = format!("{},{id}={peer_addr}", self.peers);
+        let node = NodeProc::spawn(
+            id,
+            (addr, peer_addr),
+            self._tmp.path(),
+            &self.peers,
+            &self.extra,
+        )
+        .await;
         self.nodes.insert(id, node);
     }
 
@@ -377,7 +499,8 @@ impl Cluster {
 
     /// Starts a read replica with `--node-id auto` at `addr` on data directory `dir` (under the
     /// cluster's temporary directory), not a member yet; its drawn id, read from the data
-    /// directory, names it from then on.
+    /// directory, names it from then on. It serves the peer RPCs on its API listener (`addr` is
+    /// also its peer address), whatever the cluster's [`PeerPort`].
     pub async fn spawn_auto(&mut self, dir: &str, addr: &str) -> u64 {
         let dir = self._tmp.path().join(dir);
         let child = spawn_node_as("auto", addr, &dir, &self.peers, &self.extra).await;
@@ -386,6 +509,7 @@ impl Cluster {
         let node = NodeProc {
             id,
             addr: addr.to_string(),
+            peer_addr: addr.to_string(),
             dir,
             child: Some(child),
         };

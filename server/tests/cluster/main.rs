@@ -1,6 +1,7 @@
 //! Real `mussikon serve --node-id` processes on 127.0.0.1, each with its own data directory,
 //! talking over sockets: replication, leader failure, catch-up from the log and from a
-//! snapshot, concurrent bookings, leadership handovers, the secret on peer RPCs, partitions, membership changes,
+//! snapshot, concurrent bookings, leadership handovers, the secret on peer RPCs, peer RPCs on a
+//! port of their own, partitions, membership changes,
 //! a new cluster started from a restored backup and a linearizability check of concurrent
 //! clients' histories.
 #![allow(clippy::unwrap_used)]
@@ -13,6 +14,7 @@ mod membership;
 #[path = "../support/otlp.rs"]
 mod otlp;
 mod partition;
+mod peer_port;
 mod replication;
 mod restore;
 #[path = "../support/rss.rs"]

@@ -36,7 +36,7 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
                     "--id",
                     &id.to_string(),
                     "--addr",
-                    &c.nodes[&id].addr.clone(),
+                    &c.nodes[&id].peer_addr.clone(),
                 ],
             )
             .await;
@@ -95,7 +95,7 @@ async fn a_learner_serves_reads_and_forwards_writes_without_voting() {
     let mut acked = write_musicians(&c, &[1, 2, 3], "before", 10).await;
 
     c.spawn_new(4).await;
-    let addr = c.nodes[&4].addr.clone();
+    let addr = c.nodes[&4].peer_addr.clone();
     let (ok, out) = c
         .cli(2, &["join", "--id", "4", "--addr", &addr, "--learner"])
         .await;

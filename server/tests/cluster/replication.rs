@@ -6,15 +6,29 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_replicate_writes_and_every_node_reads_them() {
-    let c = Cluster::start(3, &[]).await;
+    replicate_and_read(PeerPort::Shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_with_their_own_peer_ports_replicate_writes_and_every_node_reads_them() {
+    replicate_and_read(PeerPort::Separate).await;
+}
+
+async fn replicate_and_read(peer_port: PeerPort) {
+    let c = Cluster::start_with(3, &[], peer_port).await;
     let leader = c.wait_leader(&[1, 2, 3]).await;
     let follower = *c.alive().iter().find(|i| **i != leader).unwrap();
-    // A write sent to a follower is forwarded and answered like on one node.
+    // A write sent to a follower is forwarded (to the leader's peer address) and answered like
+    // on one node; the answer names the leader by its peer address and its id.
     let r = c.put(follower, "/v1/musicians/m-1", &musician("m-1")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(
         r.headers()["x-mussikon-leader"].to_str().unwrap(),
-        c.nodes[&leader].addr
+        c.nodes[&leader].peer_addr
+    );
+    assert_eq!(
+        r.headers()["x-mussikon-leader-id"].to_str().unwrap(),
+        leader.to_string()
     );
     let r = c.put(follower, "/v1/musicians/m-1", &musician("m-1")).await;
     assert_eq!(
@@ -50,6 +64,11 @@ async fn three_nodes_replicate_writes_and_every_node_reads_them() {
         .collect();
     assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{s}");
     assert_eq!(roles.len(), 3, "{s}");
+    // Each at its peer address.
+    for m in s["members"].as_array().unwrap() {
+        let id = m["id"].as_u64().unwrap();
+        assert_eq!(m["addr"], c.nodes[&id].peer_addr.as_str(), "{s}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,7 +147,16 @@ async fn peer_rpcs_without_the_cluster_secret_or_for_another_node_are_refused_an
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
-    let mut c = Cluster::start(3, &[]).await;
+    fail_over(PeerPort::Shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_their_own_peer_ports_killing_the_leader_elects_another_and_loses_no_write() {
+    fail_over(PeerPort::Separate).await;
+}
+
+async fn fail_over(peer_port: PeerPort) {
+    let mut c = Cluster::start_with(3, &[], peer_port).await;
     let leader = c.wait_leader(&[1, 2, 3]).await;
     let mut acked = Vec::new();
     for i in 0..20 {

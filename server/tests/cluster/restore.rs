@@ -103,7 +103,7 @@ async fn a_cluster_backup_restored_with_cluster_starts_a_new_cluster_holding_eve
 
     // The new cluster takes writes, grows, and every node ends with the same state.
     new.spawn_new(4).await;
-    let addr = new.nodes[&4].addr.clone();
+    let addr = new.nodes[&4].peer_addr.clone();
     let (ok, out) = new.cli(2, &["join", "--id", "4", "--addr", &addr]).await;
     assert!(ok, "join 4: {out}");
     let mut all = acked.clone();

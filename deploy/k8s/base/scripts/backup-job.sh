@@ -3,8 +3,8 @@
 # serving node.
 #   1. start a temporary node on an empty data directory, with a fresh id it draws itself
 #      (MUSSIKON_NODE_ID=auto: a removed node's id is never reused, so each run needs a new one);
-#   2. add it to the cluster as a learner and wait until it has applied everything the leader
-#      had committed when the job started;
+#   2. add it to the cluster as a learner (at the pod's IP and its peer port) and wait until it
+#      has applied everything the leader had committed when the job started;
 #   3. remove it, stop it (SIGTERM: it flushes and exits), `mussikon export` its data directory;
 #   4. keep the newest BACKUP_KEEP snapshots.
 # Exits non-zero, leaving the previous backups untouched, when any step fails.
@@ -39,7 +39,7 @@ until grep -q '^listening on ' "$work/serve.out"; do
 done
 node_id=$(data_dir_node_id 10)
 echo "temporary node $node_id joins as a learner"
-cluster_join "$CLUSTER_URL" "$token" "$node_id" "$POD_IP:${LOCAL_URL##*:}"
+cluster_join "$CLUSTER_URL" "$token" "$node_id" "$POD_IP:$(peer_port)"
 
 deadline=$(( $(date +%s) + 1800 ))
 while :; do

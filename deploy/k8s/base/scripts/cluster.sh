@@ -8,18 +8,32 @@
 # Where things are (Kubernetes defaults; deploy/scripts/pod-scripts.sh sets them
 # to run these scripts against a cluster on 127.0.0.1):
 #   CLUSTER_URL  the voters' client Service            (http://mussikon:8080)
-#   LOCAL_URL    this pod's own server                 (http://127.0.0.1:8080)
+#   LOCAL_URL    this pod's own server's API           (http://127.0.0.1:8080)
+#   MUSSIKON_CLUSTER_PEER_LISTEN  where this pod's server takes peer RPCs (the ConfigMap's
+#                0.0.0.0:7000); unset: on its API port
 #   MUSSIKON_DATA_DIR  this pod's data directory       (/var/lib/mussikon)
+# The CLI's --node is always an API address; a join's --addr is always a peer address.
 CLUSTER_URL="${CLUSTER_URL:-http://mussikon:8080}"
 LOCAL_URL="${LOCAL_URL:-http://127.0.0.1:8080}"
 MUSSIKON_DATA_DIR="${MUSSIKON_DATA_DIR:-/var/lib/mussikon}"
+
+# peer_port: the port at which the other nodes reach this pod's server with peer RPCs: that of
+# MUSSIKON_CLUSTER_PEER_LISTEN, else the API's (LOCAL_URL's).
+peer_port() {
+  if [ -n "${MUSSIKON_CLUSTER_PEER_LISTEN:-}" ]; then
+    echo "${MUSSIKON_CLUSTER_PEER_LISTEN##*:}"
+  else
+    echo "${LOCAL_URL##*:}"
+  fi
+}
 
 # admin_token SUBJECT TTL: a short-lived admin token signed with the mounted JWT secret.
 admin_token() {
   mussikon token --sub "$1" --role admin --ttl "$2" \
     --secret-file "${MUSSIKON_AUTH_SECRET_FILE:-/etc/mussikon/secrets/jwt.secret}"
 }
-# cluster_join URL TOKEN ID ADDR: add node ID at ADDR (host:port) as a learner. Prints the
+# cluster_join URL TOKEN ID ADDR: add node ID at peer address ADDR (host:port) as a learner,
+# asking the node at URL (an API address). Prints the
 # CLI's output; a refusal because ID was removed before says "never reused".
 cluster_join() {
   MUSSIKON_TOKEN="$2" timeout 600 mussikon cluster --node "${1#http://}" join --id "$3" --addr "$4" --learner 2>&1

@@ -130,6 +130,9 @@ pub mod paths {
         paths::get_faults, paths::set_faults, paths::heal_faults,
     ),
     components(schemas(ClusterStatus, MemberStatus, AddMember, TransferLeader, SetFaults)),
-    tags((name = "cluster", description = "Replication: status, membership, leadership and (tests only) fault injection. Admin role."))
+    tags((name = "cluster", description = "Replication: status, membership, leadership and (tests only) fault injection. Admin role. \
+        On a cluster node every response names the leader, when one is known: its node id in `X-Mussikon-Leader-Id` and its \
+        peer address in `X-Mussikon-Leader` (where the peer RPCs reach it: a separate peer port when the node has \
+        `cluster.peer_listen`, so not necessarily an address that serves this API). A member's `addr` is likewise its peer address."))
 )]
 pub struct Cluster;
