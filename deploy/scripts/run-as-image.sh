@@ -11,8 +11,10 @@
 # 127.0.0.1:<peer port of N>, MUSSIKON_DATA_DIR and the secret file -> paths under a scratch
 # directory, and a freshly generated cluster secret. The process gets nothing else (env -i),
 # runs the image's command (`mussikon serve`) from the image's WORKDIR (its data directory), as
-# uid/gid 10001 when this script runs as root (the image's USER), and is declared healthy by
-# the image's HEALTHCHECK command (`mussikon healthcheck`).
+# uid/gid 10001 when this script runs as root (the image's USER), on a read-only root
+# filesystem with only its data directory writable (the pod's readOnlyRootFilesystem and
+# compose's read_only; deploy/scripts/read-only-root.sh, also only as root), and is declared
+# healthy by the image's HEALTHCHECK command (`mussikon healthcheck`).
 #
 # Single node (always): smoke test; load generated data; durability (writes acknowledged,
 # kill -9, restart, every write still there); backup (stop, verified export, start) and restore
@@ -49,6 +51,18 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   as_image_user=(setpriv --reuid=10001 --regid=10001 --clear-groups)
 fi
 owned() { mkdir -p "$@"; [ ${#as_image_user[@]} -eq 0 ] || chown 10001:10001 "$@"; }
+# As the pod (readOnlyRootFilesystem) and compose (read_only): the root filesystem read-only,
+# the data directory (the volume) the only writable place; needs root for a mount namespace
+# (deploy/scripts/read-only-root.sh).
+read_only_root=()
+if [ "$(id -u)" -eq 0 ] && unshare --mount --propagation private true 2>/dev/null; then
+  read_only_root=(unshare --mount --propagation private -- sh "$root/deploy/scripts/read-only-root.sh")
+fi
+# root_is_read_only NAME: node NAME's root filesystem is mounted read-only (as it sees it).
+root_is_read_only() {
+  awk '$5 == "/" { split($6, o, ","); if (o[1] == "ro") found = 1 } END { exit !found }' \
+    "/proc/${pid_of[$1]}/mountinfo"
+}
 
 mkdir -p "$work/secrets"
 head -c 48 /dev/urandom | base64 >"$work/secrets/jwt.secret"
@@ -132,6 +146,7 @@ start() {
   owned "$dir"
   : >"$work/$name.out" # so that `started` never sees the previous run's `listening on`
   (cd "$dir" && exec env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
+    "${read_only_root[@]}" ${read_only_root:+"$dir"} \
     "${as_image_user[@]}" "$bin" serve >"$work/$name.out" 2>>"$work/$name.err") &
   started "$name" $!
 }
@@ -219,6 +234,11 @@ url[solo]="http://127.0.0.1:${port[solo]}"
 echo "  environment: $(grep -v -e SECRET "${envfile[solo]}" | tr '\n' ' ')"
 check "start: listening on ${url[solo]}" start solo
 check "HEALTHCHECK (mussikon healthcheck) passes" healthy solo
+if [ ${#read_only_root[@]} -gt 0 ]; then
+  check "runs on a read-only root filesystem (only its data directory writable)" root_is_read_only solo
+else
+  echo "  note  read-only root filesystem not simulated (needs root for a mount namespace)"
+fi
 SMOKE_KEEP=1 SMOKE_ID=smoke-solo check "smoke test" bash deploy/scripts/smoke.sh "${url[solo]}"
 check "load ${MUSICIANS:-5000} generated musicians and 50 gigs" load_data "${url[solo]}"
 
@@ -336,7 +356,8 @@ while kill -0 "\$(cat "$work/n\$1.pid")" 2>/dev/null; do sleep 0.2; done
 # cd first, on its own: \`cd … && cmd &\` would background a subshell, and \$! would be the
 # subshell's pid, not the server's (SIGTERM then left the server running).
 cd "$work/n\$1/data" || exit 1
-env -i PATH=/usr/local/bin:/usr/bin:/bin \$(cat "$work/n\$1.env") ${as_image_user[*]} "$bin" serve \
+env -i PATH=/usr/local/bin:/usr/bin:/bin \$(cat "$work/n\$1.env") \
+  ${read_only_root[*]} ${read_only_root:+$work/n\$1/data} ${as_image_user[*]} "$bin" serve \
   >"$work/n\$1.out" 2>>"$work/n\$1.err" &
 echo \$! >"$work/n\$1.pid"
 SH
