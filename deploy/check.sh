@@ -7,16 +7,19 @@
 #   actionlint                          .github/workflows/*.yml
 #   yamllint (deploy/yamllint.yml)      workflows, compose, k8s, monitoring
 #   kubectl kustomize | kubernetes-validate --strict, Kubernetes $K8S_VERSION: overlays dev and
-#                                       prod, and the Secret template
+#                                       prod, the restore Job (deploy/k8s/restore), and the Secret
+#                                       template
 #   docker compose config -q            compose.dev.yml, compose.prod.yml (with .env.example)
 #   nginx -t                            the nginx config and site template of compose.prod.yml
 #   promtool check config / check rules / test rules, and every PromQL expression of the Grafana
 #                                       dashboard parsed by promtool
-#   bash -n, shellcheck -S warning      deploy/*.sh, deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh
+#   bash -n, shellcheck -S warning      deploy/*.sh, deploy/scripts/*.sh, deploy/k8s/base/scripts/*.sh,
+#                                       deploy/k8s/restore/*.sh
 #   deploy/scripts/run-as-image.sh      the server binary run as the image runs it (release
 #                                       binary if built, else the debug one; skipped if none)
 #   deploy/scripts/pod-scripts.sh       the Kubernetes pods' scripts (learner join and leave,
-#                                       backup job) against a cluster on loopback, same binary
+#                                       backup job, restore job) against a cluster on loopback,
+#                                       same binary
 # Tools go to $MUSSIKON_TOOLS_DIR (default ~/.cache/mussikon-deploy-tools); pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,13 +83,14 @@ run "yamllint" "$bin/yamllint" --strict -c deploy/yamllint.yml \
 echo "== Kubernetes $K8S_VERSION"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for overlay in dev prod; do
-  if kubectl kustomize "deploy/k8s/overlays/$overlay" >"$work/$overlay.yaml" 2>"$work/$overlay.err"; then
-    run "kustomize $overlay | kubernetes-validate --strict" \
-      "$bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work/$overlay.yaml"
+for overlay in overlays/dev overlays/prod restore; do
+  name=${overlay##*/}
+  if kubectl kustomize "deploy/k8s/$overlay" >"$work/$name.yaml" 2>"$work/$name.err"; then
+    run "kustomize $name | kubernetes-validate --strict" \
+      "$bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work/$name.yaml"
   else
-    fail "kustomize $overlay"
-    sed 's/^/        /' "$work/$overlay.err"
+    fail "kustomize $name"
+    sed 's/^/        /' "$work/$name.err"
   fi
 done
 run "kubernetes-validate --strict secret.template.yaml" \
@@ -142,7 +146,7 @@ run "promtool check rules (dashboard queries)" promtool check rules "$work/dashb
 
 echo "== shell scripts"
 command -v shellcheck >/dev/null || apt_install shellcheck || true
-scripts=(deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh)
+scripts=(deploy/*.sh deploy/scripts/*.sh deploy/k8s/base/scripts/*.sh deploy/k8s/restore/*.sh)
 for script in "${scripts[@]}"; do
   run "bash -n $script" bash -n "$script"
 done

@@ -16,7 +16,11 @@
 # it and draws a new id, which joins; the old id is refused; a replica lost without its preStop
 # is replaced by the next pod at its address; the backup CronJob's script (backup-job.sh)
 # writes a snapshot with every acknowledged write through a temporary learner of its own,
-# which leaves; the leader's prestop.sh hands leadership over to another voter, and writes go on.
+# which leaves; the leader's prestop.sh hands leadership over to another voter, and writes go on;
+# the restore Job's script (deploy/k8s/restore/restore-job.sh) refuses without its confirmation
+# and on another voter's volume, then restores the backup into pod 0's volume, and the three
+# voters started as after `scale --replicas=3` (the others' volumes deleted) form a new cluster
+# that serves exactly what the backup held.
 # Prints "pod-scripts: N passed, M failed"; exit 0 only when nothing failed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -222,6 +226,47 @@ if [ -n "$old_leader" ] && [ -n "${port[$old_leader]:-}" ]; then
 else
   ko "the leader is one of the voters ($old_leader)"
 fi
+
+echo "== the restore Job (deploy/k8s/restore) on the backup, as docs/operations.md says"
+# Scale to 0, run the Job on pod 0's volume, delete the other voters' volumes, scale back to 3.
+restore_job() {
+  local dir=$1
+  shift
+  env -i PATH="$PATH" MUSSIKON_DATA_DIR="$dir" BACKUP_DIR="$work/backups" \
+    RESTORE_WORK_DIR="$work/restore-work" "$@" bash "$root/deploy/k8s/restore/restore-job.sh"
+}
+mkdir -p "$work/restore-work"
+for n in 1 2 3; do stop "mussikon-$((n - 1))"; done
+for p in "${!pid_of[@]}"; do stop "$p"; done
+mapfile -t restore_env < <(grep -E '^[A-Z_]+=' deploy/k8s/restore/restore.env)
+check "without RESTORE_CONFIRM it refuses and changes nothing" eval \
+  '! restore_job "$work/voter1" "${restore_env[@]}" 2>/dev/null && test -s "$work/voter1/raft/node-id"'
+check "on another voter's volume it refuses" eval \
+  '! restore_job "$work/voter2" "${restore_env[@]}" RESTORE_CONFIRM=wipe-data-mussikon-0 2>/dev/null'
+check "backup-job.sh wrote a SHA-256 sum that holds" eval \
+  '(cd "$work/backups" && sha256sum --check --quiet "$(basename "$snap").sha256")'
+if restore_job "$work/voter1" "${restore_env[@]}" RESTORE_CONFIRM=wipe-data-mussikon-0 >"$work/restore.log" 2>&1; then
+  ok "restore-job.sh restores the newest backup into pod 0's volume, export identical"
+else
+  ko "restore-job.sh restores the newest backup into pod 0's volume, export identical"
+  sed 's/^/        /' "$work/restore.log"
+fi
+rm -rf "$work/voter2" "$work/voter3"
+for n in 1 2 3; do start "mussikon-$((n - 1))" "${port[$n]}" "${peer_port_of[$n]}" "$work/voter$n" voter; done
+for _ in $(seq 1 100); do members >/dev/null 2>&1 && break; sleep 0.1; done
+# led: some voter leads (retried for up to 10 s).
+led() {
+  local l
+  for _ in $(seq 1 100); do l=$(leader_id 2>/dev/null) && [ -n "$l" ] && return 0; sleep 0.1; done
+  return 1
+}
+check "the new cluster elects a leader among voters 1, 2, 3" led
+for n in 1 2 3; do
+  check "voter $n serves the 7 writes the backup holds" has_all "http://127.0.0.1:${port[$n]}" 7
+done
+check "the write made after the backup is not there (the RPO)" test \
+  "$(api -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[1]}/v1/musicians/pod-8")" = 404
+check "writes go on in the new cluster" write pod-9
 
 echo "pod-scripts: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

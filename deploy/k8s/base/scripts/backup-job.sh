@@ -5,8 +5,9 @@
 #      (MUSSIKON_NODE_ID=auto: a removed node's id is never reused, so each run needs a new one);
 #   2. add it to the cluster as a learner (at the pod's IP and its peer port) and wait until it
 #      has applied everything the leader had committed when the job started;
-#   3. remove it, stop it (SIGTERM: it flushes and exits), `mussikon export` its data directory;
-#   4. keep the newest BACKUP_KEEP snapshots.
+#   3. remove it, stop it (SIGTERM: it flushes and exits), `mussikon export` its data directory
+#      and write the snapshot's SHA-256 sum beside it (NAME.snap.sha256);
+#   4. keep the newest BACKUP_KEEP snapshots (and their sums).
 # Exits non-zero, leaving the previous backups untouched, when any step fails.
 set -euo pipefail
 # shellcheck source=deploy/k8s/base/scripts/cluster.sh
@@ -54,5 +55,9 @@ kill -TERM "$pid"; wait "$pid"; trap - EXIT
 
 name="mussikon-$(date -u +%Y%m%dT%H%M%SZ).snap"
 mussikon export --data-dir "$MUSSIKON_DATA_DIR" --out "$BACKUP_DIR/$name"
-ls -1t "$BACKUP_DIR"/mussikon-*.snap | tail -n +"$((keep + 1))" | xargs -r rm -f
+# Its SHA-256 sum beside it, which the restore job checks (deploy/k8s/restore/restore-job.sh).
+(cd "$BACKUP_DIR" && sha256sum "$name" >"$name.sha256")
+ls -1t "$BACKUP_DIR"/mussikon-*.snap | tail -n +"$((keep + 1))" | while IFS= read -r old; do
+  rm -f "$old" "$old.sha256"
+done
 echo "backup written: $BACKUP_DIR/$name"
