@@ -1359,8 +1359,9 @@ impl Node {
         if let Some(node) = m.get_node(&id) {
             if node.addr != addr {
                 return Err(AdminError::Invalid(format!(
-                    "node_id {id} is already a member at {}; a member's address does not \
-                     change: add the node at {addr} under a new id",
+                    "node_id {id} is already a member at {}; move it to {addr} with \
+                     `mussikon cluster set-addr` once it answers there, or add the node at \
+                     {addr} under a new id",
                     node.addr
                 )));
             }
