@@ -126,6 +126,30 @@ impl Dialer {
     }
 }
 
+impl Dialer {
+    /// Whether `addr` reaches node `target` (a member about to be moved there, which may be
+    /// this node at its new address): a `whois` RPC answered there. Every RPC names its
+    /// addressee, so only `target` itself answers.
+    pub async fn reaches(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let body = crate::types::encode(&target)
+            .map_err(|e| TransportError::Failed(addr.to_string(), e.to_string()))?;
+        if target != self.me && self.faults.is_cut(target) {
+            return Err(TransportError::Unreachable(
+                addr.to_string(),
+                "cut by fault injection".into(),
+            ));
+        }
+        post::<crate::node::PeerView>(self, target, addr, "whois", body.into(), timeout, &[])
+            .await
+            .map(|_| ())
+    }
+}
+
 /// Builds the connection to each peer.
 #[derive(Clone)]
 pub struct Network {
@@ -214,7 +238,7 @@ async fn post<Resp: DeserializeOwned>(
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
         return Err(TransportError::Unreachable(
             addr.to_string(),
-            format!("node {target} is not there (another process answers at the address)"),
+            format!("node {target} is not there (another node, or no peer RPCs, at the address)"),
         ));
     }
     if !resp.status().is_success() {

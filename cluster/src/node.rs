@@ -165,6 +165,8 @@ pub enum StartError {
 
 /// How long a starting node waits for each peer's `whois` answer.
 const WHOIS_WAIT: Duration = Duration::from_secs(1);
+/// How long the leader waits for a member to answer at the address it is to move to.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
 
 /// Asks the initial members what they know of this node's id before it takes part, and
 /// refuses to start (a) a node whose id was removed from the cluster (it would campaign with a
@@ -308,6 +310,13 @@ pub enum AdminError {
     /// time); nothing changed, or the cluster moved on by itself. Retry.
     #[error("{0}")]
     NotNow(String),
+    /// The node id is not a member of the cluster (and never was, or it would be retired).
+    #[error("node {0} is not a member of the cluster")]
+    NotMember(NodeId),
+    /// The address asked for cannot be the member's (held by another member, or the node does
+    /// not answer there as itself).
+    #[error("{0}")]
+    BadAddr(String),
 }
 
 /// Why a peer RPC could not be served.
@@ -403,6 +412,14 @@ pub enum AdminOp {
         /// The voter to lead next; `None`: the best-placed one.
         to: Option<NodeId>,
     },
+    /// Change member `id`'s peer address to `addr` (appended last: the variants are encoded
+    /// by position on the wire).
+    SetAddr {
+        /// Node id.
+        id: NodeId,
+        /// Its new peer address.
+        addr: String,
+    },
 }
 
 struct Inner {
@@ -457,6 +474,19 @@ where
 pub struct Node {
     inner: Arc<Inner>,
 }
+
+/// Node `id`'s address in the membership metrics `m` show.
+fn own_addr_in(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> Option<String> {
+    m.membership_config
+        .membership()
+        .get_node(&id)
+        .map(|n| n.addr.clone())
+}
+
+/// The node has shut down: nothing it reports will change any more.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the cluster node has shut down")]
+pub struct NodeStopped;
 
 /// The last log index a leader's metrics `m` show replicated to node `id`, if any.
 fn matched_index(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> Option<u64> {
@@ -658,6 +688,30 @@ impl Node {
             .get_node(&id)
             .map(|n| n.addr.clone())?;
         Some((id, addr))
+    }
+
+    /// This node's peer address in its current (effective) membership: where the other
+    /// members send it peer RPCs. `None` while it is not a member.
+    pub fn own_addr(&self) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        own_addr_in(&m, self.inner.id)
+    }
+
+    /// Waits until this node's address in its membership ([`Node::own_addr`]) differs from
+    /// `known`, and returns it; [`NodeStopped`] once the node's metrics end (it shut down).
+    pub async fn own_addr_change(
+        &self,
+        known: &Option<String>,
+    ) -> Result<Option<String>, NodeStopped> {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            let now = own_addr_in(&metrics.borrow_and_update(), self.inner.id);
+            if now != *known {
+                return Ok(now);
+            }
+            metrics.changed().await.map_err(|_| NodeStopped)?;
+        }
     }
 
     async fn wait_leader(&self) -> Option<(NodeId, String)> {
@@ -993,6 +1047,21 @@ impl Node {
                         .map_err(fail)?;
                 }
             }
+            AdminOp::SetAddr { id, addr } => {
+                let Some(old) = self.readdress(id, &addr, &membership).await? else {
+                    return Ok(self.status());
+                };
+                raft.change_membership(
+                    ChangeMembers::SetNodes(BTreeMap::from([(
+                        id,
+                        BasicNode { addr: addr.clone() },
+                    )])),
+                    false,
+                )
+                .await
+                .map_err(fail)?;
+                tracing::info!(node_id = id, from = %old, to = %addr, "member address changed");
+            }
             AdminOp::TransferLeader { to } => return self.hand_over(to).await,
             AdminOp::Remove { id } => {
                 let is_voter = membership.membership().voter_ids().any(|v| v == id);
@@ -1009,6 +1078,23 @@ impl Node {
             }
         }
         Ok(self.status())
+    }
+
+    /// Changes member `id`'s peer address to `addr`, asked of any node (forwarded to the
+    /// leader), as one membership entry (openraft's `ChangeMembers::SetNodes`; the voters stay
+    /// as they are). Refused for a removed id ([`AdminError::Invalid`]), an id that is not a
+    /// member ([`AdminError::NotMember`]), another member's address, or an address where the
+    /// leader does not reach node `id` itself ([`AdminError::BadAddr`]): a peer RPC naming
+    /// `id` must be answered there (openraft warns that pointing a member at another node's
+    /// address can split the brain; every RPC here names its addressee, so such a node would
+    /// refuse, but the leader would then have lost the member). Nothing to do when `addr` is
+    /// already the member's. The status after the change.
+    pub async fn set_member_addr(
+        &self,
+        id: NodeId,
+        addr: String,
+    ) -> Result<ClusterStatus, AdminError> {
+        self.change_members(AdminOp::SetAddr { id, addr }).await
     }
 
     /// Hands leadership over to voter `to` (`None`: the voter with the most of the log),
@@ -1273,8 +1359,9 @@ impl Node {
         if let Some(node) = m.get_node(&id) {
             if node.addr != addr {
                 return Err(AdminError::Invalid(format!(
-                    "node_id {id} is already a member at {}; a member's address does not \
-                     change: add the node at {addr} under a new id",
+                    "node_id {id} is already a member at {}; move it to {addr} with \
+                     `mussikon cluster set-addr` once it answers there, or add the node at \
+                     {addr} under a new id",
                     node.addr
                 )));
             }
@@ -1289,6 +1376,47 @@ impl Node {
             ))),
             other => Ok(other),
         }
+    }
+
+    /// Whether member `id` may move to `addr` in `membership` (the leader's effective one):
+    /// its current address when it may (`None`: it is there already). See
+    /// [`Node::set_member_addr`] for the refusals.
+    async fn readdress(
+        &self,
+        id: NodeId,
+        addr: &str,
+        membership: &StoredMembership<NodeId, BasicNode>,
+    ) -> Result<Option<String>, AdminError> {
+        let m = membership.membership();
+        let Some(node) = m.get_node(&id) else {
+            let retired = self.retired().await.map_err(AdminError::Failed)?;
+            if retired.contains(&id) {
+                return Err(AdminError::Invalid(format!(
+                    "node_id {id} was removed from the cluster; a removed node has no address \
+                     to change"
+                )));
+            }
+            return Err(AdminError::NotMember(id));
+        };
+        if node.addr == addr {
+            return Ok(None);
+        }
+        if let Some((other, _)) = m.nodes().find(|(other, n)| **other != id && n.addr == addr) {
+            return Err(AdminError::BadAddr(format!(
+                "{addr} is node {other}'s address; one address is one node"
+            )));
+        }
+        self.inner
+            .dialer
+            .reaches(id, addr, PROBE_WAIT)
+            .await
+            .map_err(|e| {
+                AdminError::BadAddr(format!(
+                    "node {id} does not answer peer RPCs at {addr} ({e}); start it with its \
+                     peer listener there (--peer-listen, MUSSIKON_CLUSTER_PEER_LISTEN) first"
+                ))
+            })?;
+        Ok(Some(node.addr.clone()))
     }
 
     /// What this node knows of node `id` (the `whois` peer RPC).

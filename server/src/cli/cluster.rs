@@ -1,4 +1,4 @@
-//! `mussikon cluster status|join|remove|transfer-leader|step-down`: the admin endpoints of a running cluster node
+//! `mussikon cluster status|join|remove|set-addr|transfer-leader|step-down`: the admin endpoints of a running cluster node
 //! (`/v1/cluster/…`, see docs/cluster.md) from the command line. Any node may be asked; a
 //! membership change is forwarded to the leader. Prints the cluster's status as JSON.
 
@@ -12,9 +12,10 @@ pub const CLUSTER_HELP: &str = "Look at and change a running cluster through any
     mussikon cluster status --node 127.0.0.1:8080\n\
     mussikon cluster join --node 127.0.0.1:8080 --id 4 --addr 10.0.0.4:7000   (learner, catch up, promote)\n\
     mussikon cluster remove --node 127.0.0.1:8080 --id 4\n\
+    mussikon cluster set-addr --node 127.0.0.1:8080 --id 2 --addr 10.0.0.2:7000   (move a member's peer address)\n\
     mussikon cluster transfer-leader --node 127.0.0.1:8080 --to 2   (--to omitted: the best-placed voter)\n\
     mussikon cluster step-down --node 127.0.0.1:8080   (that node hands leadership over if it leads)\n\n\
-    --node is a node's API address; --addr is the new node's peer address (its --peer-listen \
+    --node is a node's API address; --addr is a peer address (the node's --peer-listen \
     address, or its --listen address when it has none).\n\n\
     With authentication on, pass an admin token with --token or MUSSIKON_TOKEN.";
 
@@ -63,6 +64,16 @@ pub enum ClusterAction {
         #[arg(long)]
         id: u64,
     },
+    /// Change a member's peer address (where the others send it peer RPCs), e.g. to its
+    /// --peer-listen address once it runs with one. The node must already answer there.
+    SetAddr {
+        /// The member's id.
+        #[arg(long)]
+        id: u64,
+        /// Its new peer address, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
     /// Hand leadership over to a voter (writes wait meanwhile; none fails).
     TransferLeader {
         /// The voter to lead next; omitted: the voter holding the most of the log.
@@ -96,6 +107,10 @@ async fn call(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             .header("content-type", "application/json")
             .body(serde_json::json!({"node_id": id, "addr": addr, "voter": !learner}).to_string()),
         ClusterAction::Remove { id } => client.delete(format!("{base}/v1/cluster/members/{id}")),
+        ClusterAction::SetAddr { id, addr } => client
+            .put(format!("{base}/v1/cluster/members/{id}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "addr": addr }).to_string()),
         ClusterAction::TransferLeader { to } => client
             .post(format!("{base}/v1/cluster/leader"))
             .header("content-type", "application/json")

@@ -287,7 +287,11 @@ async fn serve(
     }
     tracing::info!(%addr, "listening");
     if let Some(peer_addr) = peer_addr {
-        tracing::info!(addr = %peer_addr, "listening for peer RPCs (the API listener answers /raft/... 404)");
+        tracing::info!(
+            addr = %peer_addr,
+            "listening for peer RPCs (the API listener answers /raft/... 404 unless this \
+             node's membership entry names its port)"
+        );
     }
     let mut app = App::new(engine.clone(), config.http.clone())
         .context("could not load the token key")?
@@ -341,9 +345,10 @@ async fn serve(
 }
 
 /// Warns when `peers` lists this node at its API port while its peer RPCs are served at
-/// `peer_addr`: the peer list is the only place that says where the others reach this node, and
-/// its API port answers `/raft/...` 404. (A warning, not a refusal: behind port mappings the
-/// listed port need not be the one bound.)
+/// `peer_addr`: a new cluster's membership would then send them to the API port, which serves
+/// them only as long as the membership names it (`http::cluster::peer_rpcs_on_api_port`, for a
+/// cluster moving to peer ports). (A warning, not a refusal: behind port mappings the listed
+/// port need not be the one bound; and a member's `--peers` entry only counts at first boot.)
 fn warn_if_listed_at_api_port(
     node_id: u64,
     peers: &std::collections::BTreeMap<u64, String>,
@@ -361,9 +366,10 @@ fn warn_if_listed_at_api_port(
             node_id,
             %listed,
             peer_listen = %peer_addr,
-            "cluster.peers lists this node at its API port, but its peer RPCs are served on \
-             cluster.peer_listen (the API port answers /raft/... 404): list every node at its \
-             peer port"
+            "cluster.peers lists this node at its API port, but it has a peer listener \
+             (cluster.peer_listen): list every node at its peer port (a cluster first booted \
+             this way keeps the API addresses in its membership, where the API port goes on \
+             serving the peer RPCs; move each member with `mussikon cluster set-addr`)"
         );
     }
 }

@@ -4,12 +4,17 @@
 //!   whois|elect}`, in bincode 2; each must carry the cluster secret header (otherwise 401 and
 //!   nothing changes). They are served before the request pipeline on the API listener, or,
 //!   with `cluster.peer_listen`, on a listener of their own ([`peer_filter`]: nothing else
-//!   there, every other request 404), and the API listener answers `/raft/...` 404. The
-//!   addresses of the membership (`--peers`, `cluster join --addr`, `POST /v1/cluster/members`)
-//!   are these peer addresses: where RPCs and forwarded writes go;
+//!   there, every other request 404), and the API listener answers `/raft/...` 404, except
+//!   while the node's own membership entry still names the API port
+//!   ([`peer_rpcs_on_api_port`], checked per request: a cluster moving to peer ports). The
+//!   addresses of the membership (`--peers`, `cluster join --addr`, `POST /v1/cluster/members`,
+//!   `PUT /v1/cluster/members/{id}`) are these peer addresses: where RPCs and forwarded writes
+//!   go;
 //! - the admin endpoints `GET /v1/cluster/status`, `POST /v1/cluster/members`
-//!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`) and
-//!   `DELETE /v1/cluster/members/{id}`, which need the `admin` role (as every admin route);
+//!   (`{"node_id": 4, "addr": "HOST:PORT", "voter": true}`),
+//!   `PUT /v1/cluster/members/{id}` (`{"addr": "HOST:PORT"}`: move a member's peer address;
+//!   404 for an id that is not a member) and `DELETE /v1/cluster/members/{id}`, which need the
+//!   `admin` role (as every admin route);
 //! - `POST /v1/cluster/leader` (`{"node_id": 2}`, or `{}` for the best-placed voter): hand
 //!   leadership over, from any node (admin); `POST /v1/cluster/step-down`: this node hands
 //!   leadership over if it leads, else nothing (admin; for a node about to stop);
@@ -49,6 +54,7 @@ use warp::Filter;
 pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/cluster/status"),
     ("post", "/v1/cluster/members"),
+    ("put", "/v1/cluster/members/{id}"),
     ("delete", "/v1/cluster/members/{id}"),
     ("post", "/v1/cluster/leader"),
     ("post", "/v1/cluster/step-down"),
@@ -313,6 +319,73 @@ pub fn peer_filter(
         .unify()
 }
 
+/// The bound ports of a node with a peer listener of its own (`cluster.peer_listen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerPorts {
+    /// The API listener's.
+    pub api: u16,
+    /// The peer listener's.
+    pub peer: u16,
+}
+
+/// Whether a node with a peer listener (`ports`) also serves the peer RPCs on its API
+/// listener, given its own address in its membership (`own`, [`Node::own_addr`]): exactly
+/// while that address's port is the API listener's port and not the peer listener's. The
+/// other members send this node's RPCs to that address, so while it names the API port (a
+/// cluster first booted with its peers there, upgraded to a peer port: docs/operations.md,
+/// "Upgrade and roll back") they must be answered there; once `cluster set-addr` moves the
+/// entry to the peer port, the API port answers `/raft/...` 404 again.
+///
+/// Only ports are compared: the entry holds the name or address the others dial (a DNS
+/// name, a Service's), the listeners hold what was bound (often `0.0.0.0`), and neither can
+/// be resolved to the other here. Behind a port mapping (the listed port not the bound one)
+/// the API port serves no peer RPCs, as before this rule; an entry at neither port too.
+pub fn peer_rpcs_on_api_port(own: Option<&str>, ports: ListenerPorts) -> bool {
+    let port = own
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    port == Some(ports.api) && port != Some(ports.peer)
+}
+
+/// [`peer_rpcs_on_api_port`] for this node now (false on a single node).
+pub fn serves_peer_rpcs_on_api_port(app: &App, ports: ListenerPorts) -> bool {
+    app.cluster()
+        .is_some_and(|node| peer_rpcs_on_api_port(node.own_addr().as_deref(), ports))
+}
+
+/// Logs (info) when this node starts serving the peer RPCs on its API port as well
+/// ([`peer_rpcs_on_api_port`]; at start, if it does) and when it stops, following its
+/// membership until the node shuts down.
+pub async fn log_peer_rpcs_on_api_port(node: Node, ports: ListenerPorts) {
+    let mut own = node.own_addr();
+    let mut serving = false;
+    loop {
+        let now = peer_rpcs_on_api_port(own.as_deref(), ports);
+        if now && !serving {
+            tracing::info!(
+                addr = own.as_deref().unwrap_or_default(),
+                api_port = ports.api,
+                peer_port = ports.peer,
+                "serving the peer RPCs on the API port as well: this node's membership entry \
+                 names its API port, where the other members send them; `mussikon cluster \
+                 set-addr` moves it to the peer port"
+            );
+        } else if serving && !now {
+            tracing::info!(
+                addr = own.as_deref().unwrap_or_default(),
+                peer_port = ports.peer,
+                "no longer serving the peer RPCs on the API port: this node's membership entry \
+                 no longer names it (the API port answers /raft/... 404)"
+            );
+        }
+        serving = now;
+        match node.own_addr_change(&own).await {
+            Ok(changed) => own = changed,
+            Err(_) => return,
+        }
+    }
+}
+
 /// The trace context a forwarded write RPC carries: the first client request's, joined, and
 /// the other requests' as links.
 struct ForwardedTrace {
@@ -416,6 +489,35 @@ pub struct AddMember {
     pub voter: bool,
 }
 
+/// Body of `PUT /v1/cluster/members/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetMemberAddr {
+    /// The member's new peer address, `HOST:PORT`, where it must already answer peer RPCs
+    /// (its `cluster.peer_listen` address, or its API address when it has none).
+    pub addr: String,
+}
+
+/// The one rule for a peer address in a request body: `HOST:PORT`, a host (a name, an IPv4
+/// address or a bracketed IPv6 one) and a port from 1 to 65535.
+fn peer_addr_rule(addr: &str) -> Result<(), ApiError> {
+    let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "/?#@".contains(c))
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "addr",
+            "must be HOST:PORT (a host name or IP address, and a port from 1 to 65535)",
+        ))
+    }
+}
+
 /// Body of `POST /v1/cluster/leader`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -452,6 +554,8 @@ fn admin_error(e: AdminError) -> ApiError {
             retry_after_s: 1,
         },
         AdminError::Failed(m) => ApiError::Internal(m),
+        e @ AdminError::NotMember(_) => ApiError::NotFound(e.to_string()),
+        AdminError::BadAddr(rule) => ApiError::invalid("addr", rule),
     }
 }
 
@@ -484,7 +588,8 @@ fn admin_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T
     decode_json(body)
 }
 
-/// `/v1/cluster/status`, `/v1/cluster/members[/{id}]`, `/v1/cluster/leader`,
+/// `/v1/cluster/status`, `/v1/cluster/members[/{id}]` (POST; PUT and DELETE with the id),
+/// `/v1/cluster/leader`,
 /// `/v1/cluster/step-down`.
 pub fn admin_filter(
     app: App,
@@ -519,13 +624,7 @@ pub fn admin_filter(
                 if m.node_id == 0 {
                     return Err(ApiError::invalid("node_id", "must be at least 1"));
                 }
-                if m.addr
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return Err(ApiError::invalid("addr", "must be HOST:PORT"));
-                }
+                peer_addr_rule(&m.addr)?;
                 node.change_members(AdminOp::Add {
                     id: m.node_id,
                     addr: m.addr,
@@ -544,6 +643,17 @@ pub fn admin_filter(
                 node.change_members(AdminOp::Remove { id })
                     .await
                     .map_err(admin_error)
+            })
+        });
+    let set_addr = warp::put()
+        .and(warp::path!("v1" / "cluster" / "members" / u64))
+        .and(with_app())
+        .and(body())
+        .then(|id: u64, app: App, headers: HeaderMap, body: Bytes| {
+            admin_call(app, headers, move |node| async move {
+                let m: SetMemberAddr = decode_json(&body)?;
+                peer_addr_rule(&m.addr)?;
+                node.set_member_addr(id, m.addr).await.map_err(admin_error)
             })
         });
     let transfer = warp::post()
@@ -574,6 +684,8 @@ pub fn admin_filter(
         .or(add)
         .unify()
         .or(remove)
+        .unify()
+        .or(set_addr)
         .unify()
         .or(transfer)
         .unify()
@@ -671,5 +783,66 @@ mod tests {
         assert!(level.unwrap_err().to_string().contains("invalid"));
         let (_, level) = take_consistency("consistency=stale&consistency=leader");
         assert!(level.is_err());
+    }
+
+    #[test]
+    fn the_api_port_serves_peer_rpcs_only_while_the_membership_names_it() {
+        let ports = ListenerPorts {
+            api: 8080,
+            peer: 7000,
+        };
+        // Named at the API port: by a DNS name, an IP, IPv6.
+        for own in [
+            "mussikon-0.mussikon-peers:8080",
+            "10.0.0.1:8080",
+            "[fd00::1]:8080",
+        ] {
+            assert!(peer_rpcs_on_api_port(Some(own), ports), "{own}");
+        }
+        // At the peer port, at neither (a port mapping), unparsable, not a member.
+        for own in [
+            Some("mussikon-0.mussikon-peers:7000"),
+            Some("10.0.0.1:30080"),
+            Some("10.0.0.1"),
+            Some("10.0.0.1:http"),
+            None,
+        ] {
+            assert!(!peer_rpcs_on_api_port(own, ports), "{own:?}");
+        }
+        // Both ports alike (two IPs of one host): never the API port.
+        let alike = ListenerPorts {
+            api: 8080,
+            peer: 8080,
+        };
+        assert!(!peer_rpcs_on_api_port(Some("10.0.0.1:8080"), alike));
+    }
+
+    #[test]
+    fn a_peer_address_is_host_and_port() {
+        for good in [
+            "10.0.0.1:7000",
+            "mussikon-0.peers:7000",
+            "[::1]:7000",
+            "h:65535",
+        ] {
+            assert!(peer_addr_rule(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "7000",
+            ":7000",
+            "h:",
+            "h:0",
+            "h:65536",
+            "h:x",
+            "h :7000",
+            "http://h:7000",
+            "u@h:7000",
+        ] {
+            let ApiError::Invalid(fields) = peer_addr_rule(bad).expect_err(bad) else {
+                panic!("{bad}: not a field error")
+            };
+            assert_eq!(fields[0].field, "addr", "{bad}");
+        }
     }
 }

@@ -22,7 +22,9 @@
 //! too. They are served either on the API listener ([`serve`], [`filter`]) or, on a cluster node
 //! with `cluster.peer_listen`, on a listener of their own that serves nothing else
 //! ([`serve_with_peers`], [`cluster::peer_filter`]); the API listener then answers `/raft/...`
-//! 404 through the pipeline, as any path without a route.
+//! 404 through the pipeline, as any path without a route, except while the node's own
+//! membership entry still names the API port (a cluster moving to peer ports:
+//! [`cluster::peer_rpcs_on_api_port`]).
 //!
 //! [`serve`] runs the API on a listener the caller bound (port 0 works) until the shutdown future
 //! resolves, then stops accepting, lets in-flight requests finish within a grace period, and
@@ -351,8 +353,10 @@ fn events_filter(
 pub enum PeerRpcs {
     /// Served here, beside the API (no `cluster.peer_listen`).
     Here,
-    /// Served by a listener of their own: here `/raft/...` is a path without a route (404).
-    Elsewhere,
+    /// Served by a listener of their own (at these ports): here `/raft/...` is a path without
+    /// a route (404), except while this node's membership entry still names the API port
+    /// ([`cluster::peer_rpcs_on_api_port`], checked per request).
+    Elsewhere(cluster::ListenerPorts),
 }
 
 /// The warp filter serving the whole API, the peer RPCs included. It never rejects: every
@@ -371,15 +375,30 @@ pub fn api_filter(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let ws = events_filter(app.clone());
-    // Rejected before the path is looked at when the RPCs are elsewhere: the request goes on
-    // to the pipeline, whose router has no `/raft` route.
-    let peers = warp::any()
-        .and_then(move || async move {
-            match peer_rpcs {
-                PeerRpcs::Here => Ok(()),
-                PeerRpcs::Elsewhere => Err(warp::reject::not_found()),
+    // When the RPCs are elsewhere a request for `/raft/...` is rejected here (unless the
+    // membership still sends them to this port), before the RPC filter reads it: it goes on to
+    // the pipeline, whose router has no `/raft` route.
+    let gate = {
+        let app = app.clone();
+        move |path: warp::path::Peek| {
+            let here = match peer_rpcs {
+                PeerRpcs::Here => true,
+                PeerRpcs::Elsewhere(ports) => {
+                    path.as_str().starts_with("raft/")
+                        && cluster::serves_peer_rpcs_on_api_port(&app, ports)
+                }
+            };
+            async move {
+                if here {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
             }
-        })
+        }
+    };
+    let peers = warp::path::peek()
+        .and_then(gate)
         .untuple_one()
         .and(cluster::raft_filter(app.clone()));
     let admin = cluster::admin_filter(app.clone());
@@ -443,8 +462,30 @@ where
     serve_with_peers(listener, None, app, shutdown, grace).await
 }
 
+/// Where the peer RPCs are served, given the API `listener` and the peer listener if any.
+fn peer_rpcs_for(
+    listener: &tokio::net::TcpListener,
+    peer_listener: Option<&tokio::net::TcpListener>,
+) -> PeerRpcs {
+    let Some(peer_listener) = peer_listener else {
+        return PeerRpcs::Here;
+    };
+    let ports = listener
+        .local_addr()
+        .and_then(|api| Ok((api.port(), peer_listener.local_addr()?.port())));
+    match ports {
+        Ok((api, peer)) => PeerRpcs::Elsewhere(cluster::ListenerPorts { api, peer }),
+        Err(e) => {
+            // Port 0 is never a membership entry's: the API port then serves no peer RPCs.
+            tracing::warn!(error = %e, "could not read the listeners' ports; the API port answers /raft/... 404");
+            PeerRpcs::Elsewhere(cluster::ListenerPorts { api: 0, peer: 0 })
+        }
+    }
+}
+
 /// [`serve`], with the peer RPCs on `peer_listener` when there is one (and then not on
-/// `listener`). Both listeners have the API's connection limits, each its own connection cap,
+/// `listener` unless this node's membership entry still names the API port:
+/// [`cluster::peer_rpcs_on_api_port`]). Both listeners have the API's connection limits, each its own connection cap,
 /// so a flood of API connections cannot take the places the peers need.
 ///
 /// Shutdown: the API listener stops accepting and drains first (up to `grace`); the peer
@@ -482,9 +523,12 @@ where
     let hub = app.events().hub().clone();
     let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
     let limits = app.config().connections;
-    let peer_rpcs = match peer_listener {
-        None => PeerRpcs::Here,
-        Some(_) => PeerRpcs::Elsewhere,
+    let peer_rpcs = peer_rpcs_for(&listener, peer_listener.as_ref());
+    let logs_peer_rpcs = match (peer_rpcs, app.cluster()) {
+        (PeerRpcs::Elsewhere(ports), Some(node)) => Some(tokio::spawn(
+            cluster::log_peer_rpcs_on_api_port(node.clone(), ports),
+        )),
+        _ => None,
     };
     let peers = peer_listener.map(|peer_listener| {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -532,6 +576,9 @@ where
         }
     }
     upkeep.abort();
+    if let Some(task) = logs_peer_rpcs {
+        task.abort();
+    }
     if let Some(task) = matcher {
         task.abort();
     }

@@ -449,6 +449,16 @@ impl Cluster {
         self.nodes.get_mut(&id).unwrap().child = Some(child);
     }
 
+    /// Stops node `id` (SIGTERM) and starts it again with a peer listener of its own at
+    /// `peer_addr` (`--peer-listen`), as a deploy that turns `cluster.peer_listen` on does. Its
+    /// membership entry keeps the address it had until `cluster set-addr` moves it; here
+    /// `peer_addr` is its peer address from now on, and later restarts keep the listener.
+    pub async fn restart_with_peer_listen(&mut self, id: u64, peer_addr: String) {
+        self.stop(id).await;
+        self.nodes.get_mut(&id).unwrap().peer_addr = peer_addr;
+        self.restart(id).await;
+    }
+
     /// Starts a new node `id` that is not a member yet: its `--peers` are the cluster's plus
     /// itself (a higher id than the initializer, so it waits to be joined).
     pub async fn spawn_new(&mut self, id: u64) {

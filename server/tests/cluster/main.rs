@@ -1,7 +1,8 @@
 //! Real `mussikon serve --node-id` processes on 127.0.0.1, each with its own data directory,
 //! talking over sockets: replication, leader failure, catch-up from the log and from a
 //! snapshot, concurrent bookings, leadership handovers, the secret on peer RPCs, peer RPCs on a
-//! port of their own, partitions, membership changes,
+//! port of their own, a cluster moved from its API ports to peer ports in place, partitions,
+//! membership changes,
 //! a new cluster started from a restored backup and a linearizability check of concurrent
 //! clients' histories.
 #![allow(clippy::unwrap_used)]
@@ -11,6 +12,7 @@ mod harness;
 mod leadership;
 mod linearizability;
 mod membership;
+mod migrate;
 #[path = "../support/otlp.rs"]
 mod otlp;
 mod partition;

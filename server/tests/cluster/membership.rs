@@ -74,6 +74,21 @@ async fn three_voters_grow_to_five_and_shrink_back_to_three_without_losing_a_wri
         "the removed nodes are gone from the membership"
     );
     acked.extend(write_musicians(&c, &left, "three", 10).await);
+    // A removed node has no address to change (checked before the address is dialed).
+    let (ok, out) = c
+        .cli(
+            left[0],
+            &[
+                "set-addr",
+                "--id",
+                &gone[0].to_string(),
+                "--addr",
+                "127.0.0.1:1",
+            ],
+        )
+        .await;
+    assert!(!ok, "set-addr of a removed node must fail: {out}");
+    assert!(out.contains("422") && out.contains("was removed"), "{out}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (steady, other) = writer.await.unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! served beside the router's table rather than from it. On a single node they answer 404; the
 //! peer RPCs under `/raft` are not part of the API and are not described.
 
-use crate::http::cluster::{AddMember, SetFaults, TransferLeader};
+use crate::http::cluster::{AddMember, SetFaults, SetMemberAddr, TransferLeader};
 use mussikon_cluster::node::MemberStatus;
 use mussikon_cluster::ClusterStatus;
 use utoipa::OpenApi;
@@ -52,6 +52,26 @@ pub mod paths {
             (status = 503, description = "Another change is running, or no leader is known."),
         ))]
     pub fn remove_member() {}
+
+    /// Change a member's address
+    ///
+    /// Moves a member's peer address (where the other members send it peer RPCs), e.g. from
+    /// its API port to its `cluster.peer_listen` port when a cluster first booted with its
+    /// peers on the API ports moves to a peer port (docs/operations.md, "Upgrade and roll
+    /// back"). The leader first checks that the member answers peer RPCs at the new address
+    /// as itself. One membership entry; the voters stay as they are. Any node takes it and
+    /// forwards it to the leader. One membership change at a time.
+    #[utoipa::path(put, path = "/v1/cluster/members/{id}", tag = "cluster", operation_id = "setMemberAddr",
+        params(("id" = u64, Path, description = "The member's node id.")),
+        request_body(content = SetMemberAddr, content_type = "application/json"),
+        responses(
+            (status = 200, description = "The change is committed (or the member was at the address already); the status after it.", body = ClusterStatus),
+            (status = 400, description = "The body is not valid JSON (its position is given)."),
+            (status = 404, description = "This server is not a cluster node, or the id is not a member."),
+            (status = 422, description = "`addr` is not HOST:PORT, is another member's address, or the member does not answer peer RPCs there; or `node_id` was removed from the cluster."),
+            (status = 503, description = "Another change is running, or no leader is known."),
+        ))]
+    pub fn set_member_addr() {}
 
     /// Hand leadership over
     ///
@@ -125,11 +145,11 @@ pub mod paths {
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        paths::status, paths::add_member, paths::remove_member,
+        paths::status, paths::add_member, paths::remove_member, paths::set_member_addr,
         paths::transfer_leader, paths::step_down,
         paths::get_faults, paths::set_faults, paths::heal_faults,
     ),
-    components(schemas(ClusterStatus, MemberStatus, AddMember, TransferLeader, SetFaults)),
+    components(schemas(ClusterStatus, MemberStatus, AddMember, SetMemberAddr, TransferLeader, SetFaults)),
     tags((name = "cluster", description = "Replication: status, membership, leadership and (tests only) fault injection. Admin role. \
         On a cluster node every response names the leader, when one is known: its node id in `X-Mussikon-Leader-Id` and its \
         peer address in `X-Mussikon-Leader` (where the peer RPCs reach it: a separate peer port when the node has \
