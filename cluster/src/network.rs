@@ -62,12 +62,19 @@ pub const SNAPSHOT_MIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Slowest transfer rate assumed for a snapshot.
 pub const SNAPSHOT_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 
+/// How long an idle peer connection is kept by default: half the server's default
+/// `header_read_timeout` (10 s), after which the server closes an idle keep-alive connection.
+pub const DEFAULT_PEER_IDLE: Duration = Duration::from_secs(5);
+
 /// An HTTP client shared by every peer connection (its pool keeps one set of connections per
-/// peer; idle ones are dropped after 30 s so a restarted peer is redialed).
-pub fn http_client() -> reqwest::Client {
+/// peer). Idle ones are dropped after `idle`, which must be shorter than the peers' own idle
+/// limit: a connection reused just as the peer closes it fails the request on it (a forwarded
+/// write sent after exactly the server's 10 s did, in a partition test under CI load). A
+/// restarted peer is redialed as well.
+pub fn http_client(idle: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(500))
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(idle)
         .tcp_nodelay(true)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())

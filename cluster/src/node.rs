@@ -90,6 +90,11 @@ pub struct NodeConfig {
     pub election_ms: Option<(u64, u64)>,
     /// Accept fault injection ([`crate::faults`]); tests only.
     pub fault_injection: bool,
+    /// How long an idle connection to a peer is kept for reuse. Must be shorter than the time
+    /// after which the peers close an idle connection (the server's `header_read_timeout`):
+    /// otherwise a request sent on a connection the peer is closing at that moment fails, and
+    /// a forwarded write then answers 503 "outcome unknown" ([`crate::network::http_client`]).
+    pub peer_idle: std::time::Duration,
 }
 
 impl NodeConfig {
@@ -106,6 +111,7 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_ms: None,
             fault_injection: false,
+            peer_idle: crate::network::DEFAULT_PEER_IDLE,
         }
     }
 }
@@ -554,7 +560,7 @@ impl Node {
         .map_err(|e| StartError::Config(e.to_string()))?;
         let dialer = Dialer {
             me: config.id,
-            client: http_client(),
+            client: http_client(config.peer_idle),
             secret: config.secret.clone(),
             faults: Faults::new(config.fault_injection),
         };

@@ -306,6 +306,9 @@ async fn serve(
                 heartbeat_ms: c.heartbeat_ms,
                 election_ms: Some(c.election_ms),
                 fault_injection: c.fault_injection,
+                // The peers close idle connections after their header_read_timeout (the same
+                // setting on every node): reuse one only well before that.
+                peer_idle: config.http.connections.header_read_timeout / 2,
                 ..mussikon_cluster::NodeConfig::new(
                     node_id,
                     c.peers.clone(),
