@@ -124,23 +124,6 @@ impl Changed {
         Changed::upserted(id, record, false)
     }
 
-    /// The index change of storing `rec` over `old` (the stored record, `None` when `rec`
-    /// creates the musician): none when the musician's document would stay the same. The
-    /// document is built from the profile and the booked dates only ([`crate::index`]), never
-    /// from the version, so a PUT that rewrites a profile unchanged (a retry, a sync job
-    /// re-sending what it sent before) costs the index nothing, on every replica, and leaves
-    /// nothing in the change log for readers to re-check.
-    fn stored_over(old: Option<&MusicianRecord>, rec: MusicianRecord) -> Option<Changed> {
-        match old {
-            Some(o) if o.musician == rec.musician && o.booked == rec.booked => None,
-            _ => Some(Changed::upserted(
-                rec.musician.id.clone(),
-                rec,
-                old.is_none(),
-            )),
-        }
-    }
-
     pub(crate) fn deleted(id: String) -> Changed {
         Changed {
             id,
@@ -307,6 +290,26 @@ impl Tx<'_> {
             None => Ok(None),
             Some(v) => decode_musician(id.as_bytes(), &v).map(Some).or_else(abort),
         }
+    }
+
+    /// Stores `musician` as of `seq`, keeping its booked dates: whether it was created, and its
+    /// index change. None when the profile is the stored one: the document is built from the
+    /// profile and the booked dates only ([`crate::index`]), never from the version, and the
+    /// booked dates are kept, so a PUT that rewrites a profile unchanged (a retry, a sync job
+    /// re-sending what it sent before) costs the index nothing, on every replica, and leaves
+    /// nothing in the change log for readers to re-check.
+    fn upsert_musician(&self, musician: &Musician, seq: u64) -> TxResult<(bool, Option<Changed>)> {
+        let old = self.musician(&musician.id)?;
+        let created = old.is_none();
+        let unchanged = old.as_ref().is_some_and(|o| o.musician == *musician);
+        let rec = MusicianRecord {
+            musician: musician.clone(),
+            version: seq,
+            booked: old.map(|o| o.booked).unwrap_or_default(),
+        };
+        self.put_musician(&rec)?;
+        let change = (!unchanged).then(|| Changed::upserted(musician.id.clone(), rec, created));
+        Ok((created, change))
     }
 
     fn put_musician(&self, rec: &MusicianRecord) -> TxResult<()> {
@@ -836,14 +839,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             exec(tx, seq, &command)
         }
         Command::UpsertMusician { musician } => {
-            let old = tx.musician(&musician.id)?;
-            let created = old.is_none();
-            let rec = MusicianRecord {
-                musician: musician.clone(),
-                version: seq,
-                booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
-            };
-            tx.put_musician(&rec)?;
+            let (created, change) = tx.upsert_musician(musician, seq)?;
             if created {
                 tx.add_count(MUSICIAN_COUNT, 1)?;
             }
@@ -852,9 +848,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     id: musician.id.clone(),
                     created,
                 },
-                Changed::stored_over(old.as_ref(), rec)
-                    .into_iter()
-                    .collect(),
+                change.into_iter().collect(),
             )))
         }
         Command::DeleteMusician { id } => {
@@ -1007,15 +1001,9 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let mut changed = Vec::with_capacity(musicians.len());
             let mut created = 0i64;
             for m in musicians {
-                let old = tx.musician(&m.id)?;
-                created += i64::from(old.is_none());
-                let rec = MusicianRecord {
-                    musician: m.clone(),
-                    version: seq,
-                    booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
-                };
-                tx.put_musician(&rec)?;
-                changed.extend(Changed::stored_over(old.as_ref(), rec));
+                let (new, change) = tx.upsert_musician(m, seq)?;
+                created += i64::from(new);
+                changed.extend(change);
             }
             if created > 0 {
                 tx.add_count(MUSICIAN_COUNT, created)?;
