@@ -28,7 +28,8 @@
 use sled::IVec;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use crate::index::lock;
+use std::sync::{Arc, Mutex};
 
 /// The trees a view covers: those an export reads by iterating while writes go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,10 +41,6 @@ pub(crate) enum Viewed {
 
 /// Pre-images of the keys of one tree, by key; `None`: the key was absent at the opening.
 type PreImages = BTreeMap<Vec<u8>, Option<IVec>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One reader's view of the store as of its opening.
 #[derive(Default)]
