@@ -349,8 +349,8 @@ async fn serve(
 
 /// Warns when `peers` lists this node at its API port while its peer RPCs are served at
 /// `peer_addr`: a new cluster's membership would then send them to the API port, which serves
-/// them only as long as the membership names it (`http::cluster::peer_rpcs_on_api_port`, for a
-/// cluster moving to peer ports). (A warning, not a refusal: behind port mappings the listed
+/// them only as long as the membership names it; judged by the same rule as that
+/// (`http::cluster::peer_rpcs_on_api_port`, for a cluster moving to peer ports). (A warning, not a refusal: behind port mappings the listed
 /// port need not be the one bound; and a member's `--peers` entry only counts at first boot.)
 fn warn_if_listed_at_api_port(
     node_id: u64,
@@ -361,10 +361,11 @@ fn warn_if_listed_at_api_port(
     let Some(listed) = peers.get(&node_id) else {
         return;
     };
-    let port = listed
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok());
-    if port == Some(addr.port()) && port != Some(peer_addr.port()) {
+    let ports = http::cluster::ListenerPorts {
+        api: addr.port(),
+        peer: peer_addr.port(),
+    };
+    if http::cluster::peer_rpcs_on_api_port(Some(listed), ports) {
         tracing::warn!(
             node_id,
             %listed,
