@@ -123,13 +123,19 @@ impl Dialer {
         if target == self.me {
             return Err(TransportError::SelfDial);
         }
+        self.unless_cut(target, addr)?;
+        post(self, target, addr, rpc, body, timeout, trace).await
+    }
+
+    /// Refuses to dial `target` while fault injection cuts it off (as if it were unreachable).
+    fn unless_cut(&self, target: NodeId, addr: &str) -> Result<(), TransportError> {
         if self.faults.is_cut(target) {
             return Err(TransportError::Unreachable(
                 addr.to_string(),
                 "cut by fault injection".into(),
             ));
         }
-        post(self, target, addr, rpc, body, timeout, trace).await
+        Ok(())
     }
 }
 
@@ -145,12 +151,8 @@ impl Dialer {
     ) -> Result<(), TransportError> {
         let body = crate::types::encode(&target)
             .map_err(|e| TransportError::Failed(addr.to_string(), e.to_string()))?;
-        if target != self.me && self.faults.is_cut(target) {
-            return Err(TransportError::Unreachable(
-                addr.to_string(),
-                "cut by fault injection".into(),
-            ));
-        }
+        // Unlike `post`, this node may probe itself (the leader at its own new address).
+        self.unless_cut(target, addr)?;
         post::<crate::node::PeerView>(self, target, addr, "whois", body.into(), timeout, &[])
             .await
             .map(|_| ())
