@@ -489,6 +489,18 @@ fn own_addr_in(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> Opti
         .map(|n| n.addr.clone())
 }
 
+/// The member of `m` other than `id` whose peer address is `addr`, if any (one address is one
+/// listening process).
+fn other_member_at(
+    m: &openraft::Membership<NodeId, BasicNode>,
+    id: NodeId,
+    addr: &str,
+) -> Option<NodeId> {
+    m.nodes()
+        .find(|(other, node)| **other != id && node.addr == addr)
+        .map(|(other, _)| *other)
+}
+
 /// The node has shut down: nothing it reports will change any more.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the cluster node has shut down")]
@@ -1345,16 +1357,7 @@ impl Node {
         addr: &str,
         membership: &StoredMembership<NodeId, BasicNode>,
     ) -> Result<Option<NodeId>, AdminError> {
-        if let Some(index) = membership.log_id().map(|l| l.index) {
-            self.inner
-                .raft
-                .wait(Some(LEADER_WAIT))
-                .applied_index_at_least(Some(index), "membership applied")
-                .await
-                .map_err(|e| AdminError::Failed(e.to_string()))?;
-        }
-        let retired = self.retired().await.map_err(AdminError::Failed)?;
-        if retired.contains(&id) {
+        if self.retired_as_of(membership).await?.contains(&id) {
             return Err(AdminError::Invalid(format!(
                 "node_id {id} was removed from the cluster, and a removed node's id is never \
                  reused: start the node on an empty data directory with a new id \
@@ -1372,11 +1375,7 @@ impl Node {
                 )));
             }
         }
-        let holder = m
-            .nodes()
-            .find(|(other, node)| **other != id && node.addr == addr)
-            .map(|(other, _)| *other);
-        match holder {
+        match other_member_at(m, id, addr) {
             Some(voter) if m.voter_ids().any(|v| v == voter) => Err(AdminError::Invalid(format!(
                 "addr {addr} is voter {voter}'s address; remove node {voter} first"
             ))),
@@ -1395,8 +1394,7 @@ impl Node {
     ) -> Result<Option<String>, AdminError> {
         let m = membership.membership();
         let Some(node) = m.get_node(&id) else {
-            let retired = self.retired().await.map_err(AdminError::Failed)?;
-            if retired.contains(&id) {
+            if self.retired_as_of(membership).await?.contains(&id) {
                 return Err(AdminError::Invalid(format!(
                     "node_id {id} was removed from the cluster; a removed node has no address \
                      to change"
@@ -1407,7 +1405,7 @@ impl Node {
         if node.addr == addr {
             return Ok(None);
         }
-        if let Some((other, _)) = m.nodes().find(|(other, n)| **other != id && n.addr == addr) {
+        if let Some(other) = other_member_at(m, id, addr) {
             return Err(AdminError::BadAddr(format!(
                 "{addr} is node {other}'s address; one address is one node"
             )));
@@ -1423,6 +1421,24 @@ impl Node {
                 ))
             })?;
         Ok(Some(node.addr.clone()))
+    }
+
+    /// The node ids removed from the cluster as of `membership` (the leader's effective one):
+    /// the state machine's retired set, read once every entry up to that membership's is
+    /// applied (the set is updated as membership entries are applied).
+    async fn retired_as_of(
+        &self,
+        membership: &StoredMembership<NodeId, BasicNode>,
+    ) -> Result<BTreeSet<NodeId>, AdminError> {
+        if let Some(index) = membership.log_id().map(|l| l.index) {
+            self.inner
+                .raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index), "membership applied")
+                .await
+                .map_err(|e| AdminError::Failed(e.to_string()))?;
+        }
+        self.retired().await.map_err(AdminError::Failed)
     }
 
     /// What this node knows of node `id` (the `whois` peer RPC).

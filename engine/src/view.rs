@@ -25,10 +25,10 @@
 //! open, and memory for each distinct key written meanwhile; dropping the [`OpenView`] ends both.
 //! Bulk loads and clears bypass views: the engine keeps them from running while one is open.
 
+use crate::index::lock;
 use sled::IVec;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use crate::index::lock;
 use std::sync::{Arc, Mutex};
 
 /// The trees a view covers: those an export reads by iterating while writes go on.
