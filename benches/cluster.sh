@@ -17,6 +17,7 @@
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
 #   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no handover or kill
 #   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
+#   MUSSIKON_BIN=/tmp/mussikon-old benches/cluster.sh --no-etcd   # a saved binary, not built here
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
 # machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
@@ -56,10 +57,17 @@ if [ "$with_etcd" = 1 ] && ! command -v etcd >/dev/null 2>&1; then
 fi
 
 # CI builds with --locked; override with CARGO_BUILD_FLAGS= (empty) in a tree whose lock is in flux.
-# shellcheck disable=SC2086
-nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-server --bin mussikon \
-  -p mussikon-benches --bin cluster-bench
-mussikon="$CARGO_TARGET_DIR/release/mussikon"
+# MUSSIKON_BIN runs a saved mussikon binary instead of building one (benches/cluster-ab.sh).
+if [ -n "${MUSSIKON_BIN:-}" ]; then
+  # shellcheck disable=SC2086
+  nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-benches --bin cluster-bench
+  mussikon="$MUSSIKON_BIN"
+else
+  # shellcheck disable=SC2086
+  nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-server --bin mussikon \
+    -p mussikon-benches --bin cluster-bench
+  mussikon="$CARGO_TARGET_DIR/release/mussikon"
+fi
 bench="$CARGO_TARGET_DIR/release/cluster-bench"
 
 work="$(mktemp -d)"
