@@ -9,8 +9,9 @@
 //! snapshots in the engine's export format), [`network`] (the HTTP client for peer RPCs), and
 //! [`node`] (a running node: start-up, writes with forwarding to the leader, read barriers,
 //! membership changes, status), [`identity`] (the node id kept in the data directory,
-//! `auto` ids), [`bootstrap`] (a new cluster started from a restored backup), and [`faults`]
-//! (cutting peers, for partition tests; off by default). **Invariant:** this crate knows the
+//! `auto` ids), [`bootstrap`] (a new cluster started from a restored backup), [`election`]
+//! (standing at once against a candidate whose log is behind, after the leader fell silent),
+//! and [`faults`] (cutting peers, for partition tests; off by default). **Invariant:** this crate knows the
 //! engine only through `Command`, `apply`, `advance`, `export` and `install`; it knows no
 //! routes: the server mounts
 //! [`node::Node::handle_rpc`] under `/raft/…`.
@@ -20,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bootstrap;
+pub mod election;
 pub mod faults;
 pub mod group_commit;
 pub mod identity;

@@ -28,6 +28,7 @@
 //!   TimeoutNow done from outside). The waiting writes then go to the new leader. A read asked
 //!   of the old leader meanwhile is asked again of the new one (see the reads above).
 
+use crate::election::{self, LeaderContact};
 use crate::faults::{Faults, FaultsDisabled};
 use crate::group_commit::{self, Queue};
 use crate::log_store::LogStore;
@@ -38,12 +39,14 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use mussikon_engine::{Command, Engine, Executed};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
-use openraft::raft::{AppendEntriesRequest, SnapshotResponse, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::{BasicNode, ChangeMembers, ServerState, Snapshot, StoredMembership};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -445,6 +448,11 @@ struct Inner {
     /// openraft's leader lease: the greater election timeout.
     lease: Duration,
     leader_changes: AtomicU64,
+    /// When this node last heard from a leader (the peer RPCs it served).
+    leader_contact: LeaderContact,
+    /// Set while this node stands at once against a candidate that cannot win
+    /// ([`Node::outrun_stale_candidate`]), so that one such election runs at a time.
+    standing: AtomicBool,
     /// This node's writes as leader go through it.
     commits: Queue<Command>,
     /// Writes this node forwards to the leader go through it (several per request).
@@ -620,6 +628,8 @@ impl Node {
                 leading_since: std::sync::Mutex::new(None),
                 lease: Duration::from_millis(election_max),
                 leader_changes: AtomicU64::new(0),
+                leader_contact: LeaderContact::default(),
+                standing: AtomicBool::new(false),
                 commits,
                 forwards: forward_queue(me.clone()),
             }),
@@ -1306,6 +1316,52 @@ impl Node {
         }
     }
 
+    /// Having answered `resp` to the vote request `req`: when the candidate cannot win and this
+    /// node would stand anyway once its timer fires ([`election::stand_term`]), stands now, in
+    /// a task of its own (the refusal is answered first), at a term that wins over the
+    /// candidate's vote. Voters only; one such election at a time.
+    fn outrun_stale_candidate(&self, req: &VoteRequest<NodeId>, resp: &VoteResponse<NodeId>) {
+        let inner = &self.inner;
+        let silent = inner.leader_contact.silent_for_longer_than(inner.lease);
+        let Some(term) = election::stand_term(inner.id, req, resp, silent) else {
+            return;
+        };
+        let me = inner.id;
+        let is_voter = inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == me);
+        if !is_voter
+            || inner
+                .standing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let candidate = req.vote.leader_id().node_id;
+        tracing::info!(
+            candidate,
+            candidate_term = req.vote.leader_id().term,
+            term,
+            "standing for election at once: the leader has been silent for longer than its \
+             lease and the candidate's log is behind this node's"
+        );
+        let node = self.clone();
+        let resp = resp.clone();
+        tokio::spawn(async move {
+            match election::stand_at(&node.inner.raft, me, term, &resp).await {
+                Ok(()) => metrics::counter!(election::EARLY_ELECTIONS_TOTAL).increment(1),
+                Err(e) => tracing::warn!(candidate, term, "could not stand at once: {e}"),
+            }
+            node.inner.standing.store(false, Ordering::Release);
+        });
+    }
+
     /// The `elect` peer RPC (a handover's TimeoutNow): stands for election at once if this
     /// node is a voter holding the log up to `at_least`, the leader's last index.
     async fn stand_for_election(&self, at_least: u64) -> Result<(), String> {
@@ -1590,11 +1646,19 @@ impl Node {
         match rpc {
             "append" => {
                 let req: AppendEntriesRequest<TypeConfig> = decode(body).map_err(bad)?;
-                out(encode(&raft.append_entries(req).await))
+                let answer = raft.append_entries(req).await;
+                if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                    self.inner.leader_contact.heard();
+                }
+                out(encode(&answer))
             }
             "vote" => {
                 let req: VoteRequest<NodeId> = decode(body).map_err(bad)?;
-                out(encode(&raft.vote(req).await))
+                let answer = raft.vote(req.clone()).await;
+                if let Ok(a) = &answer {
+                    self.outrun_stale_candidate(&req, a);
+                }
+                out(encode(&answer))
             }
             "write" => {
                 let req: Request = decode(body).map_err(bad)?;
@@ -1649,6 +1713,8 @@ impl Node {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        // Only a leader sends snapshots (the RPC carries the cluster secret).
+        self.inner.leader_contact.heard();
         let mut body = body;
         let file = self.inner.sm.receiving_file();
         let mut head: Vec<u8> = Vec::new();

@@ -141,6 +141,10 @@ fn describe() {
         "Append-entries answers of a peer that no longer holds entries it acknowledged (its data was lost or wiped): not replicated to, by peer (cluster leaders)."
     );
     describe_counter!(
+        mussikon_cluster::election::EARLY_ELECTIONS_TOTAL,
+        "Elections this node stood at once, without waiting for its election timer: a candidate whose log was behind asked for its vote after the leader had been silent for longer than its lease (cluster nodes)."
+    );
+    describe_counter!(
         mussikon_cluster::node::HANDOVERS_TOTAL,
         "Leadership handovers this node started as leader (transfer-leader, step-down), by outcome: ok or failed (cluster nodes)."
     );

@@ -435,15 +435,26 @@ impl Cluster {
     }
 
     pub async fn restart(&mut self, id: u64) {
+        self.restart_with(id, &[]).await;
+    }
+
+    /// [`Cluster::restart`] with `more` serve flags after the cluster's (this start only).
+    pub async fn restart_with(&mut self, id: u64, more: &[&str]) {
         let node = &self.nodes[&id];
         let peer_listen = separate(&node.addr, &node.peer_addr);
+        let flags: Vec<String> = self
+            .extra
+            .iter()
+            .cloned()
+            .chain(more.iter().map(|s| s.to_string()))
+            .collect();
         let (child, _) = spawn_listening(
             &id.to_string(),
             &node.addr,
             peer_listen,
             &node.dir,
             &self.peers,
-            &self.extra,
+            &flags,
         )
         .await;
         self.nodes.get_mut(&id).unwrap().child = Some(child);

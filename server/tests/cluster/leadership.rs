@@ -163,3 +163,50 @@ async fn with_five_voters_leadership_moves_to_the_voter_asked_for() {
     assert_eq!(other, 0, "a write failed during the handover");
     assert!(!acked.is_empty());
 }
+
+/// When the leader dies, the first follower to stand may be the one whose log is behind. The
+/// other refuses it for its log and, rather than wait for its own election timer (and then lose
+/// a tie at the candidate's term to the greater id, a second round), stands at once at a term
+/// that wins (`mussikon_cluster::election`). Here the follower with the longer log has the
+/// smaller id and a long election timeout (a 3.1 s lease; its own timer would fire 6 s after
+/// the leader's last heartbeat and lose that tie), and the other is cut from the leader, so its
+/// log falls behind and it stands again and again, refused while the leader lives. After the
+/// leader is killed, the longer log leads, by an early election (its counter), with every
+/// acknowledged write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_with_the_longer_log_outruns_a_candidate_whose_log_is_behind() {
+    use crate::partition::{cut, FAULTS};
+    let mut c = Cluster::start(3, FAULTS).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
+    let (longer, behind) = (followers[0], followers[1]);
+    c.stop(longer).await;
+    c.restart_with(
+        longer,
+        &[
+            "--set",
+            "cluster.election_min_ms=3000",
+            "--set",
+            "cluster.election_max_ms=3100",
+        ],
+    )
+    .await;
+    c.wait_converged().await;
+
+    cut(&c, behind, &[leader]).await;
+    cut(&c, leader, &[behind]).await;
+    let acked = write_musicians(&c, &[leader, longer], "while-behind", 20).await;
+    let applied = |s: Option<Value>| s.unwrap()["applied_index"].as_u64().unwrap();
+    let committed = applied(c.status(leader).await);
+    c.wait_applied(longer, committed).await;
+    assert!(
+        applied(c.status(behind).await) < committed,
+        "the cut follower's log is behind"
+    );
+
+    c.sigkill(leader);
+    assert_eq!(c.wait_leader(&[longer, behind]).await, longer);
+    c.wait_metric(longer, "mussikon_raft_early_elections_total", 1.0)
+        .await;
+    assert_all_present(&c, &[longer, behind], &acked).await;
+}
