@@ -16,6 +16,7 @@
 #   CLIENTS=64 DURATION=20 KEYS=10000 benches/cluster.sh
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
 #   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no handover or kill
+#   KEYED_FAILOVER=1 benches/cluster.sh --no-etcd   # handover/failover writers send keyed ratings
 #   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
 #   MUSSIKON_BIN=/tmp/mussikon-old benches/cluster.sh --no-etcd   # a saved binary, not built here
 #
@@ -119,6 +120,11 @@ wait_listening() {
 bench_args=(--clients "$CLIENTS" --duration-s "$DURATION" --keys "$KEYS" --gigs "$GIGS")
 [ -z "${WORKLOADS:-}" ] || bench_args+=(--workloads "$WORKLOADS")
 [ -n "${NO_FAILOVER:-}" ] || bench_args+=(--handover --failover)
+# KEYED_FAILOVER=1: MussikOn's handover and failover writers rate musicians with an
+# Idempotency-Key each (writes a follower submits again when the leader dies with them in
+# flight); etcd's run keeps plain puts.
+mussikon_args=()
+[ -z "${KEYED_FAILOVER:-}" ] || mussikon_args+=(--keyed-failover)
 started=$SECONDS
 
 echo "== MussikOn: 3 nodes =="
@@ -135,7 +141,7 @@ for i in 1 2 3; do
   wait_listening "$work/m$i.out" "$!"
 done
 nodes="$(IFS=,; echo "${addrs[*]}")"
-if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}"; then
+if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}" ${mussikon_args[@]+"${mussikon_args[@]}"}; then
   for i in 1 2 3; do echo "-- node $i stderr (tail):" >&2; tail -n 20 "$work/m$i.err" >&2; done
   exit 1
 fi

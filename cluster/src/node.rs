@@ -8,6 +8,10 @@
 //!   forwards the command to the leader it knows; while none is known, the known one cannot be
 //!   dialed or refuses as no longer leader (the command was not taken), it tries again until
 //!   [`LEADER_WAIT`], then answers [`WriteError::NoLeader`]; the leader never forwards again.
+//!   A forwarded write whose outcome is unknown (the leader failed with it in flight) is
+//!   answered [`WriteError::Unknown`], unless it carries an idempotency key: then it is
+//!   submitted again until [`LEADER_WAIT`], and the engine, which applies a keyed command at
+//!   most once, answers its one outcome.
 //! - [`Consistency::Linearizable`] reads run after a ReadIndex round (`ensure_linearizable` on
 //!   the leader: a quorum confirms leadership, and the local engine has applied up to the read
 //!   index); a follower asks the leader for the read index and waits until it has applied it.
@@ -66,6 +70,8 @@ pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 pub const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 /// Leadership handovers by outcome (`ok`, `failed`).
 pub const HANDOVERS_TOTAL: &str = "mussikon_raft_leader_handovers_total";
+/// Writes carrying an idempotency key submitted again after their outcome was unknown.
+pub const WRITES_RESUBMITTED_TOTAL: &str = "mussikon_raft_writes_resubmitted_total";
 
 /// How a node is set up.
 #[derive(Clone, Debug)]
@@ -460,7 +466,8 @@ struct Inner {
 }
 
 /// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
-/// `pause` between attempts, and starting none after `wait` has passed. The one retry loop of
+/// `pause` between attempts, and starting none after `wait` has passed (`retry` is asked only
+/// before an attempt that will be made). The one retry loop of
 /// this module: writes and membership changes waiting for a leader, and a leader's
 /// linearizable read confirmation.
 async fn retry_for<T, E, Fut>(
@@ -475,7 +482,7 @@ where
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match attempt().await {
-            Err(e) if retry(&e) && tokio::time::Instant::now() < deadline => {
+            Err(e) if tokio::time::Instant::now() < deadline && retry(&e) => {
                 tokio::time::sleep(pause).await;
             }
             other => return other,
@@ -774,11 +781,27 @@ impl Node {
         };
         // While the leader is unknown, unreachable, or no longer the leader (each means the
         // command was not taken), try again until LEADER_WAIT: an election takes a few
-        // heartbeats, and a write should wait for it rather than fail at once.
+        // heartbeats, and a write should wait for it rather than fail at once. A write whose
+        // outcome is unknown (the leader it was forwarded to died with it in flight) is tried
+        // again only when it carries an idempotency key: the engine applies it at most once,
+        // and a second submission answers the first outcome.
+        let resubmit = req.req.0.idempotency_key().is_some();
         retry_for(
             LEADER_WAIT,
             Duration::from_millis(100),
-            |e| matches!(e, WriteError::NoLeader),
+            |e| match e {
+                WriteError::NoLeader => true,
+                WriteError::Unknown { leader, reason } if resubmit => {
+                    tracing::info!(
+                        leader,
+                        reason,
+                        "a keyed write's outcome is unknown: submitting it again"
+                    );
+                    metrics::counter!(WRITES_RESUBMITTED_TOTAL).increment(1);
+                    true
+                }
+                _ => false,
+            },
             || self.write_once(&req),
         )
         .await

@@ -221,6 +221,16 @@ impl Command {
         }
     }
 
+    /// The idempotency key the command is guarded by, if any: a command that carries one may
+    /// be submitted again when its first outcome is unknown, since the engine applies it at
+    /// most once (a second apply answers [`Outcome::Replayed`]).
+    pub fn idempotency_key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            Command::Guarded { guard, .. } => guard.idempotency.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The command without its guard.
     pub fn unguarded(&self) -> &Command {
         match self {

@@ -134,6 +134,11 @@ struct Args {
     /// (a planned restart's cost: MussikOn holds writes meanwhile, so none should fail).
     #[arg(long)]
     handover: bool,
+    /// The handover's and failover's writers rate musicians (`POST /v1/musicians/{id}/ratings`)
+    /// with an `Idempotency-Key` each, instead of rewriting profiles: writes a follower may
+    /// submit again when the leader dies with them in flight (MussikOn only).
+    #[arg(long)]
+    keyed_failover: bool,
     /// Seed of the generated data and of the request choices.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -294,6 +299,15 @@ impl Target {
                     json!({"key": b64(&data.ids[k]), "serializable": stale}).to_string(),
                 )),
             },
+        }
+    }
+
+    /// A four-star rating of musician `k` (MussikOn only: `--keyed-failover`).
+    fn rate(&self, node: usize, data: &Data, k: usize) -> Req {
+        Req {
+            method: Method::POST,
+            url: self.url(node, &format!("/v1/musicians/{}/ratings", data.ids[k])),
+            body: Some(Bytes::from_static(br#"{"stars":4}"#)),
         }
     }
 
@@ -509,9 +523,13 @@ async fn send(
     client: &Client,
     workload: Option<Workload>,
     req: Req,
+    idempotency_key: Option<&str>,
     tally: &mut Tally,
 ) -> Result<()> {
     let mut builder = client.request(req.method, &req.url);
+    if let Some(key) = idempotency_key {
+        builder = builder.header("idempotency-key", key);
+    }
     if let Some(body) = req.body {
         builder = builder
             .header("content-type", "application/json")
@@ -574,7 +592,7 @@ async fn preload(target: &Arc<Target>, data: &Arc<Data>, clients: usize) -> Resu
                 } else {
                     target.store_gig(node, &data, i - data.ids.len())
                 };
-                send(&target, &client, None, req, &mut tally).await?;
+                send(&target, &client, None, req, None, &mut tally).await?;
             }
         }));
     }
@@ -628,7 +646,7 @@ async fn run(
                         target.book(node, &data, k, g)
                     }
                 };
-                send(&target, &client, Some(workload), req, &mut tally).await?;
+                send(&target, &client, Some(workload), req, None, &mut tally).await?;
             }
             Ok(tally)
         }));
@@ -691,6 +709,7 @@ async fn failover(
             resumed.clone(),
         );
         let mut rng = Rng(args.seed ^ ((c as u64 + 1) << 40));
+        let keyed = args.keyed_failover;
         tasks.push(tokio::spawn(async move {
             let client = client()?;
             let mut tally = Tally::new()?;
@@ -700,10 +719,18 @@ async fn failover(
             while !stop.load(Ordering::Relaxed) {
                 turn += 1;
                 let node = survivors[turn % survivors.len()];
-                let req = target.put(node, &data, rng.below(data.ids.len()));
+                let k = rng.below(data.ids.len());
+                let (req, key) = if keyed {
+                    (
+                        target.rate(node, &data, k),
+                        Some(format!("bench-{c}-{turn}")),
+                    )
+                } else {
+                    (target.put(node, &data, k), None)
+                };
                 let sent = Instant::now();
                 let ok_before = tally.ok;
-                send(&target, &client, None, req, &mut tally).await?;
+                send(&target, &client, None, req, key.as_deref(), &mut tally).await?;
                 if tally.ok > ok_before {
                     acks.push((sent, Instant::now()));
                     if kill_time.get().is_some_and(|k| sent >= *k) {
@@ -832,6 +859,9 @@ async fn main() -> Result<()> {
     if args.nodes.is_empty() || args.clients == 0 || args.keys == 0 || args.gigs == 0 {
         bail!("--nodes, --clients, --keys and --gigs must not be empty or zero");
     }
+    if args.keyed_failover && matches!(args.system, System::Etcd) {
+        bail!("--keyed-failover: etcd has no idempotency keys (MussikOn only)");
+    }
     println!("machine: {}", machine());
     let load = load_average();
     println!("load average at start: {load}");
@@ -936,7 +966,8 @@ async fn main() -> Result<()> {
         );
         let f = failover(&target, &data, leadership.node, Disruption::Handover, &args).await?;
         println!(
-            "| handover | new leader {} (term {}) after {:.0} ms (request answered after {:.0} ms) | first write sent after the request acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            "| handover{} | new leader {} (term {}) after {:.0} ms (request answered after {:.0} ms) | first write sent after the request acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            if args.keyed_failover { " (keyed ratings)" } else { "" },
             target.nodes[f.new_leader.node],
             f.new_leader.term,
             f.elected_ms,
@@ -970,7 +1001,8 @@ async fn main() -> Result<()> {
         )
         .await?;
         println!(
-            "| failover | new leader {} (term {}) after {:.0} ms | first write sent after the kill acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            "| failover{} | new leader {} (term {}) after {:.0} ms | first write sent after the kill acknowledged after {:.0} ms | longest gap between acknowledged writes {:.0} ms | {} writes acknowledged, {} errors |",
+            if args.keyed_failover { " (keyed ratings)" } else { "" },
             target.nodes[f.new_leader.node],
             f.new_leader.term,
             f.elected_ms,

@@ -145,6 +145,10 @@ fn describe() {
         "Elections this node stood at once, without waiting for its election timer: a candidate whose log was behind asked for its vote after the leader had been silent for longer than its lease (cluster nodes)."
     );
     describe_counter!(
+        mussikon_cluster::node::WRITES_RESUBMITTED_TOTAL,
+        "Writes carrying an Idempotency-Key that this node submitted again because their first outcome was unknown (the leader they were forwarded to failed with them in flight); the engine applies each at most once (cluster nodes)."
+    );
+    describe_counter!(
         mussikon_cluster::node::HANDOVERS_TOTAL,
         "Leadership handovers this node started as leader (transfer-leader, step-down), by outcome: ok or failed (cluster nodes)."
     );

@@ -493,20 +493,25 @@ impl Cluster {
         serve_refused(node_id, addr, dir, &self.peers).await
     }
 
+    /// The value of the series `name` (with its labels, as exposed) on node `id`'s `/metrics`;
+    /// 0 when absent or the node does not answer.
+    pub async fn metric(&self, id: u64, name: &str) -> f64 {
+        let text = match self.http.get(self.url(id, "/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Waits until node `id`'s `/metrics` shows the series `name` (with its labels, as exposed,
     /// e.g. `m{peer="3"}`) at least `at_least`.
     pub async fn wait_metric(&self, id: u64, name: &str, at_least: f64) {
         let started = Instant::now();
         loop {
-            let text = match self.http.get(self.url(id, "/metrics")).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            let value = text
-                .lines()
-                .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                .find_map(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let value = self.metric(id, name).await;
             if value >= at_least {
                 return;
             }

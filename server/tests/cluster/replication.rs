@@ -458,3 +458,89 @@ async fn a_write_forwarded_and_a_read_index_asked_by_a_follower_join_the_clients
         .expect("the leader exported no span for the read index question");
     assert_eq!(seen[on_leader].span.name, "POST /raft/read-index");
 }
+
+/// Ratings carrying an `Idempotency-Key`, sent by 16 writers through the two followers while
+/// the leader is SIGKILLed: every one is answered 200, none 503 "outcome unknown" (a follower
+/// submits a keyed write whose forwarded outcome is unknown again), and none is applied twice:
+/// the counts the answers name are exactly 1..=n, and the musician ends with n ratings.
+#[tokio::test(flavor = "multi_thread")]
+async fn keyed_writes_in_flight_when_the_leader_dies_are_answered_once_each() {
+    let mut c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader(&[1, 2, 3]).await;
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != leader).collect();
+    let r = c
+        .put(followers[0], "/v1/musicians/rated", &musician("rated"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let url = |via: u64| c.url(via, "/v1/musicians/rated/ratings");
+        let urls = [url(followers[0]), url(followers[1])];
+        let (http, stop, answered) = (c.http.clone(), stop.clone(), answered.clone());
+        writers.push(tokio::spawn(async move {
+            // (key, status, count named by the answer)
+            let mut seen: Vec<(String, StatusCode, Option<i64>)> = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = format!("w{w}-{i}");
+                let r = http
+                    .post(&urls[i % 2])
+                    .header("idempotency-key", &key)
+                    .json(&serde_json::json!({"stars": 4}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                seen.push((key, status, body["count"].as_i64()));
+                answered.add_permits(1);
+                i += 1;
+            }
+            seen
+        }));
+    }
+    // Kill the leader with writes flowing, then let every writer get answers after it.
+    let _ = answered.acquire_many(200).await.unwrap();
+    c.sigkill(leader);
+    let rest = c.alive();
+    c.wait_leader(&rest).await;
+    let _ = answered.acquire_many(16 * 20).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.await.unwrap());
+    }
+
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|(_, s, _)| *s != StatusCode::OK)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "keyed writes not answered 200: {failed:?}"
+    );
+    let mut counts: Vec<i64> = all.iter().map(|(_, _, n)| n.unwrap()).collect();
+    counts.sort_unstable();
+    let n = all.len() as i64;
+    assert_eq!(
+        counts,
+        (1..=n).collect::<Vec<_>>(),
+        "each rating applied once"
+    );
+    let r = c
+        .get(rest[0], "/v1/musicians/rated?consistency=linearizable")
+        .await;
+    let m: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(m["musician"]["rating"]["count"].as_i64(), Some(n), "{m}");
+    // The case the test is for happened: a write was in flight to the dead leader.
+    let mut resubmitted = 0.0;
+    for id in &rest {
+        resubmitted += c
+            .metric(*id, "mussikon_raft_writes_resubmitted_total")
+            .await;
+    }
+    assert!(resubmitted >= 1.0, "no write was in flight at the kill");
+}
