@@ -473,7 +473,9 @@ pub mod paths {
             `Problem` schema) whose `type` is a stable URN. Every response carries `X-Request-Id` \
             (the client's, when it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new UUID). \
             Musicians and gigs carry an `ETag` (their version); `If-Match` guards PUT and DELETE. \
-            POSTs that must not run twice accept `Idempotency-Key`. HEAD is accepted wherever GET is; \
+            POSTs that must not run twice accept `Idempotency-Key` (on a cluster, a keyed write whose \
+            leader fails while it is in flight is submitted again by the node that took it, instead \
+            of being answered 503 with its outcome unknown). HEAD is accepted wherever GET is; \
             a method a path does not serve gets 405 with `Allow`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
