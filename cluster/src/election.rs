@@ -16,6 +16,11 @@
 //!   node's: exactly when this node would stand anyway once its timer fires, and when the
 //!   candidate cannot win without it. The term answered is the least that wins over the
 //!   candidate's vote.
+//! - The node stands only when, besides, the leader it followed cannot be reached at all
+//!   (`Node::leader_is_gone`: connection refused, another node at its address, or cut by
+//!   fault injection). A leader that is only slow, a starved process that still accepts
+//!   connections, is left to the election timers as before, so a starved moment does not
+//!   turn into a leader change any sooner than it did.
 //! - [`stand_at`] grants no vote to another node and writes no log: it stands through
 //!   openraft's own election (a vote for itself, persisted by openraft, then
 //!   `trigger().elect()`), so Raft's safety stays openraft's; only the moment changes.

@@ -244,6 +244,10 @@ async fn check_identity(
     Ok(())
 }
 
+/// How long an early election's check of the old leader waits for it to answer
+/// ([`Node::outrun_stale_candidate`]).
+const LEADER_PROBE_WAIT: Duration = Duration::from_millis(200);
+
 /// How long a follower waits for the leader's answer to forwarded writes.
 const FORWARD_WAIT: Duration = Duration::from_secs(30);
 
@@ -1340,9 +1344,10 @@ impl Node {
     }
 
     /// Having answered `resp` to the vote request `req`: when the candidate cannot win and this
-    /// node would stand anyway once its timer fires ([`election::stand_term`]), stands now, in
-    /// a task of its own (the refusal is answered first), at a term that wins over the
-    /// candidate's vote. Voters only; one such election at a time.
+    /// node would stand anyway once its timer fires ([`election::stand_term`]), and the leader
+    /// it followed cannot be reached at all ([`Node::leader_is_gone`]), stands now, in a task of
+    /// its own (the refusal is answered first), at a term that wins over the candidate's vote.
+    /// Voters only; one such election at a time.
     fn outrun_stale_candidate(&self, req: &VoteRequest<NodeId>, resp: &VoteResponse<NodeId>) {
         let inner = &self.inner;
         let silent = inner.leader_contact.silent_for_longer_than(inner.lease);
@@ -1377,12 +1382,43 @@ impl Node {
         let node = self.clone();
         let resp = resp.clone();
         tokio::spawn(async move {
-            match election::stand_at(&node.inner.raft, me, term, &resp).await {
-                Ok(()) => metrics::counter!(election::EARLY_ELECTIONS_TOTAL).increment(1),
-                Err(e) => tracing::warn!(candidate, term, "could not stand at once: {e}"),
+            if node.leader_is_gone().await {
+                match election::stand_at(&node.inner.raft, me, term, &resp).await {
+                    Ok(()) => metrics::counter!(election::EARLY_ELECTIONS_TOTAL).increment(1),
+                    Err(e) => tracing::warn!(candidate, term, "could not stand at once: {e}"),
+                }
             }
             node.inner.standing.store(false, Ordering::Release);
         });
+    }
+
+    /// Whether the leader this node last followed cannot be reached at all: its address
+    /// refuses connections (the process is gone) or holds another node, or fault injection
+    /// cuts it. A leader that is only slow (a starved process still accepts connections) is
+    /// not gone: then this node's own election timer decides, as before.
+    async fn leader_is_gone(&self) -> bool {
+        let Some((leader, addr)) = self.leader() else {
+            return false;
+        };
+        if leader == self.inner.id {
+            return false;
+        }
+        match self
+            .inner
+            .dialer
+            .reaches(leader, &addr, LEADER_PROBE_WAIT)
+            .await
+        {
+            Err(TransportError::Unreachable(_, why)) => {
+                tracing::info!(leader, why, "the leader cannot be reached");
+                true
+            }
+            Ok(()) => false,
+            Err(e) => {
+                tracing::info!(leader, error = %e, "the leader may still be there: not standing at once");
+                false
+            }
+        }
     }
 
     /// The `elect` peer RPC (a handover's TimeoutNow): stands for election at once if this
