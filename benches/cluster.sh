@@ -17,6 +17,8 @@
 #   NODE_FLAGS="--set cluster.heartbeat_ms=50" benches/cluster.sh --no-etcd   # extra serve flags
 #   WORKLOADS=put-rr,book NO_FAILOVER=1 benches/cluster.sh --no-etcd          # a subset, no handover or kill
 #   KEYED_FAILOVER=1 benches/cluster.sh --no-etcd   # handover/failover writers send keyed ratings
+#   SEARCH_REPLICA=1 benches/cluster.sh   # voters keep no search index; a 4th node, a learner,
+#                                         # indexes (its CPU counts in CPU per request)
 #   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
 #   MUSSIKON_BIN=/tmp/mussikon-old benches/cluster.sh --no-etcd   # a saved binary, not built here
 #
@@ -132,16 +134,33 @@ secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 addrs=()
 for _ in 1 2 3; do addrs+=("127.0.0.1:$(free_port)"); done
 peers="1=${addrs[0]},2=${addrs[1]},3=${addrs[2]}"
+voter_flags=()
+[ -z "${SEARCH_REPLICA:-}" ] || voter_flags+=(--set index.enabled=false)
 for i in 1 2 3; do
   env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
     "$mussikon" serve --listen "${addrs[$((i - 1))]}" --data-dir "$work/m$i" \
     --node-id "$i" --peers "$peers" --set rate_limit.enabled=false ${NODE_FLAGS:-} \
-    >"$work/m$i.out" 2>"$work/m$i.err" &
+    ${voter_flags[@]+"${voter_flags[@]}"} >"$work/m$i.out" 2>"$work/m$i.err" &
   pids+=($!)
   wait_listening "$work/m$i.out" "$!"
 done
 nodes="$(IFS=,; echo "${addrs[*]}")"
-if ! "$bench" --system mussikon --nodes "$nodes" --pids "$(IFS=,; echo "${pids[*]}")" "${bench_args[@]}" ${mussikon_args[@]+"${mussikon_args[@]}"}; then
+if [ -n "${SEARCH_REPLICA:-}" ]; then
+  # The read replica: node 4, with its index, added as a learner; the load addresses only the
+  # voters, and its CPU counts in the figures (--extra-pids).
+  addr4="127.0.0.1:$(free_port)"
+  env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
+    "$mussikon" serve --listen "$addr4" --data-dir "$work/m4" --node-id 4 --peers "$peers" \
+    --set rate_limit.enabled=false ${NODE_FLAGS:-} >"$work/m4.out" 2>"$work/m4.err" &
+  replica_pid=$!
+  pids+=("$replica_pid")
+  wait_listening "$work/m4.out" "$replica_pid"
+  "$mussikon" cluster join --node "${addrs[0]}" --id 4 --addr "$addr4" --learner >/dev/null
+  mussikon_args+=(--extra-pids "$replica_pid")
+  echo "read replica: node 4 at $addr4 (learner, keeps the search index; the voters do not)"
+fi
+voter_pids="$(IFS=,; echo "${pids[*]:0:3}")"
+if ! "$bench" --system mussikon --nodes "$nodes" --pids "$voter_pids" "${bench_args[@]}" ${mussikon_args[@]+"${mussikon_args[@]}"}; then
   for i in 1 2 3; do echo "-- node $i stderr (tail):" >&2; tail -n 20 "$work/m$i.err" >&2; done
   exit 1
 fi

@@ -63,6 +63,11 @@ pub struct Config {
     pub index_writer_threads: usize,
     /// tantivy indexing memory budget, bytes (split among threads).
     pub index_heap_bytes: usize,
+    /// Keep the search index. Without it the engine stores, applies, exports and reads records
+    /// by id as usual, and refuses searches and matches ([`EngineError::NoIndex`]): for a
+    /// replica that only stores and votes while others serve search. Turning it back on builds
+    /// the index from the store (or brings an older one up to date) when the engine opens.
+    pub index_enabled: bool,
 }
 
 impl Default for Config {
@@ -73,6 +78,7 @@ impl Default for Config {
             index_commit_interval: Duration::from_millis(250),
             index_writer_threads: 2,
             index_heap_bytes: 128 * 1024 * 1024,
+            index_enabled: true,
         }
     }
 }
@@ -103,6 +109,12 @@ pub enum EngineError {
     /// A snapshot stream is malformed.
     #[error("bad snapshot: {0}")]
     Snapshot(String),
+    /// A search or match on an engine opened without its search index
+    /// ([`Config::index_enabled`] false).
+    #[error(
+        "this engine keeps no search index (index_enabled is false): it cannot search or match"
+    )]
+    NoIndex,
     /// A restore into a store that is not empty, without `force`.
     #[error(
         "the store is not empty ({musicians} musicians, {gigs} gigs); pass force to replace it"
@@ -205,7 +217,10 @@ pub struct MatchResult {
 
 struct Inner {
     store: Arc<Store>,
-    index: IndexHandle,
+    /// `None` when the engine keeps no search index ([`Config::index_enabled`]).
+    index: Option<IndexHandle>,
+    /// The index's schema fields (known without an index: queries are built from them).
+    fields: crate::index::Fields,
     columns: Arc<crate::columns::ColumnCache>,
     writer: Mutex<()>,
     /// Held shared by each running export and exclusively by a snapshot install, which clears
@@ -217,7 +232,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.index.stop();
+        if let Some(index) = &self.index {
+            index.stop();
+        }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
@@ -325,20 +342,36 @@ impl Engine {
         // The column cache warms every new searcher's segments before readers get it.
         let columns: Arc<crate::columns::ColumnCache> = Arc::default();
         let warmer: std::sync::Weak<dyn tantivy::Warmer> = Arc::downgrade(&columns) as _;
-        let index = IndexHandle::open(
-            &path.join("index"),
-            store.clone(),
-            IndexOptions {
-                commit_interval: config.index_commit_interval,
-                writer_threads: config.index_writer_threads,
-                writer_heap_bytes: config.index_heap_bytes,
-                warmers: vec![warmer],
-            },
-        )?;
+        let index = if config.index_enabled {
+            Some(IndexHandle::open(
+                &path.join("index"),
+                store.clone(),
+                IndexOptions {
+                    commit_interval: config.index_commit_interval,
+                    writer_threads: config.index_writer_threads,
+                    writer_heap_bytes: config.index_heap_bytes,
+                    warmers: vec![warmer],
+                },
+            )?)
+        } else {
+            // An index left from when it was on would be stale when it is turned on again
+            // (an install may even have replaced the store meanwhile): remove it, so that
+            // turning it on rebuilds it from the store.
+            let old = path.join("index");
+            if old.exists() {
+                tracing::info!(
+                    path = %old.display(),
+                    "the search index is off: removing the old one (turning it on rebuilds it)"
+                );
+                std::fs::remove_dir_all(&old)?;
+            }
+            None
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
                 index,
+                fields: crate::index::schema().1,
                 columns,
                 writer: Mutex::new(()),
                 exports: std::sync::RwLock::new(()),
@@ -378,7 +411,7 @@ impl Engine {
     fn apply_locked(&self, seq: u64, cmd: &Command) -> Result<Executed, EngineError> {
         let applied = self.inner.store.apply(seq, cmd)?;
         if !matches!(applied.outcome, Outcome::AlreadyApplied { .. }) {
-            self.inner.index.send(seq, applied.changed);
+            self.send_to_index(seq, applied.changed);
         }
         Ok(Executed {
             seq,
@@ -401,7 +434,9 @@ impl Engine {
 
     /// Makes every change applied so far searchable, and waits for it.
     pub fn refresh(&self) -> Result<(), EngineError> {
-        self.inner.index.refresh()?;
+        if let Some(index) = self.index() {
+            index.refresh()?;
+        }
         Ok(())
     }
 
@@ -419,7 +454,10 @@ impl Engine {
     /// assert!(segments_before <= 1, "an empty index has at most one segment");
     /// ```
     pub fn compact_index(&self) -> Result<usize, EngineError> {
-        Ok(self.inner.index.compact()?)
+        match self.index() {
+            Some(index) => Ok(index.compact()?),
+            None => Ok(0),
+        }
     }
 
     /// Waits, without forcing a commit, until the changes of sequence `seq` are searchable;
@@ -436,7 +474,15 @@ impl Engine {
     /// assert!(engine.wait_visible(done.seq, std::time::Duration::from_secs(10)));
     /// ```
     pub fn wait_visible(&self, seq: u64, timeout: Duration) -> bool {
-        self.inner.index.wait_visible(seq, timeout)
+        // Without an index nothing is searched, so nothing waits to become searchable.
+        self.index()
+            .is_none_or(|index| index.wait_visible(seq, timeout))
+    }
+
+    /// Whether the engine keeps a search index ([`Config::index_enabled`]): without one,
+    /// [`Engine::search`] and [`Engine::match_gig`] answer [`EngineError::NoIndex`].
+    pub fn searchable(&self) -> bool {
+        self.inner.index.is_some()
     }
 
     /// Last applied sequence number.
@@ -447,12 +493,19 @@ impl Engine {
     /// Counters for health checks and metrics.
     pub fn status(&self) -> Result<Status, EngineError> {
         let (musicians, gigs) = self.inner.store.counts()?;
-        let v = self.inner.index.visibility();
+        let applied_seq = self.inner.store.applied_seq()?;
+        // Without an index there is nothing to lag: it reports the store's sequence.
+        let (index_seq, oldest_pending) = match self.index() {
+            Some(index) => {
+                let v = index.visibility();
+                (v.seq, v.oldest_pending)
+            }
+            None => (applied_seq, None),
+        };
         Ok(Status {
-            applied_seq: self.inner.store.applied_seq()?,
-            index_seq: v.seq,
-            index_lag_ms: v
-                .oldest_pending
+            applied_seq,
+            index_seq,
+            index_lag_ms: oldest_pending
                 .map(|t| t.elapsed().as_millis() as u64)
                 .unwrap_or(0),
             musicians,
@@ -560,7 +613,10 @@ impl Engine {
     pub fn check_consistency(&self) -> Result<Vec<String>, EngineError> {
         let mut problems = self.inner.store.check_bookings()?;
         problems.extend(self.inner.store.check_messages()?);
-        let searcher = self.inner.index.reader.searcher();
+        let Some(index) = self.index() else {
+            return Ok(problems);
+        };
+        let searcher = index.reader.searcher();
         let ids = searcher
             .search(&AllQuery, &crate::index::IdCollector { scoring: false })
             .map_err(IndexError::from)?;
@@ -596,7 +652,7 @@ impl Engine {
         query: &dyn Query,
         scoring: bool,
     ) -> Result<Vec<(String, f32)>, EngineError> {
-        let searcher = self.inner.index.reader.searcher();
+        let searcher = self.searchable_index()?.reader.searcher();
         Ok(searcher
             .search(query, &crate::index::IdCollector { scoring })
             .map_err(IndexError::from)?)
@@ -622,7 +678,7 @@ impl Engine {
 
     /// The term part of a search: what the index can decide by itself.
     fn search_query(&self, q: &SearchQuery, text_tokens: &[String]) -> BooleanQuery {
-        let f = self.inner.index.fields;
+        let f = self.inner.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for t in text_tokens {
             clauses.push((
@@ -870,10 +926,10 @@ impl Engine {
         // Order matters: the sequence first, then the change log, then the searcher. The
         // searcher then covers at least `seq`, and every change after `seq` that it might not
         // cover is still in the log (the log is pruned only after the reader has reloaded).
-        let seq = self.inner.index.visibility().seq;
+        let seq = self.searchable_index()?.visibility().seq;
         let changed_ids = self.inner.store.changed_since(seq)?;
-        let searcher = self.inner.index.reader.searcher();
-        let f = self.inner.index.fields;
+        let searcher = self.searchable_index()?.reader.searcher();
+        let f = self.inner.fields;
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
         for id in changed_ids {
@@ -910,7 +966,7 @@ impl Engine {
         weights: &Weights,
         keep: usize,
     ) -> Result<(Vec<Candidate>, usize), EngineError> {
-        let f = self.inner.index.fields;
+        let f = self.inner.fields;
         let query = self.slot_query(gig, slot);
         let job = Arc::new(crate::slot_scan::SlotJob {
             gig: gig.clone(),
@@ -962,7 +1018,7 @@ impl Engine {
     /// or, for circles too wide for the place levels, plays it at the minimum level with a home
     /// in the `home` cover.
     fn slot_query(&self, gig: &Gig, slot: &crate::model::Slot) -> BooleanQuery {
-        let f = self.inner.index.fields;
+        let f = self.inner.fields;
         let mut clauses = vec![(Occur::MustNot, term(f.unavail, &gig.date))];
         match place_cover(gig.location, gig.radius_km, &[&slot.instrument]) {
             Some(terms) => clauses.push(filter(any_term(f.place, terms))),
@@ -1001,8 +1057,21 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn index(&self) -> &IndexHandle {
-        &self.inner.index
+    /// Hands the changes of `seq` to the indexer, when the engine keeps an index.
+    pub(crate) fn send_to_index(&self, seq: u64, docs: Vec<crate::store::Changed>) {
+        if let Some(index) = self.index() {
+            index.send(seq, docs);
+        }
+    }
+
+    /// The search index, when the engine keeps one.
+    pub(crate) fn index(&self) -> Option<&IndexHandle> {
+        self.inner.index.as_ref()
+    }
+
+    /// The search index, for a read that needs it: [`EngineError::NoIndex`] without one.
+    fn searchable_index(&self) -> Result<&IndexHandle, EngineError> {
+        self.index().ok_or(EngineError::NoIndex)
     }
 
     /// Convenience: book a musician (same as `execute(&Command::Book(..))`).

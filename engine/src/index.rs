@@ -326,7 +326,6 @@ enum IndexMsg {
 /// Shared view of the index: a reader to search with and the sequence it covers.
 pub(crate) struct IndexHandle {
     pub reader: IndexReader,
-    pub fields: Fields,
     tx: Mutex<Sender<IndexMsg>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     visible: Arc<(Mutex<VisibleState>, Condvar)>,
@@ -586,7 +585,6 @@ impl IndexHandle {
             .spawn(move || worker.run(rx))?;
         Ok(IndexHandle {
             reader,
-            fields,
             tx: Mutex::new(tx),
             thread: Mutex::new(Some(thread)),
             visible,

@@ -96,7 +96,7 @@ impl Engine {
         for (&(seq, _), a) in steps.iter().zip(applied) {
             out.push(a.map(|a| {
                 if !matches!(a.outcome, crate::Outcome::AlreadyApplied { .. }) {
-                    self.index().send(seq, a.changed);
+                    self.send_to_index(seq, a.changed);
                 }
                 Executed {
                     seq,
@@ -142,10 +142,10 @@ impl Engine {
             for r in store.musicians_after(None) {
                 old.push(Changed::deleted(r?.musician.id));
                 if old.len() == RETRACT_BATCH {
-                    self.index().send(applied_seq, std::mem::take(&mut old));
+                    self.send_to_index(applied_seq, std::mem::take(&mut old));
                 }
             }
-            self.index().send(applied_seq, old);
+            self.send_to_index(applied_seq, old);
             store.clear()?;
             let (musicians, gigs, messages) = load_frames(store, &mut reader, |batch| {
                 // Every old document was retracted above, so the new ones are added as created.
@@ -153,7 +153,7 @@ impl Engine {
                     .iter()
                     .map(|m| Changed::upserted(m.musician.id.clone(), m.clone(), true))
                     .collect();
-                self.index().send(applied_seq, docs);
+                self.send_to_index(applied_seq, docs);
             })?;
             store.finish_load_annexed(applied_seq, Some(annex))?;
             store.flush()?;

@@ -56,22 +56,7 @@ fn store_ahead_of_its_index(dir: &Path, saved: &Path) {
 fn assert_index_agrees(e: &Engine) {
     assert_eq!(e.check_consistency().unwrap(), Vec::<String>::new());
     assert_eq!(e.status().unwrap().musicians, 35);
-    let q = SearchQuery {
-        instruments: vec![InstrumentFilter {
-            name: "guitar".into(),
-            min_level: 1,
-        }],
-        limit: Some(100),
-        ..Default::default()
-    };
-    let mut ids: Vec<String> = e
-        .search(&q)
-        .unwrap()
-        .hits
-        .into_iter()
-        .map(|h| h.musician.id)
-        .collect();
-    ids.sort();
+    let ids = guitarist_ids(e);
     let mut want: Vec<String> = (5..20)
         .map(|i| format!("m-a{i}"))
         .chain((0..20).map(|i| format!("m-b{i}")))

@@ -338,6 +338,9 @@ pub struct IndexConfig {
     pub commit_interval: Duration,
     /// tantivy indexing threads; each commit cuts a segment per thread that received documents.
     pub writer_threads: usize,
+    /// Keep the search index (`index.enabled`; cluster nodes only may turn it off: such a node
+    /// stores, votes and serves reads by id, and answers searches and matches 421).
+    pub enabled: bool,
 }
 
 impl Default for IndexConfig {
@@ -349,6 +352,7 @@ impl Default for IndexConfig {
                 sources::DEFAULT_INDEX_COMMIT_INTERVAL_MS,
             ),
             writer_threads: sources::DEFAULT_INDEX_WRITER_THREADS,
+            enabled: true,
         }
     }
 }
@@ -359,6 +363,7 @@ impl IndexConfig {
         mussikon_engine::Config {
             index_commit_interval: self.commit_interval,
             index_writer_threads: self.writer_threads,
+            index_enabled: self.enabled,
             ..config
         }
     }

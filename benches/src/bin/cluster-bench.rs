@@ -123,6 +123,10 @@ struct Args {
     /// does not depend on how busy the machine is.
     #[arg(long, value_delimiter = ',')]
     pids: Vec<u32>,
+    /// Process ids of other processes of the system whose CPU time counts too (comma
+    /// separated): a read replica the load does not address, which still applies every write.
+    #[arg(long, value_delimiter = ',')]
+    extra_pids: Vec<u32>,
     /// After the workloads, SIGKILL the leader (needs --pids, in --nodes order) while
     /// `--clients` writers keep writing to the other nodes, and report the failover: time to a
     /// new leader every survivor agrees on, time to the first acknowledged write sent after the
@@ -893,8 +897,9 @@ async fn main() -> Result<()> {
         target.nodes[leadership.node], leadership.term
     );
 
+    let cpu_pids: Vec<u32> = args.pids.iter().chain(&args.extra_pids).copied().collect();
     let started = Instant::now();
-    let cpu_before = cpu_seconds(&args.pids);
+    let cpu_before = cpu_seconds(&cpu_pids);
     let loaded = preload(&target, &data, args.clients).await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -902,7 +907,7 @@ async fn main() -> Result<()> {
         loaded.ok + loaded.errors,
         loaded.ok as f64 / secs,
         loaded.errors,
-        cpu_per_request(cpu_before, cpu_seconds(&args.pids), loaded.ok)
+        cpu_per_request(cpu_before, cpu_seconds(&cpu_pids), loaded.ok)
     );
     if loaded.errors > 0 {
         print_errors(&loaded);
@@ -912,11 +917,11 @@ async fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut failed = false;
     for &workload in &args.workloads {
-        let cpu_before = cpu_seconds(&args.pids);
+        let cpu_before = cpu_seconds(&cpu_pids);
         let (tally, secs) = run(&target, &data, workload, leadership.node, &args).await?;
         let cpu = cpu_per_request(
             cpu_before,
-            cpu_seconds(&args.pids),
+            cpu_seconds(&cpu_pids),
             tally.ok + tally.refused + tally.errors,
         );
         let h = &tally.latency_us;

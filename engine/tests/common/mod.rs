@@ -114,3 +114,24 @@ pub fn gig_json(id: &str) -> Gig {
     }))
     .expect("valid gig json")
 }
+
+/// The ids of every musician a search for guitarists (any level) finds, sorted.
+pub fn guitarist_ids(e: &Engine) -> Vec<String> {
+    let q = SearchQuery {
+        instruments: vec![InstrumentFilter {
+            name: "guitar".into(),
+            min_level: 1,
+        }],
+        limit: Some(100),
+        ..Default::default()
+    };
+    let mut ids: Vec<String> = e
+        .search(&q)
+        .expect("search")
+        .hits
+        .into_iter()
+        .map(|h| h.musician.id)
+        .collect();
+    ids.sort();
+    ids
+}

@@ -146,6 +146,7 @@ pub const KEYS: &[Key] = &[
     k("events.match_queue", Kind::Integer),
     k("index.commit_interval_ms", Kind::Integer),
     k("index.writer_threads", Kind::Integer),
+    k("index.enabled", Kind::Bool),
     k("tracing.otlp_endpoint", Kind::Text),
     k("tracing.service_name", Kind::Text),
     k("tracing.sample_ratio", Kind::Number),
@@ -395,6 +396,8 @@ pub struct IndexSettings {
     pub commit_interval_ms: u64,
     /// tantivy indexing threads.
     pub writer_threads: usize,
+    /// Keep the search index; a cluster node may turn it off (it then serves no search).
+    pub enabled: bool,
 }
 
 /// A serving node's index defaults, not the engine library's (250 ms, 2 threads): a node's
@@ -410,6 +413,7 @@ impl Default for IndexSettings {
         IndexSettings {
             commit_interval_ms: DEFAULT_INDEX_COMMIT_INTERVAL_MS,
             writer_threads: DEFAULT_INDEX_WRITER_THREADS,
+            enabled: true,
         }
     }
 }
@@ -1056,12 +1060,21 @@ impl Settings {
                 message: e.to_string(),
             })?;
         }
+        let cluster = self.cluster.resolve(self.listen)?;
+        if !self.index.enabled && cluster.is_none() {
+            return Err(invalid(
+                "index.enabled",
+                "may be false only on a cluster node (--node-id, --peers): a single node \
+                 serves every search itself",
+            ));
+        }
         Ok(ServeConfig {
-            cluster: self.cluster.resolve(self.listen)?,
+            cluster,
             tracing: self.tracing.resolve()?,
             index: crate::config::IndexConfig {
                 commit_interval: Duration::from_millis(self.index.commit_interval_ms),
                 writer_threads: self.index.writer_threads,
+                enabled: self.index.enabled,
             },
             mode: self.mode,
             listen: self.listen,
@@ -1363,6 +1376,38 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn the_index_may_be_off_only_on_a_cluster_node() {
+        let off = ("index.enabled", "false");
+        let e = Settings::from_layers(vec![flag_layer(&pairs(&[off])).unwrap()])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("index.enabled"), "{e}");
+        let (env, _) = env_layer(vec![(
+            "MUSSIKON_CLUSTER_SECRET".into(),
+            "0123456789abcdef0123".into(),
+        )])
+        .unwrap();
+        let node = [
+            ("cluster.node_id", "1"),
+            ("cluster.peers", "1=127.0.0.1:7001,2=127.0.0.1:7002"),
+            off,
+        ];
+        let c = Settings::from_layers(vec![env, flag_layer(&pairs(&node)).unwrap()])
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(!c.index.enabled);
+        assert!(
+            !c.index
+                .apply_to(mussikon_engine::Config::default())
+                .index_enabled
+        );
+        let on = Settings::from_layers(vec![]).unwrap().resolve().unwrap();
+        assert!(on.index.enabled, "on by default");
     }
 
     #[test]

@@ -237,6 +237,7 @@ pub mod paths {
         params(SearchParams),
         responses(
             (status = 200, description = "One page of hits; follow `next_cursor` for more.", body = SearchPage),
+            (status = 421, description = "This cluster node keeps no search index (`index.enabled = false`): send searches and matches to one that does."),
             (status = 422, description = "A parameter is invalid or unknown."),
         ))]
     pub fn search_get() {}
@@ -249,6 +250,7 @@ pub mod paths {
                 "available_on": "2026-12-05", "sort": "distance"})),
         responses(
             (status = 200, description = "One page of hits; pass `next_cursor` as `cursor` for more.", body = SearchPage),
+            (status = 421, description = "This cluster node keeps no search index (`index.enabled = false`): send searches and matches to one that does."),
             (status = 400, description = "The body is not well-formed JSON."),
             (status = 413, description = "The body is too large."),
             (status = 415, description = "The body is not `application/json`."),
@@ -408,6 +410,7 @@ pub mod paths {
         params(("id" = String, Path, description = ID), MatchParams),
         responses(
             (status = 200, description = "The ranking and the assignment.", body = MatchResult),
+            (status = 421, description = "This cluster node keeps no search index (`index.enabled = false`): send searches and matches to one that does."),
             (status = 404, description = "No such gig."),
             (status = 422, description = "A parameter is invalid or unknown, or the weights are all zero."),
         ))]
@@ -454,6 +457,7 @@ pub mod paths {
             "budget": {"max_fee": 20000, "currency": "EUR"}}, "k": 5})),
         responses(
             (status = 200, description = "The ranking and the assignment.", body = MatchResult),
+            (status = 421, description = "This cluster node keeps no search index (`index.enabled = false`): send searches and matches to one that does."),
             (status = 400, description = "The body is not well-formed JSON."),
             (status = 413, description = "The body is too large."),
             (status = 415, description = "The body is not `application/json`."),

@@ -3,8 +3,8 @@
 //! snapshot, concurrent bookings, leadership handovers, the secret on peer RPCs, peer RPCs on a
 //! port of their own, a cluster moved from its API ports to peer ports in place, partitions,
 //! membership changes,
-//! a new cluster started from a restored backup and a linearizability check of concurrent
-//! clients' histories.
+//! a new cluster started from a restored backup, a voter that keeps no search index, and a
+//! linearizability check of concurrent clients' histories.
 #![allow(clippy::unwrap_used)]
 
 mod events;
@@ -21,5 +21,6 @@ mod replication;
 mod restore;
 #[path = "../support/rss.rs"]
 mod rss;
+mod without_index;
 #[path = "../support/ws.rs"]
 mod ws;
