@@ -114,3 +114,42 @@ fn turning_the_index_off_removes_it_and_turning_it_on_rebuilds_it_with_the_write
         "the delete and the new musician are both seen"
     );
 }
+
+/// A replica without an index that falls behind gets a snapshot: installing it replaces the
+/// store (reads by id see the new content) without an index to feed, and the index built when
+/// it is turned on holds exactly the installed musicians.
+#[test]
+fn a_snapshot_installs_without_an_index_and_the_index_built_later_matches_it() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open(source_dir.path(), true);
+    for id in ["m-1", "m-2", "m-3"] {
+        assert!(source
+            .upsert_musician(musician_json(id))
+            .unwrap()
+            .outcome
+            .is_done());
+    }
+    let mut snapshot = Vec::new();
+    source.export(&mut snapshot).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = open(dir.path(), false);
+        assert!(e
+            .upsert_musician(musician_json("old"))
+            .unwrap()
+            .outcome
+            .is_done());
+        let summary = e.install(snapshot.as_slice(), b"annex").unwrap();
+        assert_eq!(summary.musicians, 3);
+        assert!(e.musician("m-3").unwrap().is_some());
+        assert!(
+            e.musician("old").unwrap().is_none(),
+            "the install replaced the store"
+        );
+        assert_eq!(e.annex().unwrap().as_deref(), Some(&b"annex"[..]));
+    }
+    let e = open(dir.path(), true);
+    assert_eq!(guitarist_ids(&e), ["m-1", "m-2", "m-3"]);
+    assert!(e.check_consistency().unwrap().is_empty());
+}
