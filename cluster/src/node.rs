@@ -469,31 +469,6 @@ struct Inner {
     forwards: Queue<Forward>,
 }
 
-/// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, pausing
-/// `pause` between attempts, and starting none after `wait` has passed (`retry` is asked only
-/// before an attempt that will be made). The one retry loop of
-/// this module: writes and membership changes waiting for a leader, and a leader's
-/// linearizable read confirmation.
-async fn retry_for<T, E, Fut>(
-    wait: Duration,
-    pause: Duration,
-    retry: impl Fn(&E) -> bool,
-    mut attempt: impl FnMut() -> Fut,
-) -> Result<T, E>
-where
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match attempt().await {
-            Err(e) if tokio::time::Instant::now() < deadline && retry(&e) => {
-                tokio::time::sleep(pause).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -790,7 +765,7 @@ impl Node {
         // again only when it carries an idempotency key: the engine applies it at most once,
         // and a second submission answers the first outcome.
         let resubmit = req.req.0.idempotency_key().is_some();
-        retry_for(
+        self.retry_for(
             LEADER_WAIT,
             Duration::from_millis(100),
             |e| match e {
@@ -942,13 +917,14 @@ impl Node {
         // Reads change nothing, so any attempt may be repeated: while no leader is known, or
         // the one asked no longer leads (an election, a handover), ask again until
         // LEADER_WAIT, as a write waits for a leader.
-        let index = retry_for(
-            LEADER_WAIT,
-            Duration::from_millis(50),
-            |e| matches!(e, ReadError::NoLeader),
-            || self.read_index_once(level, rpc, &traceparent),
-        )
-        .await?;
+        let index = self
+            .retry_for(
+                LEADER_WAIT,
+                Duration::from_millis(50),
+                |e| matches!(e, ReadError::NoLeader),
+                || self.read_index_once(level, rpc, &traceparent),
+            )
+            .await?;
         self.inner
             .raft
             .wait(Some(READ_WAIT))
@@ -1002,7 +978,7 @@ impl Node {
                 // openraft gives each confirming heartbeat one heartbeat interval; on a loaded
                 // machine a round can miss it with no election. Retry until READ_WAIT, unless
                 // this node is no longer the leader.
-                let confirmed = retry_for(
+                let confirmed = self.retry_for(
                     READ_WAIT,
                     Duration::from_millis(20),
                     |e| {
@@ -1031,7 +1007,7 @@ impl Node {
     pub async fn change_members(&self, op: AdminOp) -> Result<ClusterStatus, AdminError> {
         // Right after a leader removed itself (or died) no leader may be known for an election
         // timeout: keep trying for LEADER_WAIT before answering NoLeader.
-        retry_for(
+        self.retry_for(
             LEADER_WAIT,
             Duration::from_millis(100),
             |e| matches!(e, AdminError::NoLeader),
@@ -1341,6 +1317,50 @@ impl Node {
             ))),
             None => Err(AdminError::Failed("the new leader is not known".into())),
         }
+    }
+
+    /// Runs `attempt` until it succeeds or fails with an error `retry` does not accept, starting
+    /// none after `wait` has passed (`retry` is asked only before an attempt that will be
+    /// made). Between attempts it pauses `pause`, or less: until the leader this node knows
+    /// changes from the one it knew when the attempt started (an election ended, a handover
+    /// moved leadership), so that a write waiting for a new leader goes to it at once. The one
+    /// retry loop of this module: writes and membership changes waiting for a leader, reads
+    /// asking for a read index, and a leader's linearizable read confirmation.
+    async fn retry_for<T, E, Fut>(
+        &self,
+        wait: Duration,
+        pause: Duration,
+        retry: impl Fn(&E) -> bool,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, E>
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let known = self.inner.raft.metrics().borrow().current_leader;
+            match attempt().await {
+                Err(e) if tokio::time::Instant::now() < deadline && retry(&e) => {
+                    self.pause_unless_leader_changes(known, pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits `pause`, or until the leader this node knows is not `known` (at once if it is
+    /// not already).
+    async fn pause_unless_leader_changes(&self, known: Option<NodeId>, pause: Duration) {
+        let mut metrics = self.inner.raft.metrics();
+        let changed = async move {
+            while metrics.borrow_and_update().current_leader == known {
+                if metrics.changed().await.is_err() {
+                    // The node is stopping: no change will come; the pause runs out.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(pause, changed).await;
     }
 
     /// Having answered `resp` to the vote request `req`: when the candidate cannot win and this
