@@ -748,6 +748,7 @@ fn problem_example(status: u16) -> Value {
         412 => ("precondition-failed", "Precondition failed", "If-Match does not match the current version (ETag \"7\"); fetch the record and retry with its ETag"),
         413 => ("payload-too-large", "Body too large", "the body is larger than 1048576 bytes"),
         415 => ("unsupported-media-type", "Unsupported media type", "send the body with Content-Type: application/json (got text/plain)"),
+        421 => ("no-search-index", "This node keeps no search index", "this node keeps no search index (index.enabled = false): send searches and matches to a node that does, such as a read replica"),
         422 => ("validation", "Invalid request", "instruments[0].level: must be an integer from 1 to 5"),
         429 => ("too-many-requests", "Too many requests", "too many requests; retry after 1 s"),
         _ => ("internal", "Internal server error", "the server failed to handle the request; report the request_id to the operators"),

@@ -220,6 +220,14 @@ fn the_document_is_openapi_3_1_with_resolvable_refs() {
                     "#/components/schemas/Problem",
                     "{method} {path} {status}"
                 );
+                // The example is of its own status, and of the generic kind only for a 500.
+                let example = &r["content"]["application/problem+json"]["example"];
+                assert_eq!(example["status"], json!(code), "{method} {path} {status}");
+                assert_eq!(
+                    example["type"] == "urn:mussikon:problem:internal",
+                    code == 500,
+                    "{method} {path} {status}: {example}"
+                );
             }
         }
     }
