@@ -142,10 +142,13 @@ pub enum ApiError {
         "this route is a WebSocket: send a GET with Connection: Upgrade and Upgrade: websocket"
     )]
     UpgradeRequired,
-    /// This node cannot serve the request at all, another can: a search or match sent to a
-    /// cluster node that keeps no search index (421 Misdirected Request).
-    #[error("{0}")]
-    Misdirected(String),
+    /// A search or match sent to a cluster node that keeps no search index; another node can
+    /// answer it (421 Misdirected Request).
+    #[error(
+        "this node keeps no search index (index.enabled = false): send searches and matches to \
+         a node that does, such as a read replica"
+    )]
+    NoSearchIndex,
     /// The service cannot answer now: a cluster without a leader, a full event stream (503, with Retry-After).
     #[error("{reason}")]
     Unavailable {
@@ -197,7 +200,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
-            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::NoSearchIndex => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -222,7 +225,7 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::UpgradeRequired => ("upgrade-required", "Upgrade required"),
-            ApiError::Misdirected(_) => ("no-search-index", "This node keeps no search index"),
+            ApiError::NoSearchIndex => ("no-search-index", "This node keeps no search index"),
             ApiError::Unavailable { .. } => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         }
@@ -309,11 +312,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Invalid(v) => ApiError::Invalid(v.errors),
             EngineError::NotFound { kind, id } => ApiError::not_found(kind, &id),
-            EngineError::NoIndex => ApiError::Misdirected(
-                "this node keeps no search index (index.enabled = false): send searches and \
-                 matches to a node that does, such as a read replica"
-                    .into(),
-            ),
+            EngineError::NoIndex => ApiError::NoSearchIndex,
             EngineError::Io(io) => match crate::http::cluster::unavailable(&io) {
                 Some(e) => e,
                 None => ApiError::Internal(EngineError::Io(io).to_string()),
