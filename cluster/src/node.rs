@@ -1363,6 +1363,19 @@ impl Node {
         let _ = tokio::time::timeout(pause, changed).await;
     }
 
+    /// Whether this node is a voter of its effective membership.
+    fn is_voter(&self) -> bool {
+        let me = self.inner.id;
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == me)
+    }
+
     /// Having answered `resp` to the vote request `req`: when the candidate cannot win and this
     /// node would stand anyway once its timer fires ([`election::stand_term`]), and the leader
     /// it followed cannot be reached at all ([`Node::leader_is_gone`]), stands now, in a task of
@@ -1374,16 +1387,7 @@ impl Node {
         let Some(term) = election::stand_term(inner.id, req, resp, silent) else {
             return;
         };
-        let me = inner.id;
-        let is_voter = inner
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == me);
-        if !is_voter
+        if !self.is_voter()
             || inner
                 .standing
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -1391,21 +1395,27 @@ impl Node {
         {
             return;
         }
-        let candidate = req.vote.leader_id().node_id;
-        tracing::info!(
-            candidate,
-            candidate_term = req.vote.leader_id().term,
-            term,
-            "standing for election at once: the leader has been silent for longer than its \
-             lease and the candidate's log is behind this node's"
-        );
+        let (me, candidate) = (inner.id, *req.vote.leader_id());
         let node = self.clone();
         let resp = resp.clone();
         tokio::spawn(async move {
             if node.leader_is_gone().await {
+                tracing::info!(
+                    candidate = candidate.node_id,
+                    candidate_term = candidate.term,
+                    term,
+                    "standing for election at once: the leader is gone and the candidate's log \
+                     is behind this node's"
+                );
                 match election::stand_at(&node.inner.raft, me, term, &resp).await {
                     Ok(()) => metrics::counter!(election::EARLY_ELECTIONS_TOTAL).increment(1),
-                    Err(e) => tracing::warn!(candidate, term, "could not stand at once: {e}"),
+                    Err(e) => {
+                        tracing::warn!(
+                            candidate = candidate.node_id,
+                            term,
+                            "could not stand at once: {e}"
+                        )
+                    }
                 }
             }
             node.inner.standing.store(false, Ordering::Release);
@@ -1444,14 +1454,7 @@ impl Node {
     /// The `elect` peer RPC (a handover's TimeoutNow): stands for election at once if this
     /// node is a voter holding the log up to `at_least`, the leader's last index.
     async fn stand_for_election(&self, at_least: u64) -> Result<(), String> {
-        let me = self.inner.id;
-        let is_voter = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
-            m.membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == me)
-        };
-        if !is_voter(&self.inner.raft.metrics().borrow()) {
+        if !self.is_voter() {
             return Err("this node is not a voter".into());
         }
         // The leader saw the entries acknowledged; this node's metrics may show them a moment

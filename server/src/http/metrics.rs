@@ -142,7 +142,7 @@ fn describe() {
     );
     describe_counter!(
         mussikon_cluster::election::EARLY_ELECTIONS_TOTAL,
-        "Elections this node stood at once, without waiting for its election timer: a candidate whose log was behind asked for its vote after the leader had been silent for longer than its lease (cluster nodes)."
+        "Elections this node stood at once, without waiting for its election timer: a candidate whose log was behind asked for its vote after the leader had been silent for longer than its lease and could not be reached at all (cluster nodes)."
     );
     describe_counter!(
         mussikon_cluster::node::WRITES_RESUBMITTED_TOTAL,
