@@ -65,8 +65,9 @@ pub struct Config {
     pub index_heap_bytes: usize,
     /// Keep the search index. Without it the engine stores, applies, exports and reads records
     /// by id as usual, and refuses searches and matches ([`EngineError::NoIndex`]): for a
-    /// replica that only stores and votes while others serve search. Turning it back on builds
-    /// the index from the store (or brings an older one up to date) when the engine opens.
+    /// replica that only stores and votes while others serve search. Opening without it removes
+    /// an index left from before; turning it back on builds the index from the store when the
+    /// engine opens.
     pub index_enabled: bool,
 }
 
@@ -926,9 +927,10 @@ impl Engine {
         // Order matters: the sequence first, then the change log, then the searcher. The
         // searcher then covers at least `seq`, and every change after `seq` that it might not
         // cover is still in the log (the log is pruned only after the reader has reloaded).
-        let seq = self.searchable_index()?.visibility().seq;
+        let index = self.searchable_index()?;
+        let seq = index.visibility().seq;
         let changed_ids = self.inner.store.changed_since(seq)?;
-        let searcher = self.searchable_index()?.reader.searcher();
+        let searcher = index.reader.searcher();
         let f = self.inner.fields;
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
