@@ -124,65 +124,121 @@ mod tests {
         Some(LogId::new(CommittedLeaderId::new(term, 1), index))
     }
 
-    /// Node 2 followed leader 1 at term 5 and holds the log to 5-100; `candidate` asks at
-    /// `term` with its log ending at `cand_log`.
-    fn case(
+    /// One vote request and this node's answer: node `me` followed leader 1 at term 5 (its vote
+    /// committed or not) and holds the log to 5-100; `candidate` asked at `term` with its log
+    /// ending at `cand_log`.
+    struct Case {
+        why: &'static str,
+        me: NodeId,
         candidate: NodeId,
         term: u64,
         cand_log: Option<LogId<NodeId>>,
         granted: bool,
         committed: bool,
-    ) -> (VoteRequest<NodeId>, VoteResponse<NodeId>) {
-        let mut vote = Vote::new(5, 1);
-        if committed {
-            vote.commit();
+        silent: bool,
+        stands_at: Option<u64>,
+    }
+
+    /// The failover case (candidate 3 at term 6, its log behind, the leader silent), which each
+    /// case below changes in one respect.
+    fn failover() -> Case {
+        Case {
+            why: "node 2 loses a tie at term 6 to node 3: it stands at 7",
+            me: 2,
+            candidate: 3,
+            term: 6,
+            cand_log: log(5, 90),
+            granted: false,
+            committed: true,
+            silent: true,
+            stands_at: Some(7),
         }
-        let req = VoteRequest::new(Vote::new(term, candidate), cand_log);
-        let resp = VoteResponse::new(vote, log(5, 100), granted);
-        (req, resp)
     }
 
     #[test]
     fn stands_only_against_a_refused_candidate_with_a_shorter_log_after_the_leader_fell_silent() {
-        // The failover case: candidate 3 at term 6, its log behind.
-        let (req, resp) = case(3, 6, log(5, 90), false, true);
-        // Node 2 loses a tie at term 6 to node 3: it stands at 7.
-        assert_eq!(stand_term(2, &req, &resp, true), Some(7));
-        // Node 4 wins the tie: 6 is enough.
-        assert_eq!(stand_term(4, &req, &resp, true), Some(6));
-        // A candidate whose term ran ahead (it stood several times): above its term.
-        let (req, resp) = case(3, 9, log(5, 90), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), Some(10));
-
-        // The leader was heard from within the lease: wait.
-        let (req, resp) = case(3, 6, log(5, 90), false, true);
-        assert_eq!(stand_term(2, &req, &resp, false), None);
-        // Granted, or refused while the logs are equal or the candidate's is longer: its
-        // refusal was not for its log, or the candidate can win.
-        let (req, resp) = case(3, 6, log(5, 90), true, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        let (req, resp) = case(3, 6, log(5, 100), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        let (req, resp) = case(3, 6, log(6, 101), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        let (req, resp) = case(3, 6, None, false, true);
-        assert_eq!(
-            stand_term(2, &req, &resp, true),
-            Some(7),
-            "an empty log is behind"
-        );
-        // This node's vote is not committed: an election is under way already.
-        let (req, resp) = case(3, 6, log(5, 90), false, false);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        // The candidate's term is not above this node's: nothing to outrun.
-        let (req, resp) = case(3, 5, log(5, 90), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        // A request in its own name (stand_at's vote for itself) never starts another.
-        let (req, resp) = case(2, 6, log(5, 90), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
-        // No term beyond u64.
-        let (req, resp) = case(3, u64::MAX, log(5, 90), false, true);
-        assert_eq!(stand_term(2, &req, &resp, true), None);
+        let cases = [
+            failover(),
+            Case {
+                why: "node 4 wins the tie: 6 is enough",
+                me: 4,
+                stands_at: Some(6),
+                ..failover()
+            },
+            Case {
+                why: "a candidate whose term ran ahead: above its term",
+                term: 9,
+                stands_at: Some(10),
+                ..failover()
+            },
+            Case {
+                why: "an empty log is behind",
+                cand_log: None,
+                ..failover()
+            },
+            Case {
+                why: "the leader was heard from within the lease: wait",
+                silent: false,
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "granted: the candidate can win",
+                granted: true,
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "equal logs: not refused for its log",
+                cand_log: log(5, 100),
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "the candidate's log is longer",
+                cand_log: log(6, 101),
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "an uncommitted vote: an election is under way",
+                committed: false,
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "the candidate's term is not above this node's",
+                term: 5,
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "a request in its own name (stand_at's vote for itself)",
+                candidate: 2,
+                stands_at: None,
+                ..failover()
+            },
+            Case {
+                why: "no term beyond u64",
+                term: u64::MAX,
+                stands_at: None,
+                ..failover()
+            },
+        ];
+        for c in cases {
+            let mut vote = Vote::new(5, 1);
+            if c.committed {
+                vote.commit();
+            }
+            let req = VoteRequest::new(Vote::new(c.term, c.candidate), c.cand_log);
+            let resp = VoteResponse::new(vote, log(5, 100), c.granted);
+            assert_eq!(
+                stand_term(c.me, &req, &resp, c.silent),
+                c.stands_at,
+                "{}",
+                c.why
+            );
+        }
     }
 
     #[test]

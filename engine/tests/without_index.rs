@@ -20,6 +20,12 @@ fn open(dir: &std::path::Path, index_enabled: bool) -> Engine {
     .unwrap()
 }
 
+/// Stores musician `id`, which must take effect.
+fn put(e: &Engine, id: &str) {
+    let done = e.upsert_musician(musician_json(id)).unwrap();
+    assert!(done.outcome.is_done(), "{id}: {done:?}");
+}
+
 fn match_g1() -> MatchRequest {
     MatchRequest {
         target: MatchTarget::Stored("g-1".into()),
@@ -35,11 +41,7 @@ fn without_an_index_writes_and_reads_by_id_work_and_searches_are_refused() {
         let e = open(dir.path(), false);
         assert!(!e.searchable());
         for id in ["m-1", "m-2"] {
-            assert!(e
-                .upsert_musician(musician_json(id))
-                .unwrap()
-                .outcome
-                .is_done());
+            put(&e, id);
         }
         assert!(e.upsert_gig(gig_json("g-1")).unwrap().outcome.is_done());
         let booked = e
@@ -82,11 +84,7 @@ fn turning_the_index_off_removes_it_and_turning_it_on_rebuilds_it_with_the_write
     let dir = tempfile::tempdir().unwrap();
     {
         let e = open(dir.path(), true);
-        assert!(e
-            .upsert_musician(musician_json("m-1"))
-            .unwrap()
-            .outcome
-            .is_done());
+        put(&e, "m-1");
         e.refresh().unwrap();
         assert_eq!(guitarist_ids(&e), ["m-1"]);
     }
@@ -97,11 +95,7 @@ fn turning_the_index_off_removes_it_and_turning_it_on_rebuilds_it_with_the_write
             !dir.path().join("index").exists(),
             "a stale index is not kept"
         );
-        assert!(e
-            .upsert_musician(musician_json("m-2"))
-            .unwrap()
-            .outcome
-            .is_done());
+        put(&e, "m-2");
         let gone = e
             .execute(&Command::DeleteMusician { id: "m-1".into() })
             .unwrap();
@@ -123,11 +117,7 @@ fn a_snapshot_installs_without_an_index_and_the_index_built_later_matches_it() {
     let source_dir = tempfile::tempdir().unwrap();
     let source = open(source_dir.path(), true);
     for id in ["m-1", "m-2", "m-3"] {
-        assert!(source
-            .upsert_musician(musician_json(id))
-            .unwrap()
-            .outcome
-            .is_done());
+        put(&source, id);
     }
     let mut snapshot = Vec::new();
     source.export(&mut snapshot).unwrap();
@@ -135,11 +125,7 @@ fn a_snapshot_installs_without_an_index_and_the_index_built_later_matches_it() {
     let dir = tempfile::tempdir().unwrap();
     {
         let e = open(dir.path(), false);
-        assert!(e
-            .upsert_musician(musician_json("old"))
-            .unwrap()
-            .outcome
-            .is_done());
+        put(&e, "old");
         let summary = e.install(snapshot.as_slice(), b"annex").unwrap();
         assert_eq!(summary.musicians, 3);
         assert!(e.musician("m-3").unwrap().is_some());
