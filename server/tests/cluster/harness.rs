@@ -37,6 +37,18 @@ pub fn gig(id: &str, date: &str) -> Value {
     })
 }
 
+/// An HTTP client for the nodes' API with `timeout` per request. It keeps an idle connection
+/// for at most 5 s, half the nodes' `http.header_read_timeout_s` (10 s), after which a node
+/// closes it: a connection reused just as the node closed it fails its request with a reset
+/// (the partition test met it once in CI). The nodes' own peer clients keep the same rule.
+pub fn api_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
 /// A free port on 127.0.0.1 (bound, read and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -315,10 +327,7 @@ impl Cluster {
             peers,
             nodes,
             extra,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: api_client(Duration::from_secs(30)),
             peer_port,
         };
         c.wait_leader(&c.alive()).await;
@@ -607,10 +616,7 @@ pub fn steady_writer(
 ) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
     let prefix = prefix.to_string();
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let http = api_client(Duration::from_secs(30));
         let (mut acked, mut other) = (Vec::new(), 0);
         let mut i = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {

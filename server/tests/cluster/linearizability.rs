@@ -496,10 +496,7 @@ impl Shared {
     fn new(c: &Cluster) -> Arc<Shared> {
         Arc::new(Shared {
             urls: c.nodes.keys().map(|id| c.url(*id, "")).collect(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http: api_client(Duration::from_secs(10)),
             clock: AtomicU64::new(1),
             stop: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
