@@ -191,7 +191,7 @@ async fn submit_entry(me: NodeId, raft: &Raft, mut batch: Vec<Command>) -> Vec<A
 
 /// One `client_write`, with the node's write timeout and its errors in [`WriteError`] terms.
 async fn client_write(me: NodeId, raft: &Raft, cmd: Command) -> Answer {
-    let written = tokio::time::timeout(WRITE_WAIT, raft.client_write(Request(cmd))).await;
+    let written = tokio::time::timeout(WRITE_WAIT, raft.client_write(Request::from(cmd))).await;
     let Ok(written) = written else {
         return Err(WriteError::Unknown {
             leader: format!("node {me}"),

@@ -17,6 +17,12 @@
 //! - `purge(upto)` records the purged log id durably, then deletes every segment that holds
 //!   only purged entries, so disk stays bounded by the snapshot policy plus one segment.
 //! - All file work runs on tokio's blocking pool (`spawn_blocking`), never on async workers.
+//! - The newest entries are also kept decoded in memory ([`Recent`], at most
+//!   [`RECENT_ENTRIES`] entries and [`RECENT_BYTES`] of their encoding): a read wholly among
+//!   them (the replication streams and the state machine read what was just appended) is
+//!   served on the calling task without touching the files. The cache holds exactly the
+//!   entries the files hold at those indexes: appends add to it, truncation and purges cut it
+//!   as they cut the files.
 //!
 //! Why not sled: openraft dropped its own sled store for runaway memory and disk use; sled's
 //! `flush()` is not durable on Linux (`sync_file_range`, no cache flush); made durable, a sled log
@@ -28,7 +34,7 @@
 use crate::types::{decode, encode, NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -48,6 +54,90 @@ pub const LOG_APPEND_SECONDS: &str = "mussikon_raft_log_append_seconds";
 pub const LOG_APPEND_ENTRIES: &str = "mussikon_raft_log_append_entries";
 /// Record header: length and checksum.
 const HEADER: usize = 8;
+
+/// Most entries [`Recent`] keeps. Under 64 writers the leader appends about 600 entries a
+/// second, so this covers a follower or the state machine running a second or more behind.
+pub const RECENT_ENTRIES: usize = 1024;
+
+/// Most bytes (of their encoding) of the entries [`Recent`] keeps: a bound for bulk imports,
+/// whose entries carry thousands of musicians each.
+pub const RECENT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The newest entries of the log, decoded, contiguous by index: a suffix of the log (or empty).
+/// Cloning one is cheap (the command inside is shared, [`crate::types::Request`]).
+struct Recent {
+    /// Each entry with the length of its record.
+    entries: VecDeque<(Entry<TypeConfig>, u32)>,
+    /// Sum of the records' lengths.
+    bytes: u64,
+    max_entries: usize,
+    max_bytes: u64,
+}
+
+impl Recent {
+    fn new(max_entries: usize, max_bytes: u64) -> Recent {
+        Recent {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.get_log_id().index)
+    }
+
+    /// Adds the entry that follows the last one (any other empties the cache first, so it stays
+    /// contiguous), then drops the oldest beyond the bounds.
+    fn push(&mut self, entry: Entry<TypeConfig>, len: u32) {
+        let index = entry.get_log_id().index;
+        let follows = self
+            .entries
+            .back()
+            .is_none_or(|(e, _)| e.get_log_id().index + 1 == index);
+        if !follows {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.entries.push_back((entry, len));
+        self.bytes += u64::from(len);
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            let Some((_, len)) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= u64::from(len);
+        }
+    }
+
+    /// Drops the entries from `index` on (a truncation).
+    fn drop_from(&mut self, index: u64) {
+        while let Some((e, len)) = self.entries.back() {
+            if e.get_log_id().index < index {
+                break;
+            }
+            self.bytes -= u64::from(*len);
+            self.entries.pop_back();
+        }
+    }
+
+    /// Drops the entries up to `index` included (a purge).
+    fn drop_upto(&mut self, index: u64) {
+        while let Some((e, len)) = self.entries.front() {
+            if e.get_log_id().index > index {
+                break;
+            }
+            self.bytes -= u64::from(*len);
+            self.entries.pop_front();
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<&Entry<TypeConfig>> {
+        let first = self.first_index()?;
+        let at = usize::try_from(index.checked_sub(first)?).ok()?;
+        self.entries.get(at).map(|(e, _)| e)
+    }
+}
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -86,6 +176,8 @@ struct Inner {
     committed_saved: Option<Instant>,
     /// Least time between two writes of the commit hint ([`COMMIT_HINT_EVERY`]).
     hint_every: Duration,
+    /// The newest entries, decoded.
+    recent: Recent,
 }
 
 /// The commit hint is written at most this often. It is only a hint (the leader re-sends the
@@ -182,6 +274,7 @@ impl LogStore {
             committed,
             committed_saved: None,
             hint_every: COMMIT_HINT_EVERY,
+            recent: Recent::new(RECENT_ENTRIES, RECENT_BYTES),
         };
         let count = firsts.len();
         for (i, first) in firsts.into_iter().enumerate() {
@@ -194,6 +287,17 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Mutex::new(inner)),
         })
+    }
+
+    /// `f` on the store here, on the calling task, if its lock is free now; `None` if it is held
+    /// (a file operation may be holding it: never wait for one on an async worker) or `f` gives
+    /// `None`.
+    fn cached<T>(&self, f: impl FnOnce(&Inner) -> Option<T>) -> Option<T> {
+        match self.inner.try_lock() {
+            Ok(inner) => f(&inner),
+            Err(std::sync::TryLockError::Poisoned(e)) => f(&e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     async fn run<T, F>(&self, f: F) -> StorageResult<T>
@@ -313,7 +417,11 @@ impl Inner {
             .or(self.purged)
     }
 
+    /// The entry at `loc`: from [`Recent`] when it is there, else read from its segment.
     fn read(&self, loc: &Loc) -> StorageResult<Entry<TypeConfig>> {
+        if let Some(entry) = self.recent.get(loc.log_id.index) {
+            return Ok(entry.clone());
+        }
         let seg = self
             .segments
             .get(&loc.segment)
@@ -326,27 +434,8 @@ impl Inner {
     }
 
     fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let start = match range.start_bound() {
-            Bound::Included(&s) => Bound::Included(s),
-            Bound::Excluded(&s) => Bound::Excluded(s),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&s) => Bound::Included(s),
-            Bound::Excluded(&s) => Bound::Excluded(s),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
-            (start, end)
-        {
-            if s > e {
-                return Ok(Vec::new());
-            }
-        }
-        self.entries
-            .range((start, end))
-            .map(|(_, loc)| self.read(loc))
-            .collect()
+        self.collect(range, u64::MAX, |loc| self.read(loc).map(Some))
+            .map(Option::unwrap_or_default)
     }
 
     /// Entries `[start, end)`, stopping before the one that would bring the encoded total
@@ -357,19 +446,54 @@ impl Inner {
         end: u64,
         max_bytes: u64,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        self.collect(start..end, max_bytes, |loc| self.read(loc).map(Some))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// What [`Inner::entries`] or [`Inner::entries_limited`] would read, if every entry of it
+    /// is in [`Recent`]; `None` if one is not.
+    fn cached_entries<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        max_bytes: u64,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
+        let read = |loc: &Loc| Ok(self.recent.get(loc.log_id.index).cloned());
+        self.collect(range, max_bytes, read).ok().flatten()
+    }
+
+    /// The entries in `range` through `read`, stopping before the one that would bring the
+    /// encoded total above `max_bytes` (always at least the first); `None` as soon as `read`
+    /// gives `None` for one.
+    fn collect<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        max_bytes: u64,
+        read: impl Fn(&Loc) -> StorageResult<Option<Entry<TypeConfig>>>,
+    ) -> StorageResult<Option<Vec<Entry<TypeConfig>>>> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
+            (start, end)
+        {
+            if s > e
+                || (s == e && !matches!((start, end), (Bound::Included(_), Bound::Included(_))))
+            {
+                return Ok(Some(Vec::new()));
+            }
+        }
         let mut total = 0u64;
         let mut out = Vec::new();
-        if start >= end {
-            return Ok(out);
-        }
-        for loc in self.entries.range(start..end).map(|(_, loc)| loc) {
+        for loc in self.entries.range((start, end)).map(|(_, loc)| loc) {
             total += u64::from(loc.len);
             if !out.is_empty() && total > max_bytes {
                 break;
             }
-            out.push(self.read(loc)?);
+            match read(loc)? {
+                Some(entry) => out.push(entry),
+                None => return Ok(None),
+            }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Writes `entries` after the last one and records where they are; returns the segment
@@ -411,7 +535,7 @@ impl Inner {
             return Err(io_write("no segment"));
         };
         let mut buf = Vec::new();
-        let mut locs = Vec::with_capacity(entries.len());
+        let mut locs: Vec<Loc> = Vec::with_capacity(entries.len());
         let base = self.segments.get(&seg_first).map(|s| s.size).unwrap_or(0);
         for entry in &entries {
             let log_id = *entry.get_log_id();
@@ -442,8 +566,9 @@ impl Inner {
         seg.file.write_all_at(&buf, base).map_err(io_write)?;
         seg.size = base + buf.len() as u64;
         let file = seg.file.clone();
-        for loc in locs {
+        for (loc, entry) in locs.into_iter().zip(entries) {
             self.entries.insert(loc.log_id.index, loc);
+            self.recent.push(entry, loc.len);
         }
         Ok(Some(file))
     }
@@ -454,6 +579,7 @@ impl Inner {
             return Ok(());
         };
         self.entries.split_off(&index);
+        self.recent.drop_from(index);
         let later: Vec<u64> = self
             .segments
             .range(first.segment + 1..)
@@ -478,6 +604,7 @@ impl Inner {
         write_atomic(&self.dir, "purged", &encode(&log_id).map_err(io_write)?).map_err(io_write)?;
         self.purged = Some(log_id);
         self.entries = self.entries.split_off(&(log_id.index + 1));
+        self.recent.drop_upto(log_id.index);
         // A segment can go when the next one starts at or below the first kept index.
         let keep_from = log_id.index + 1;
         let firsts: Vec<u64> = self.segments.keys().copied().collect();
@@ -505,6 +632,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        if let Some(hit) = self.cached(|inner| inner.cached_entries(range, u64::MAX)) {
+            return Ok(hit);
+        }
         self.run(move |inner| inner.entries(range)).await
     }
 
@@ -517,6 +647,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        if let Some(hit) = self.cached(|inner| inner.cached_entries(start..end, MAX_APPEND_BYTES)) {
+            return Ok(hit);
+        }
         self.run(move |inner| inner.entries_limited(start, end, MAX_APPEND_BYTES))
             .await
     }
@@ -644,11 +777,116 @@ mod tests {
         assert_eq!(reopened.committed_index(), 5);
     }
 
+    /// An entry of `term` at `index` whose command names both (a stale entry of another term
+    /// at the same index reads differently).
+    fn termed(term: u64, index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, 1), index),
+            payload: openraft::EntryPayload::Normal(crate::types::Request::from(
+                mussikon_engine::Command::DeleteMusician {
+                    id: format!("t{term}-i{index}"),
+                },
+            )),
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*), so that a failure replays.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+        }
+    }
+
+    /// Appends, truncations and purges in random order, on stores whose cache keeps 3 entries,
+    /// 7 entries or at most 2 KiB: every read (whole ranges, and replication's byte-limited
+    /// ones) gives what a model of the log holds, whether it came from the cache or the files;
+    /// a read served by the cache alone gives the same; and the files reopened give the model.
+    #[test]
+    fn reads_through_the_recent_entries_cache_agree_with_the_log() {
+        for (seed, max_entries, max_bytes) in
+            [(7u64, 3, u64::MAX), (11, 7, u64::MAX), (13, 64, 2048)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let log = LogStore::open(dir.path()).unwrap();
+            lock(&log.inner).recent = Recent::new(max_entries, max_bytes);
+            let mut rng = Rng(seed);
+            let mut model: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
+            let mut purged = 0u64;
+            let mut term = 1u64;
+            let mut served_by_cache = 0;
+            for _ in 0..400 {
+                let last = model.keys().next_back().copied().unwrap_or(purged);
+                let mut inner = lock(&log.inner);
+                match rng.below(10) {
+                    0..=5 => {
+                        let n = 1 + rng.below(4);
+                        let batch: Vec<_> =
+                            (last + 1..=last + n).map(|i| termed(term, i)).collect();
+                        inner.append(batch.clone()).unwrap();
+                        model.extend(batch.into_iter().map(|e| (e.log_id.index, e)));
+                    }
+                    6..=7 if last > purged => {
+                        // A new leader's entries replace the tail from `at` on.
+                        let at = purged + 1 + rng.below(last - purged);
+                        inner.truncate(at).unwrap();
+                        model.split_off(&at);
+                        term += 1;
+                    }
+                    8 if last > purged + 2 => {
+                        let upto = purged + 1 + rng.below(last - purged - 2);
+                        let id = model[&upto].log_id;
+                        inner.purge(id).unwrap();
+                        model = model.split_off(&(upto + 1));
+                        purged = upto;
+                    }
+                    _ => {}
+                }
+                let last = model.keys().next_back().copied().unwrap_or(purged);
+                for _ in 0..4 {
+                    let a = purged + 1 + rng.below(last + 2 - purged);
+                    let b = a + rng.below(6);
+                    let want: Vec<_> = model.range(a..b).map(|(_, e)| e.clone()).collect();
+                    assert_eq!(inner.entries(a..b).unwrap(), want, "{a}..{b}");
+                    if let Some(hit) = inner.cached_entries(a..b, u64::MAX) {
+                        assert_eq!(hit, want, "cached {a}..{b}");
+                        served_by_cache += usize::from(!want.is_empty());
+                    }
+                    let limited = inner.entries_limited(a, b, 100).unwrap();
+                    assert_eq!(limited[..], want[..limited.len()]);
+                    assert_eq!(limited.is_empty(), want.is_empty());
+                    if let Some(hit) = inner.cached_entries(a..b, 100) {
+                        assert_eq!(hit, limited, "cached, limited {a}..{b}");
+                    }
+                    let want: Vec<_> = model.range(a..).map(|(_, e)| e.clone()).collect();
+                    assert_eq!(inner.entries(a..).unwrap(), want, "{a}..");
+                }
+                // The cache holds only what the log holds at those indexes.
+                for (e, _) in &inner.recent.entries {
+                    assert_eq!(model.get(&e.log_id.index), Some(e), "cached {}", e.log_id);
+                }
+                assert!(inner.recent.entries.len() <= max_entries);
+                assert!(inner.recent.bytes <= max_bytes);
+            }
+            assert!(
+                served_by_cache > 50,
+                "the cache served {served_by_cache} reads"
+            );
+            drop(log);
+            let reopened = LogStore::open(dir.path()).unwrap();
+            let want: Vec<_> = model.values().cloned().collect();
+            assert_eq!(lock(&reopened.inner).entries(..).unwrap(), want);
+        }
+    }
+
     /// An entry of about `kb` KiB.
     fn entry(index: u64, kb: usize) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: openraft::EntryPayload::Normal(crate::types::Request(
+            payload: openraft::EntryPayload::Normal(crate::types::Request::from(
                 mussikon_engine::Command::DeleteMusician {
                     id: "x".repeat(kb * 1024),
                 },

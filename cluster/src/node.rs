@@ -755,7 +755,7 @@ impl Node {
         traceparent: Option<String>,
     ) -> Result<Executed, WriteError> {
         let req = Forward {
-            req: Request(cmd),
+            req: Request::from(cmd),
             traceparent,
         };
         // While the leader is unknown, unreachable, or no longer the leader (each means the
@@ -889,7 +889,7 @@ impl Node {
     /// [`WriteError::NoLeader`] when it is not the leader.
     async fn write_local(&self, req: Request) -> Result<Executed, WriteError> {
         let _open = self.inner.handover.read().await;
-        self.inner.commits.call(req.0).await
+        self.inner.commits.call(Arc::unwrap_or_clone(req.0)).await
     }
 
     /// [`Node::write_local`] of each of `reqs`, all queued at once so they can share entries.

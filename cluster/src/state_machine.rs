@@ -321,7 +321,7 @@ impl StateMachine {
                 membership = StoredMembership::new(Some(entry.log_id), m.clone());
             }
             let cmd = match &entry.payload {
-                EntryPayload::Normal(req) => Some(&req.0),
+                EntryPayload::Normal(req) => Some(&*req.0),
                 EntryPayload::Blank | EntryPayload::Membership(_) => None,
             };
             steps.push((engine_seq(entry.log_id), cmd));

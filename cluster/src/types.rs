@@ -12,6 +12,7 @@ use mussikon_engine::{Command, Executed, Outcome};
 use openraft::BasicNode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 openraft::declare_raft_types!(
     /// MussikOn's Raft types: engine commands in, engine outcomes out, u64 node ids, nodes
@@ -32,9 +33,17 @@ pub type NodeId = u64;
 /// The Raft handle of this crate's types.
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// One command to replicate.
+/// One command to replicate. Shared, so that cloning an entry (the log store's cache hands
+/// replication and the state machine clones of the entries it keeps) copies a pointer, not the
+/// command: a group-commit entry carries a batch of whole musician profiles.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request(pub Command);
+pub struct Request(pub Arc<Command>);
+
+impl From<Command> for Request {
+    fn from(cmd: Command) -> Request {
+        Request(Arc::new(cmd))
+    }
+}
 
 /// What applying an entry did: `None` for entries that carry no command (blank, membership).
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -164,7 +173,7 @@ fn native_decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
 
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let bytes = native_encode(&self.0).map_err(serde::ser::Error::custom)?;
+        let bytes = native_encode(&*self.0).map_err(serde::ser::Error::custom)?;
         s.serialize_bytes(&bytes)
     }
 }
@@ -172,8 +181,8 @@ impl Serialize for Request {
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes: serde_bytes_buf::Buf = Deserialize::deserialize(d)?;
-        native_decode(&bytes.0)
-            .map(Request)
+        native_decode::<Command>(&bytes.0)
+            .map(Request::from)
             .map_err(serde::de::Error::custom)
     }
 }
@@ -236,7 +245,7 @@ mod tests {
 
     #[test]
     fn requests_and_replies_round_trip_through_the_wire_codec() {
-        let r = Request(Command::Book(Booking {
+        let r = Request::from(Command::Book(Booking {
             gig_id: "g-1".into(),
             slot: 0,
             musician_id: "m-1".into(),
@@ -318,7 +327,7 @@ mod tests {
             log_id: log_id(2, index),
             payload,
         };
-        let book = Request(Command::Book(Booking {
+        let book = Request::from(Command::Book(Booking {
             gig_id: "g-1".into(),
             slot: 0,
             musician_id: "m-1".into(),
@@ -343,13 +352,13 @@ mod tests {
         let vote = VoteRequest::new(Vote::new(3, 2), Some(log_id(2, 7)));
         seed(&mut seeds, 1, "vote", &vote);
         seed(&mut seeds, 2, "write", &book);
-        let cancel = Request(Command::CancelBooking {
+        let cancel = Request::from(Command::CancelBooking {
             gig_id: "g-1".into(),
             musician_id: "m-1".into(),
         });
         seed(&mut seeds, 8, "writes", &vec![book.clone(), cancel.clone()]);
-        let batch = Request(Command::Batch {
-            commands: vec![book.0.clone(), cancel.0],
+        let batch = Request::from(Command::Batch {
+            commands: vec![(*book.0).clone(), (*cancel.0).clone()],
         });
         seed(&mut seeds, 0, "append-batch", &{
             let mut a = heartbeat.clone();

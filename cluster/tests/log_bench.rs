@@ -38,7 +38,7 @@ fn entries(cmds: &[Command], total: usize) -> Vec<Entry<TypeConfig>> {
     (1..=total)
         .map(|i| Entry {
             log_id: log_id(i as u64),
-            payload: EntryPayload::Normal(Request(cmds[i % cmds.len()].clone())),
+            payload: EntryPayload::Normal(Request::from(cmds[i % cmds.len()].clone())),
         })
         .collect()
 }

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 /// its leader when it forwards a client's write.
 fn forwarded_upsert(id: &str) -> Vec<u8> {
     let musician: Musician = serde_json::from_value(musician(id)).unwrap();
-    encode(&Request(Command::UpsertMusician { musician })).unwrap()
+    encode(&Request::from(Command::UpsertMusician { musician })).unwrap()
 }
 
 /// `POST url` with `body`, carrying `secret` as the cluster secret header when given.
