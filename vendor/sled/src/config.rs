@@ -201,6 +201,14 @@ pub struct Inner {
     pub mode: Mode,
     #[doc(hidden)]
     pub temporary: bool,
+    /// MussikOn patch 4: whether each log buffer write is followed by a
+    /// `sync_file_range` that starts its writeback and waits for it (sled's
+    /// behaviour, the default). When false the buffer is only written (in
+    /// the OS page cache at once, so a killed process loses nothing); the
+    /// background flusher's `fsync` every `flush_every_ms` makes it durable,
+    /// and so does an `fsync` of the file by the caller after `flush`.
+    #[doc(hidden)]
+    pub sync_writes: bool,
     #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
@@ -230,6 +238,7 @@ impl Default for Inner {
             use_compression: false,
             compression_factor: 5,
             temporary: false,
+            sync_writes: true,
             version: crate_version(),
 
             // useful in testing
@@ -387,6 +396,21 @@ impl Config {
         note = "this does nothing for now. maybe it will come back in the future."
     )]
     pub fn snapshot_path<P>(self, _: P) -> Self {
+        self
+    }
+
+    /// MussikOn patch 4: see `Inner::sync_writes`.
+    #[doc(hidden)]
+    pub fn sync_writes(mut self, sync: bool) -> Self {
+        if Arc::strong_count(&self.0) != 1 {
+            error!(
+                "config has already been used to start \
+                 the system and probably should not be \
+                 mutated",
+            );
+        }
+        let m = Arc::make_mut(&mut self.0);
+        m.sync_writes = sync;
         self
     }
 

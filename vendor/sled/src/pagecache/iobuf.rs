@@ -728,7 +728,9 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            if !self.config.temporary {
+            // MussikOn patch 4: without `sync_writes` the caller's `fsync`
+            // (or the background flusher's) makes the buffer durable.
+            if !self.config.temporary && self.config.sync_writes {
                 #[cfg(target_os = "linux")]
                 {
                     use std::os::unix::io::AsRawFd;
