@@ -19,6 +19,8 @@
 #              with 409 (not the instrument, already booked): the figure is the booking path's
 #              throughput, refusals included (they are counted, not errors)
 #   mix        90 % GET musician, 10 % PUT musician (a rewrite of the profile just read)
+#   put        PUT musician, every request a new fee (a changed profile: stored, fsynced and
+#              re-indexed); not in the default list: SCENARIOS=put
 # Each also prints the server's CPU ms per request (from /proc; SERVER_PID names the server when
 # it was already running). Then the open loop: single-slot matches at fixed rates (RATES,
 # default 2500 and 5000/s) with oha, latency counted from each request's due time.
@@ -119,6 +121,17 @@ request = function()
     return wrk.format("PUT", "/v1/musicians/" .. id, {["content-type"]="application/json"}, (body:gsub("ID", id)))
   end
   return wrk.format("GET", "/v1/musicians/" .. id)
+end''',
+  "put": '''
+body = [==[''' + json.dumps({"id": "ID", "name": "Bench Player", "instruments": [{"name": "guitar", "level": 4}],
+  "location": {"lat": 40.42, "lon": -3.70}, "travel_radius_km": 50,
+  "fee": {"amount": 987654321, "currency": "EUR"}}) + ''']==]
+fee = 10000
+request = function()
+  local id = mid()
+  fee = fee + 1
+  local b = body:gsub("ID", id):gsub("987654321", tostring(fee))
+  return wrk.format("PUT", "/v1/musicians/" .. id, {["content-type"]="application/json"}, b)
 end''',
 }
 for name, body in scripts.items():
