@@ -16,6 +16,7 @@
 #   benches/catchup.sh              # 1,000,000 musicians (about 10 minutes here, 3 GB of /tmp)
 #   benches/catchup.sh 20000        # smaller
 #   benches/catchup.sh --smoke      # 2,000 musicians: the script works
+#   MUSSIKON_BIN=/tmp/mussikon-old benches/catchup.sh   # a saved binary instead of this tree's build
 # Env: CARGO_TARGET_DIR (default /tmp/target-bench), SNAPSHOT_LOGS (default N / 2,000),
 # KEEP_WORK=1 keeps the data directories and logs.
 set -euo pipefail
@@ -33,9 +34,14 @@ esac
 snapshot_logs=${SNAPSHOT_LOGS:-$(( n / 2000 > 2 ? n / 2000 : 2 ))}
 
 # CI builds with --locked; override with CARGO_BUILD_FLAGS= (empty) in a tree whose lock is in flux.
-# shellcheck disable=SC2086
-nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-server --bin mussikon
-bin="$CARGO_TARGET_DIR/release/mussikon"
+# MUSSIKON_BIN runs a saved mussikon binary instead of building one (to compare two builds).
+if [ -n "${MUSSIKON_BIN:-}" ]; then
+  bin="$MUSSIKON_BIN"
+else
+  # shellcheck disable=SC2086
+  nice -n 19 cargo build --release ${CARGO_BUILD_FLAGS---locked} -p mussikon-server --bin mussikon
+  bin="$CARGO_TARGET_DIR/release/mussikon"
+fi
 
 work="$(mktemp -d)"
 pids=()
