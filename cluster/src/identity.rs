@@ -131,7 +131,7 @@ pub fn kept_id(raft_dir: &Path) -> Result<Option<NodeId>, IdentityError> {
 /// it as the module comment says.
 pub fn mark_retired(raft_dir: &Path) -> Result<(), IdentityError> {
     let marker = raft_dir.join(RETIRED_FILE);
-    std::fs::write(&marker, b"").map_err(io(&marker))
+    crate::log_store::write_atomic(raft_dir, RETIRED_FILE, b"").map_err(io(&marker))
 }
 
 /// Settles this node's id for `data_dir` (whose raft state is in `data_dir/raft`): checks a

@@ -133,7 +133,7 @@ impl Engine {
         let summary = {
             let _exports = self.no_exports_running();
             let _w = self.writer_lock();
-            std::fs::write(
+            crate::snapshot::write_marker(
                 &marker,
                 b"a snapshot install did not finish; the index is rebuilt\n",
             )?;

@@ -381,7 +381,7 @@ impl Engine {
         let mut reader = FrameReader::new(input)?;
         let applied_seq = read_header(&mut reader)?;
         let marker = path.join("RESTORING");
-        std::fs::write(&marker, b"a restore did not finish; restore again\n")?;
+        write_marker(&marker, b"a restore did not finish; restore again\n")?;
         let index_dir = path.join("index");
         if index_dir.exists() {
             std::fs::remove_dir_all(&index_dir)?;
@@ -401,6 +401,20 @@ impl Engine {
 }
 
 /// Reads the header frame; the applied sequence it announces.
+/// Creates the marker file `path` with `text`, durably (the file and its directory are synced)
+/// before the work it guards changes anything: the store's writes may reach the disk before a
+/// marker that only sat in the page cache, and a power loss would then leave half the work
+/// without the marker that says so.
+pub(crate) fn write_marker(path: &Path, text: &[u8]) -> Result<(), EngineError> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(text)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 pub(crate) fn read_header<R: Read>(reader: &mut FrameReader<R>) -> Result<u64, EngineError> {
     let Frame::Header {
         format,
