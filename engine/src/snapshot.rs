@@ -400,7 +400,6 @@ impl Engine {
     }
 }
 
-/// Reads the header frame; the applied sequence it announces.
 /// Creates the marker file `path` with `text`, durably (the file and its directory are synced)
 /// before the work it guards changes anything: the store's writes may reach the disk before a
 /// marker that only sat in the page cache, and a power loss would then leave half the work
@@ -415,6 +414,7 @@ pub(crate) fn write_marker(path: &Path, text: &[u8]) -> Result<(), EngineError> 
     Ok(())
 }
 
+/// Reads the header frame; the applied sequence it announces.
 pub(crate) fn read_header<R: Read>(reader: &mut FrameReader<R>) -> Result<u64, EngineError> {
     let Frame::Header {
         format,
