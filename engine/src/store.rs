@@ -187,11 +187,6 @@ pub(crate) struct Store {
     idempotency: sled::Tree,
     /// Readers' views of a past state (exports), which every write records its pre-images in.
     views: Views,
-    /// sled's data file, opened a second time only to `fdatasync` it in [`Store::flush`]: sled's
-    /// own flush writes its buffers with `sync_file_range`, which flushes neither the disk's
-    /// write cache nor the file's size, so on its own it survives a killed process but not a
-    /// power loss (only sled's background flush, every `flush_every_ms`, calls `fsync`).
-    data_file: std::fs::File,
 }
 
 /// `gig id 0x00`: the prefix of every key of the gig's messages, and its counter key in
@@ -1180,8 +1175,9 @@ impl Store {
             .path(path)
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(opts.flush_every_ms)
-            // Store::flush fsyncs the file itself, once for all the buffers it covers: waiting
-            // for each buffer's writeback as well (sled's default) would only add disk waits.
+            // sled's own default waits for each buffer's writeback (`sync_file_range`) and still
+            // is not durable; with this (vendor/sled patch 4) buffers are only written, and
+            // `flush` ends with one `fdatasync` of the file for all the buffers it covers.
             .sync_writes(false);
         let db = open_waiting_for_lock(&config)?;
         let meta = db.open_tree("meta")?;
@@ -1197,9 +1193,7 @@ impl Store {
                 meta.insert(FORMAT, &[codec::FORMAT_VERSION])?;
             }
         }
-        let data_file = std::fs::File::open(path.join("db")).map_err(sled::Error::from)?;
         Ok(Store {
-            data_file,
             musicians: db.open_tree("musicians")?,
             gigs: db.open_tree("gigs")?,
             changes: db.open_tree("changes")?,
@@ -1341,13 +1335,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes every applied command durable: sled writes out its buffers, then its data file is
-    /// `fdatasync`ed (the disk's write cache flushed, the file's size recorded). Returns bytes
-    /// flushed.
+    /// Makes every applied command durable: sled writes out its buffers, then `fdatasync`s its
+    /// file (the disk's write cache flushed, the file's size recorded; `sync_writes(false)`,
+    /// vendor/sled patch 4). Returns bytes flushed.
     pub(crate) fn flush(&self) -> Result<usize, StoreError> {
-        let flushed = self.db.flush()?;
-        self.data_file.sync_data().map_err(sled::Error::from)?;
-        Ok(flushed)
+        Ok(self.db.flush()?)
     }
 
     pub(crate) fn musician(&self, id: &str) -> Result<Option<MusicianRecord>, StoreError> {

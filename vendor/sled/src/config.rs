@@ -206,7 +206,7 @@ pub struct Inner {
     /// behaviour, the default). When false the buffer is only written (in
     /// the OS page cache at once, so a killed process loses nothing); the
     /// background flusher's `fsync` every `flush_every_ms` makes it durable,
-    /// and so does an `fsync` of the file by the caller after `flush`.
+    /// and so does `Tree::flush`, which then ends with an `fdatasync`.
     #[doc(hidden)]
     pub sync_writes: bool,
     #[doc(hidden)]
@@ -399,21 +399,6 @@ impl Config {
         self
     }
 
-    /// MussikOn patch 4: see `Inner::sync_writes`.
-    #[doc(hidden)]
-    pub fn sync_writes(mut self, sync: bool) -> Self {
-        if Arc::strong_count(&self.0) != 1 {
-            error!(
-                "config has already been used to start \
-                 the system and probably should not be \
-                 mutated",
-            );
-        }
-        let m = Arc::make_mut(&mut self.0);
-        m.sync_writes = sync;
-        self
-    }
-
     #[doc(hidden)]
     pub fn flush_every_ms(mut self, every_ms: Option<u64>) -> Self {
         if Arc::strong_count(&self.0) != 1 {
@@ -529,6 +514,11 @@ impl Config {
             temporary,
             bool,
             "deletes the database after drop. if no path is set, uses /dev/shm on linux"
+        ),
+        (
+            sync_writes,
+            bool,
+            "MussikOn patch 4: whether each log buffer write waits for its writeback (sled's default); when false, `Tree::flush` fdatasyncs the file instead"
         ),
         (
             create_new,

@@ -796,7 +796,15 @@ impl Tree {
     /// realistic sustained workloads running on realistic
     /// hardware.
     pub fn flush(&self) -> Result<usize> {
-        self.context.pagecache.flush()
+        let flushed = self.context.pagecache.flush()?;
+        // MussikOn patch 4: buffers written without waiting for their
+        // writeback become durable here, one `fdatasync` for all of them
+        // (with or without it, `sync_file_range` alone flushes neither the
+        // disk's write cache nor the grown file's size).
+        if !self.context.sync_writes && !self.context.temporary {
+            self.context.file.sync_data()?;
+        }
+        Ok(flushed)
     }
 
     /// Asynchronously flushes all dirty IO buffers
@@ -813,7 +821,17 @@ impl Tree {
     #[allow(clippy::used_underscore_binding)]
     pub async fn flush_async(&self) -> Result<usize> {
         let pagecache = self.context.pagecache.clone();
-        if let Some(result) = threadpool::spawn(move || pagecache.flush())?.await
+        // MussikOn patch 4: as `flush`.
+        let file = (!self.context.sync_writes && !self.context.temporary)
+            .then(|| self.context.file.clone());
+        let flush = move || {
+            let flushed = pagecache.flush()?;
+            if let Some(file) = file {
+                file.sync_data()?;
+            }
+            Ok(flushed)
+        };
+        if let Some(result) = threadpool::spawn(flush)?.await
         {
             result
         } else {

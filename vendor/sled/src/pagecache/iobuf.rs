@@ -728,8 +728,9 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            // MussikOn patch 4: without `sync_writes` the caller's `fsync`
-            // (or the background flusher's) makes the buffer durable.
+            // MussikOn patch 4: without `sync_writes`, `Tree::flush`'s
+            // `fdatasync` (or the background flusher's `fsync`) makes the
+            // buffer durable.
             if !self.config.temporary && self.config.sync_writes {
                 #[cfg(target_os = "linux")]
                 {
