@@ -790,96 +790,114 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift64*), so that a failure replays.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    /// One step of [`reads_through_the_recent_entries_cache_agree_with_the_log`]: what to do
+    /// (`kind`, 0..10), a number to pick its argument with, and four reads (a start offset and
+    /// a length each).
+    #[derive(Debug, Clone)]
+    struct Step {
+        kind: u64,
+        pick: u64,
+        reads: [(u64, u64); 4],
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        let step = (0..10u64, any::<u64>(), any::<[(u64, u64); 4]>())
+            .prop_map(|(kind, pick, reads)| Step { kind, pick, reads });
+        proptest::collection::vec(step, 400)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Appends, truncations and purges in random order, on stores whose cache keeps 3
+        /// entries, 7 entries or at most 2 KiB: every read (whole ranges, and replication's
+        /// byte-limited ones) gives what a model of the log holds, whether it came from the
+        /// cache or the files; a read served by the cache alone gives the same; and the files
+        /// reopened give the model.
+        #[test]
+        fn reads_through_the_recent_entries_cache_agree_with_the_log(
+            (max_entries, max_bytes) in proptest::prop_oneof![
+                proptest::strategy::Just((3usize, u64::MAX)),
+                proptest::strategy::Just((7, u64::MAX)),
+                proptest::strategy::Just((64, 2048)),
+            ],
+            steps in steps(),
+        ) {
+            check_cache_against_model(max_entries, max_bytes, &steps);
         }
     }
 
-    /// Appends, truncations and purges in random order, on stores whose cache keeps 3 entries,
-    /// 7 entries or at most 2 KiB: every read (whole ranges, and replication's byte-limited
-    /// ones) gives what a model of the log holds, whether it came from the cache or the files;
-    /// a read served by the cache alone gives the same; and the files reopened give the model.
-    #[test]
-    fn reads_through_the_recent_entries_cache_agree_with_the_log() {
-        for (seed, max_entries, max_bytes) in
-            [(7u64, 3, u64::MAX), (11, 7, u64::MAX), (13, 64, 2048)]
-        {
-            let dir = tempfile::tempdir().unwrap();
-            let log = LogStore::open(dir.path()).unwrap();
-            lock(&log.inner).recent = Recent::new(max_entries, max_bytes);
-            let mut rng = Rng(seed);
-            let mut model: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
-            let mut purged = 0u64;
-            let mut term = 1u64;
-            let mut served_by_cache = 0;
-            for _ in 0..400 {
-                let last = model.keys().next_back().copied().unwrap_or(purged);
-                let mut inner = lock(&log.inner);
-                match rng.below(10) {
-                    0..=5 => {
-                        let n = 1 + rng.below(4);
-                        let batch: Vec<_> =
-                            (last + 1..=last + n).map(|i| termed(term, i)).collect();
-                        inner.append(batch.clone()).unwrap();
-                        model.extend(batch.into_iter().map(|e| (e.log_id.index, e)));
-                    }
-                    6..=7 if last > purged => {
-                        // A new leader's entries replace the tail from `at` on.
-                        let at = purged + 1 + rng.below(last - purged);
-                        inner.truncate(at).unwrap();
-                        model.split_off(&at);
-                        term += 1;
-                    }
-                    8 if last > purged + 2 => {
-                        let upto = purged + 1 + rng.below(last - purged - 2);
-                        let id = model[&upto].log_id;
-                        inner.purge(id).unwrap();
-                        model = model.split_off(&(upto + 1));
-                        purged = upto;
-                    }
-                    _ => {}
+    fn check_cache_against_model(max_entries: usize, max_bytes: u64, steps: &[Step]) {
+        // `pick` and the reads' numbers taken below `n` (0 when `n` is 0).
+        let below = |v: u64, n: u64| v % n.max(1);
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        lock(&log.inner).recent = Recent::new(max_entries, max_bytes);
+        let mut model: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
+        let mut purged = 0u64;
+        let mut term = 1u64;
+        let mut served_by_cache = 0;
+        for step in steps {
+            let last = model.keys().next_back().copied().unwrap_or(purged);
+            let mut inner = lock(&log.inner);
+            match step.kind {
+                0..=5 => {
+                    let n = 1 + below(step.pick, 4);
+                    let batch: Vec<_> = (last + 1..=last + n).map(|i| termed(term, i)).collect();
+                    inner.append(batch.clone()).unwrap();
+                    model.extend(batch.into_iter().map(|e| (e.log_id.index, e)));
                 }
-                let last = model.keys().next_back().copied().unwrap_or(purged);
-                for _ in 0..4 {
-                    let a = purged + 1 + rng.below(last + 2 - purged);
-                    let b = a + rng.below(6);
-                    let want: Vec<_> = model.range(a..b).map(|(_, e)| e.clone()).collect();
-                    assert_eq!(inner.entries(a..b).unwrap(), want, "{a}..{b}");
-                    if let Some(hit) = inner.cached_entries(a..b, u64::MAX) {
-                        assert_eq!(hit, want, "cached {a}..{b}");
-                        served_by_cache += usize::from(!want.is_empty());
-                    }
-                    let limited = inner.entries_limited(a, b, 100).unwrap();
-                    assert_eq!(limited[..], want[..limited.len()]);
-                    assert_eq!(limited.is_empty(), want.is_empty());
-                    if let Some(hit) = inner.cached_entries(a..b, 100) {
-                        assert_eq!(hit, limited, "cached, limited {a}..{b}");
-                    }
-                    let want: Vec<_> = model.range(a..).map(|(_, e)| e.clone()).collect();
-                    assert_eq!(inner.entries(a..).unwrap(), want, "{a}..");
+                6..=7 if last > purged => {
+                    // A new leader's entries replace the tail from `at` on.
+                    let at = purged + 1 + below(step.pick, last - purged);
+                    inner.truncate(at).unwrap();
+                    model.split_off(&at);
+                    term += 1;
                 }
-                // The cache holds only what the log holds at those indexes.
-                for (e, _) in &inner.recent.entries {
-                    assert_eq!(model.get(&e.log_id.index), Some(e), "cached {}", e.log_id);
+                8 if last > purged + 2 => {
+                    let upto = purged + 1 + below(step.pick, last - purged - 2);
+                    let id = model[&upto].log_id;
+                    inner.purge(id).unwrap();
+                    model = model.split_off(&(upto + 1));
+                    purged = upto;
                 }
-                assert!(inner.recent.entries.len() <= max_entries);
-                assert!(inner.recent.bytes <= max_bytes);
+                _ => {}
             }
-            assert!(
-                served_by_cache > 50,
-                "the cache served {served_by_cache} reads"
-            );
-            drop(log);
-            let reopened = LogStore::open(dir.path()).unwrap();
-            let want: Vec<_> = model.values().cloned().collect();
-            assert_eq!(lock(&reopened.inner).entries(..).unwrap(), want);
+            let last = model.keys().next_back().copied().unwrap_or(purged);
+            for &(start, len) in &step.reads {
+                let a = purged + 1 + below(start, last + 2 - purged);
+                let b = a + below(len, 6);
+                let want: Vec<_> = model.range(a..b).map(|(_, e)| e.clone()).collect();
+                assert_eq!(inner.entries(a..b).unwrap(), want, "{a}..{b}");
+                if let Some(hit) = inner.cached_entries(a..b, u64::MAX) {
+                    assert_eq!(hit, want, "cached {a}..{b}");
+                    served_by_cache += usize::from(!want.is_empty());
+                }
+                let limited = inner.entries_limited(a, b, 100).unwrap();
+                assert_eq!(limited[..], want[..limited.len()]);
+                assert_eq!(limited.is_empty(), want.is_empty());
+                if let Some(hit) = inner.cached_entries(a..b, 100) {
+                    assert_eq!(hit, limited, "cached, limited {a}..{b}");
+                }
+                let want: Vec<_> = model.range(a..).map(|(_, e)| e.clone()).collect();
+                assert_eq!(inner.entries(a..).unwrap(), want, "{a}..");
+            }
+            // The cache holds only what the log holds at those indexes.
+            for (e, _) in &inner.recent.entries {
+                assert_eq!(model.get(&e.log_id.index), Some(e), "cached {}", e.log_id);
+            }
+            assert!(inner.recent.entries.len() <= max_entries);
+            assert!(inner.recent.bytes <= max_bytes);
         }
+        assert!(
+            served_by_cache > 50,
+            "the cache served {served_by_cache} reads"
+        );
+        drop(log);
+        let reopened = LogStore::open(dir.path()).unwrap();
+        let want: Vec<_> = model.values().cloned().collect();
+        assert_eq!(lock(&reopened.inner).entries(..).unwrap(), want);
     }
 
     /// An entry of about `kb` KiB.
