@@ -69,6 +69,15 @@ pub struct Config {
     /// an index left from before; turning it back on builds the index from the store when the
     /// engine opens.
     pub index_enabled: bool,
+    /// Most musicians whose volatile match facts (fee, currency, travel radius, rating, active)
+    /// the index keeps in memory instead of re-indexing their documents (the facts overlay,
+    /// see ARCHITECTURE.md); past it, or past [`Config::index_overlay_max_age`], the overlay is
+    /// folded into the index. 0 re-indexes every change.
+    pub index_overlay_max_musicians: usize,
+    /// Longest time a change stays in the facts overlay before the overlay is folded into the
+    /// index (checked at each index commit). Bounds the change log an open replays after a
+    /// crash.
+    pub index_overlay_max_age: Duration,
 }
 
 impl Default for Config {
@@ -80,6 +89,8 @@ impl Default for Config {
             index_writer_threads: 2,
             index_heap_bytes: 128 * 1024 * 1024,
             index_enabled: true,
+            index_overlay_max_musicians: 50_000,
+            index_overlay_max_age: Duration::from_secs(60),
         }
     }
 }
@@ -146,6 +157,9 @@ pub struct Status {
     pub index_seq: u64,
     /// How long the oldest change not yet searchable has waited, ms (0 when none).
     pub index_lag_ms: u64,
+    /// Musicians whose searchable match facts live in the index's facts overlay rather than
+    /// in their documents ([`Config::index_overlay_max_musicians`]).
+    pub index_overlay_musicians: u64,
     /// Musicians stored.
     pub musicians: u64,
     /// Gigs stored.
@@ -262,6 +276,8 @@ pub struct Engine {
 /// See [`Engine::fresh_view`].
 struct FreshView {
     searcher: tantivy::Searcher,
+    /// The searcher's facts overlay.
+    overlay: Arc<crate::overlay::FactsOverlay>,
     /// Documents of changed musicians, shared by every slot scan of one request.
     exclude: Arc<HashSet<(u32, tantivy::DocId)>>,
     /// Current stored records of the changed musicians (deleted ones are absent).
@@ -352,6 +368,10 @@ impl Engine {
                     writer_threads: config.index_writer_threads,
                     writer_heap_bytes: config.index_heap_bytes,
                     warmers: vec![warmer],
+                    fold: crate::overlay::FoldPolicy {
+                        max_musicians: config.index_overlay_max_musicians,
+                        max_age: config.index_overlay_max_age,
+                    },
                 },
             )?)
         } else {
@@ -496,12 +516,12 @@ impl Engine {
         let (musicians, gigs) = self.inner.store.counts()?;
         let applied_seq = self.inner.store.applied_seq()?;
         // Without an index there is nothing to lag: it reports the store's sequence.
-        let (index_seq, oldest_pending) = match self.index() {
+        let (index_seq, oldest_pending, overlaid) = match self.index() {
             Some(index) => {
                 let v = index.visibility();
-                (v.seq, v.oldest_pending)
+                (v.seq, v.oldest_pending, v.overlaid)
             }
-            None => (applied_seq, None),
+            None => (applied_seq, None, 0),
         };
         Ok(Status {
             applied_seq,
@@ -509,6 +529,7 @@ impl Engine {
             index_lag_ms: oldest_pending
                 .map(|t| t.elapsed().as_millis() as u64)
                 .unwrap_or(0),
+            index_overlay_musicians: overlaid as u64,
             musicians,
             gigs,
             store_bytes: self.inner.store.size_on_disk()?,
@@ -764,6 +785,7 @@ impl Engine {
             after: after.clone(),
             keep: limit + 1,
             exclude: Arc::clone(&view.exclude),
+            overlay: Arc::clone(&view.overlay),
         });
         let fruit = view
             .searcher
@@ -930,7 +952,7 @@ impl Engine {
         let index = self.searchable_index()?;
         let seq = index.visibility().seq;
         let changed_ids = self.inner.store.changed_since(seq)?;
-        let searcher = index.reader.searcher();
+        let crate::index::Published { searcher, overlay } = index.published();
         let f = self.inner.fields;
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
@@ -952,6 +974,7 @@ impl Engine {
         }
         Ok(FreshView {
             searcher,
+            overlay,
             exclude: Arc::new(exclude),
             changed: changed.into_iter().flatten().collect(),
         })
@@ -977,6 +1000,7 @@ impl Engine {
             keep,
             currency: crate::index::currency_code(&gig.budget.currency),
             exclude: Arc::clone(&view.exclude),
+            overlay: Arc::clone(&view.overlay),
         });
         let fruit = view
             .searcher

@@ -29,7 +29,9 @@
 //!   (tantivy errors or panics on it) or older-schema index, or one older than the change log
 //!   reaches, is deleted and rebuilt from the store, with progress logged.
 
+use crate::columns::DocFacts;
 use crate::geo::point_cells;
+use crate::overlay::{FactsOverlay, FoldPolicy, OverlayState};
 use crate::store::{Changed, MusicianRecord, Store, StoreError};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -42,12 +44,12 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
-    TantivyDocument, Term,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    SegmentReader, TantivyDocument, Term,
 };
 
 /// Bumped whenever the document layout changes; an index with another version is rebuilt.
-const SCHEMA_VERSION: u32 = 6;
+const SCHEMA_VERSION: u32 = 7;
 
 /// Errors from the index.
 #[derive(Debug, thiserror::Error)]
@@ -134,48 +136,104 @@ pub(crate) fn place_term(cell: &str, instrument: &str) -> String {
     format!("{cell}|{instrument}")
 }
 
-fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
-    let m = &rec.musician;
-    let mut d = TantivyDocument::default();
-    d.add_text(f.id, &m.id);
-    d.add_text(f.text, &m.name);
-    if let Some(bio) = &m.bio {
-        d.add_text(f.text, bio);
-    }
-    for s in &m.instruments {
-        for l in 1..=s.level.clamp(0, 5) {
-            d.add_text(f.inst, inst_term(&s.name, l));
+/// What a musician's document is built from besides its [`DocFacts`]: every input of its terms
+/// and of its fixed columns (`lat`, `lon`, the id words). [`document`] reads a record only
+/// through this and [`doc_facts`], so two records with equal sources and equal facts have equal
+/// documents, and two with equal sources have documents that differ at most in their facts'
+/// columns, which the facts overlay ([`crate::overlay`]) can then stand in for.
+#[derive(PartialEq)]
+struct DocSource<'a> {
+    id: &'a str,
+    name: &'a str,
+    bio: Option<&'a str>,
+    instruments: &'a [crate::model::InstrumentSkill],
+    genres: &'a [String],
+    busy: &'a [String],
+    booked: &'a [crate::model::BookedDate],
+    location: crate::model::GeoPoint,
+}
+
+impl<'a> DocSource<'a> {
+    fn of(rec: &'a MusicianRecord) -> DocSource<'a> {
+        let m = &rec.musician;
+        DocSource {
+            id: &m.id,
+            name: &m.name,
+            bio: m.bio.as_deref(),
+            instruments: &m.instruments,
+            genres: &m.genres,
+            busy: &m.busy,
+            booked: &rec.booked,
+            location: m.location,
         }
     }
-    for g in &m.genres {
+}
+
+/// True when `old` and `new` have the same terms and fixed columns, so that the document of
+/// `new` differs from that of `old` at most in the volatile facts (travel radius, rating, fee,
+/// currency, active). Conservative: a false answer only costs a re-index.
+pub(crate) fn same_terms(old: &MusicianRecord, new: &MusicianRecord) -> bool {
+    DocSource::of(old) == DocSource::of(new)
+}
+
+/// The match facts of `rec` exactly as its document's columns hold them.
+pub(crate) fn doc_facts(rec: &MusicianRecord) -> DocFacts {
+    let m = &rec.musician;
+    DocFacts {
+        lat: m.location.lat,
+        lon: m.location.lon,
+        radius: m.travel_radius_km,
+        bayes: m.bayesian_rating(),
+        fee: m.fee.amount.max(0) as u64,
+        currency: currency_code(&m.fee.currency),
+        active: m.active,
+    }
+}
+
+fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
+    let s = DocSource::of(rec);
+    let facts = doc_facts(rec);
+    let mut d = TantivyDocument::default();
+    d.add_text(f.id, s.id);
+    d.add_text(f.text, s.name);
+    if let Some(bio) = s.bio {
+        d.add_text(f.text, bio);
+    }
+    for i in s.instruments {
+        for l in 1..=i.level.clamp(0, 5) {
+            d.add_text(f.inst, inst_term(&i.name, l));
+        }
+    }
+    for g in s.genres {
         d.add_text(f.genre, g);
     }
-    for day in &m.busy {
+    for day in s.busy {
         d.add_text(f.unavail, day);
     }
-    for b in &rec.booked {
+    for b in s.booked {
         d.add_text(f.unavail, &b.date);
     }
-    let cells = point_cells(m.location);
+    let cells = point_cells(s.location);
     for level in crate::geo::PLACE_LEVELS {
         if let Some(cell) = cells.get(*level as usize) {
-            for s in m.instruments.iter().filter(|s| s.level >= 1) {
-                d.add_text(f.place, place_term(cell, &s.name));
+            for i in s.instruments.iter().filter(|i| i.level >= 1) {
+                d.add_text(f.place, place_term(cell, &i.name));
             }
         }
     }
     for c in cells {
         d.add_text(f.home, c);
     }
-    d.add_u64(f.currency, currency_code(&m.fee.currency));
-    d.add_u64(f.active, u64::from(m.active));
-    d.add_u64(f.fee, m.fee.amount.max(0) as u64);
-    d.add_f64(f.lat, m.location.lat);
-    d.add_f64(f.lon, m.location.lon);
-    d.add_f64(f.radius, m.travel_radius_km);
-    d.add_f64(f.bayes, m.bayesian_rating());
-    let words = pack_id(&m.id);
-    for (field, word) in f.id_words.iter().zip(words) {
+    // The location's columns are fixed by the source (it gives the `home` terms too); the
+    // rest are the volatile facts.
+    d.add_f64(f.lat, s.location.lat);
+    d.add_f64(f.lon, s.location.lon);
+    d.add_u64(f.currency, facts.currency);
+    d.add_u64(f.active, u64::from(facts.active));
+    d.add_u64(f.fee, facts.fee);
+    d.add_f64(f.radius, facts.radius);
+    d.add_f64(f.bayes, facts.bayes);
+    for (field, word) in f.id_words.iter().zip(pack_id(s.id)) {
         d.add_u64(*field, word);
     }
     d
@@ -329,6 +387,15 @@ pub(crate) struct IndexHandle {
     tx: Mutex<Sender<IndexMsg>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     visible: Arc<(Mutex<VisibleState>, Condvar)>,
+    published: Arc<Mutex<Published>>,
+}
+
+/// A searcher and the facts overlay of the same commit: scans read document facts through the
+/// overlay ([`crate::overlay`]). Replaced before [`VisibleState::seq`] moves past its commit.
+#[derive(Clone)]
+pub(crate) struct Published {
+    pub searcher: Searcher,
+    pub overlay: Arc<FactsOverlay>,
 }
 
 #[derive(Default, Clone, Copy, Debug)]
@@ -339,6 +406,8 @@ pub(crate) struct VisibleState {
     pub sent: u64,
     /// When the oldest not-yet-visible change was sent.
     pub oldest_pending: Option<Instant>,
+    /// Musicians whose searchable facts live in the facts overlay.
+    pub overlaid: usize,
 }
 
 /// tantivy's log merge policy with a smaller floor: by default every segment under 10,000
@@ -366,20 +435,33 @@ pub(crate) struct IndexOptions {
     /// Run on every new searcher before it is handed out (the column cache: readers then never
     /// pay for opening a segment's columns).
     pub warmers: Vec<std::sync::Weak<dyn tantivy::Warmer>>,
+    /// When the facts overlay is folded back into the index.
+    pub fold: FoldPolicy,
 }
 
+/// The schema version and the sequence an index's last commit covers in full: its `seq`, or
+/// just below its `overlay_since` when changes from there on lived only in the facts overlay
+/// (which is not on disk; see [`crate::overlay`]).
 fn read_payload(index: &Index) -> Option<(u32, u64)> {
     let payload = index.load_metas().ok()?.payload?;
     let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
-    Some((
-        u32::try_from(v.get("schema")?.as_u64()?).ok()?,
-        v.get("seq")?.as_u64()?,
-    ))
+    let seq = v.get("seq")?.as_u64()?;
+    let covered = match v.get("overlay_since").and_then(|s| s.as_u64()) {
+        Some(since) => seq.min(since.saturating_sub(1)),
+        None => seq,
+    };
+    Some((u32::try_from(v.get("schema")?.as_u64()?).ok()?, covered))
 }
 
-fn commit(writer: &mut IndexWriter, seq: u64) -> tantivy::Result<()> {
+/// Commits what the writer holds as covering `seq`, recording `overlay_since` (see
+/// [`read_payload`]).
+fn commit(writer: &mut IndexWriter, seq: u64, overlay_since: Option<u64>) -> tantivy::Result<()> {
     let mut prepared = writer.prepare_commit()?;
-    prepared.set_payload(&serde_json::json!({"schema": SCHEMA_VERSION, "seq": seq}).to_string());
+    let mut payload = serde_json::json!({"schema": SCHEMA_VERSION, "seq": seq});
+    if let Some(since) = overlay_since {
+        payload["overlay_since"] = since.into();
+    }
+    prepared.set_payload(&payload.to_string());
     prepared.commit()?;
     Ok(())
 }
@@ -406,7 +488,7 @@ fn replay(
             writer.add_document(document(fields, &rec))?;
         }
     }
-    commit(writer, applied)?;
+    commit(writer, applied, None)?;
     Ok(())
 }
 
@@ -488,7 +570,7 @@ fn bring_level(dir: &Path, store: &Store, opts: &IndexOptions) -> Result<Level, 
                     tracing::info!(done = n, total, "index rebuild progress");
                 }
             }
-            commit(&mut writer, applied)?;
+            commit(&mut writer, applied, None)?;
             tracing::info!(
                 musicians = n,
                 secs = started.elapsed().as_secs_f64(),
@@ -569,16 +651,24 @@ impl IndexHandle {
                 seq: applied,
                 sent: applied,
                 oldest_pending: None,
+                overlaid: 0,
             }),
             Condvar::new(),
         ));
+        let published = Arc::new(Mutex::new(Published {
+            searcher: reader.searcher(),
+            overlay: Arc::new(FactsOverlay::default()),
+        }));
         let worker = Indexer {
             writer,
             reader: Clone::clone(&reader),
             fields,
             store,
             visible: visible.clone(),
+            published: published.clone(),
             interval: opts.commit_interval,
+            overlay: OverlayState::default(),
+            fold: opts.fold,
         };
         let thread = std::thread::Builder::new()
             .name("mussikon-indexer".into())
@@ -588,7 +678,13 @@ impl IndexHandle {
             tx: Mutex::new(tx),
             thread: Mutex::new(Some(thread)),
             visible,
+            published,
         })
+    }
+
+    /// The searcher of the last commit and its facts overlay.
+    pub(crate) fn published(&self) -> Published {
+        lock(&self.published).clone()
     }
 
     /// Hands the changes of `seq` to the indexer. Called in sequence order by the writer.
@@ -683,7 +779,10 @@ struct Indexer {
     fields: Fields,
     store: Arc<Store>,
     visible: Arc<(Mutex<VisibleState>, Condvar)>,
+    published: Arc<Mutex<Published>>,
     interval: Duration,
+    overlay: OverlayState,
+    fold: FoldPolicy,
 }
 
 impl Indexer {
@@ -707,13 +806,14 @@ impl Indexer {
             match msg {
                 Ok(IndexMsg::Change { seq, docs }) => {
                     for c in docs {
-                        if !c.created {
-                            self.writer
-                                .delete_term(Term::from_field_text(self.fields.id, &c.id));
-                        }
-                        if let Some(rec) = c.record {
-                            if let Err(e) = self.writer.add_document(document(&self.fields, &rec)) {
-                                tracing::error!(error = %e, "indexing failed; the next open rebuilds");
+                        match c.record {
+                            // The document keeps its terms: only its facts change.
+                            Some(rec) if c.facts_only && self.fold.max_musicians > 0 => {
+                                self.overlay.set(c.id, doc_facts(&rec), seq);
+                            }
+                            record => {
+                                self.overlay.forget(&c.id);
+                                self.reindex(&c.id, c.created, record.as_ref());
                             }
                         }
                     }
@@ -798,16 +898,64 @@ impl Indexer {
         if ids.len() > 1 {
             self.writer.merge(&ids).wait()?;
             self.reader.reload()?;
+            self.publish()?;
         }
         Ok(ids.len())
     }
 
+    /// Deletes `id`'s document (unless `created`: it has none) and adds `record`'s.
+    fn reindex(&mut self, id: &str, created: bool, record: Option<&MusicianRecord>) {
+        if !created {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.id, id));
+        }
+        if let Some(rec) = record {
+            if let Err(e) = self.writer.add_document(document(&self.fields, rec)) {
+                tracing::error!(error = %e, "indexing failed; the next open rebuilds");
+            }
+        }
+    }
+
+    /// Re-indexes every overlaid musician from the store and empties the overlay. The store
+    /// may be ahead of the changes the indexer has seen; a document of a later state is
+    /// harmless: readers evaluate musicians changed after the index's sequence from the store
+    /// and skip their documents, and the later change re-indexes them again.
+    fn fold_overlay(&mut self) -> Result<(), IndexError> {
+        let ids = self.overlay.take();
+        tracing::debug!(
+            musicians = ids.len(),
+            "folding the facts overlay into the index"
+        );
+        for id in ids {
+            let rec = self.store.musician(&id)?;
+            self.reindex(&id, false, rec.as_ref());
+        }
+        Ok(())
+    }
+
+    /// Publishes the reader's current searcher with the overlay found in it.
+    fn publish(&mut self) -> Result<(), IndexError> {
+        let searcher = self.reader.searcher();
+        let overlay = self.overlay.publish(&searcher, self.fields.id)?;
+        let overlaid = overlay.musicians();
+        *lock(&self.published) = Published { searcher, overlay };
+        lock(&self.visible.0).overlaid = overlaid;
+        Ok(())
+    }
+
     fn commit_and_reload(&mut self, seq: u64) -> Result<(), IndexError> {
         let current = lock(&self.visible.0).seq;
-        if seq > current {
-            commit(&mut self.writer, seq)?;
+        let fold = self.overlay.due(&self.fold);
+        if fold {
+            self.fold_overlay()?;
+        }
+        if seq > current || fold {
+            commit(&mut self.writer, seq, self.overlay.since())?;
         }
         self.reader.reload()?;
+        // Published before the sequence moves: a reader that sees the new sequence gets at
+        // least this searcher and overlay.
+        self.publish()?;
         {
             let mut v = lock(&self.visible.0);
             v.seq = v.seq.max(seq);
@@ -816,7 +964,12 @@ impl Indexer {
             }
         }
         self.visible.1.notify_all();
-        if let Err(e) = self.store.prune_changes(seq) {
+        // Changes that live only in the overlay stay in the change log: an open replays them.
+        let prunable = match self.overlay.since() {
+            Some(since) => seq.min(since.saturating_sub(1)),
+            None => seq,
+        };
+        if let Err(e) = self.store.prune_changes(prunable) {
             tracing::warn!(error = %e, "could not prune the index change log");
         }
         Ok(())

@@ -39,6 +39,7 @@ pub mod import;
 mod index;
 pub mod matching;
 pub mod model;
+mod overlay;
 mod replica;
 pub mod search;
 mod search_scan;

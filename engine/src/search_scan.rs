@@ -21,6 +21,7 @@
 use crate::columns::{ColumnCache, SegmentColumns};
 use crate::geo::{farther_than_by_latitude, haversine_km};
 use crate::model::GeoPoint;
+use crate::overlay::{FactsOverlay, SegmentOverlay};
 use crate::search::{sort_key_of, Cursor, SortBy};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub(crate) struct SearchJob {
     pub keep: usize,
     /// `(segment, doc)` pairs to skip.
     pub exclude: Arc<HashSet<(SegmentOrdinal, DocId)>>,
+    /// Facts that replace the columns' for overlaid documents.
+    pub overlay: Arc<FactsOverlay>,
 }
 
 /// One admitted document of a segment's first `keep`, with its id read.
@@ -70,6 +73,7 @@ pub(crate) struct SearchSegmentCollector {
     job: Arc<SearchJob>,
     segment: SegmentOrdinal,
     cols: Arc<SegmentColumns>,
+    overlay: SegmentOverlay,
     /// With a cursor: the first id ordinal of this segment greater than the cursor's id (ties
     /// on the key pass from there on).
     first_after: u64,
@@ -116,6 +120,7 @@ impl Collector for SearchCollector {
         Ok(SearchSegmentCollector {
             job: Arc::clone(&self.job),
             segment,
+            overlay: SegmentOverlay::new(self.job.overlay.segment(reader.segment_id())),
             cols,
             first_after,
             hits: Vec::new(),
@@ -139,11 +144,12 @@ impl Collector for SearchCollector {
 
 impl SearchSegmentCollector {
     /// Admission and key of one document, or `None` when a rule fails.
-    fn admit(&self, doc: DocId) -> Option<Admitted> {
+    fn admit(&mut self, doc: DocId) -> Option<Admitted> {
+        // One record holds every field read here (`columns::DocFacts`); the facts overlay
+        // stands in for the columns of documents whose facts changed since they were indexed.
+        let f = self.overlay.facts(&self.cols, doc)?;
         let job = &*self.job;
         let c = &self.cols;
-        // One record holds every field read here (`columns::DocFacts`).
-        let f = c.facts(doc)?;
         let distance = match job.near {
             None => None,
             Some((centre, radius)) => {

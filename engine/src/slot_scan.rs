@@ -31,6 +31,7 @@ use crate::matching::{
     components_of, distance_within_gig_radius, numeric_rules_at, Components, Facts, Weights,
 };
 use crate::model::{GeoPoint, Gig, Slot};
+use crate::overlay::{FactsOverlay, SegmentOverlay};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub(crate) struct SlotJob {
     pub currency: u64,
     /// `(segment, doc)` pairs to skip.
     pub exclude: Arc<HashSet<(SegmentOrdinal, DocId)>>,
+    /// Facts that replace the columns' for overlaid documents.
+    pub overlay: Arc<FactsOverlay>,
 }
 
 /// Scores the documents of a slot query; see the module documentation.
@@ -79,6 +82,7 @@ pub(crate) struct SlotSegmentCollector {
     job: Arc<SlotJob>,
     segment: SegmentOrdinal,
     cols: Arc<SegmentColumns>,
+    overlay: SegmentOverlay,
     /// Postings of `instrument@l` for l from the slot's min level (from 2 when that is 1),
     /// ascending.
     levels: Vec<(i64, SegmentPostings)>,
@@ -209,6 +213,7 @@ impl Collector for SlotCollector {
         Ok(SlotSegmentCollector {
             job: job.clone(),
             segment,
+            overlay: SegmentOverlay::new(job.overlay.segment(reader.segment_id())),
             cols,
             levels,
             check_min,
@@ -242,10 +247,10 @@ impl SegmentCollector for SlotSegmentCollector {
         if !job.exclude.is_empty() && job.exclude.contains(&(self.segment, doc)) {
             return;
         }
-        let c = &*self.cols;
         // One record holds every match field (`columns::DocFacts`): a cache line, not seven
-        // column reads that each missed the cache at 1M documents.
-        let Some(f) = c.facts(doc) else {
+        // column reads that each missed the cache at 1M documents. The facts overlay stands in
+        // for the columns of documents whose facts changed since they were indexed.
+        let Some(f) = self.overlay.facts(&self.cols, doc) else {
             tracing::error!(doc, "index document without match fields; skipped");
             return;
         };

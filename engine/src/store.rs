@@ -37,6 +37,7 @@ use crate::command::{
     Command, Conflict, Effect, Expected, Guard, IdempotencyKey, Outcome, Refusal,
     IDEMPOTENCY_KEYS_KEPT, IDEMPOTENCY_TTL_MS, MAX_BATCH, MAX_BULK, MAX_IDEMPOTENCY_KEY,
 };
+use crate::index;
 use crate::model::{BookedDate, Booking, Gig, Message, Musician, Timestamp};
 use crate::validate::{
     self, check_id, validate_booking, validate_gig, validate_musician, validate_post, Checker,
@@ -109,6 +110,11 @@ pub(crate) struct Changed {
     /// True when the command created the musician: no earlier version can be in the index,
     /// so the indexer adds the document without first deleting the id.
     pub created: bool,
+    /// True when the new record has the terms of the one before it ([`index::same_terms`]):
+    /// its document would differ only in the volatile match facts, which the indexer may then
+    /// keep in the facts overlay ([`crate::overlay`]) instead of re-indexing. False whenever
+    /// unsure.
+    pub facts_only: bool,
 }
 
 impl Changed {
@@ -117,6 +123,15 @@ impl Changed {
             id,
             record: Some(record),
             created,
+            facts_only: false,
+        }
+    }
+
+    /// `record` replaced `old`.
+    fn replaced(id: String, old: &MusicianRecord, record: MusicianRecord) -> Changed {
+        Changed {
+            facts_only: index::same_terms(old, &record),
+            ..Changed::upserted(id, record, false)
         }
     }
 
@@ -129,6 +144,7 @@ impl Changed {
             id,
             record: None,
             created: false,
+            facts_only: false,
         }
     }
 }
@@ -300,15 +316,19 @@ impl Tx<'_> {
     /// nothing in the change log for readers to re-check.
     fn upsert_musician(&self, musician: &Musician, seq: u64) -> TxResult<(bool, Option<Changed>)> {
         let old = self.musician(&musician.id)?;
-        let created = old.is_none();
         let unchanged = old.as_ref().is_some_and(|o| o.musician == *musician);
         let rec = MusicianRecord {
             musician: musician.clone(),
             version: seq,
-            booked: old.map(|o| o.booked).unwrap_or_default(),
+            booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
         };
         self.put_musician(&rec)?;
-        let change = (!unchanged).then(|| Changed::upserted(musician.id.clone(), rec, created));
+        let created = old.is_none();
+        let change = match old {
+            _ if unchanged => None,
+            Some(old) => Some(Changed::replaced(musician.id.clone(), &old, rec)),
+            None => Some(Changed::upserted(musician.id.clone(), rec, true)),
+        };
         Ok((created, change))
     }
 
@@ -958,6 +978,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
             let Some(mut m) = tx.musician(musician_id)? else {
                 return Ok(Err(not_found("musician", musician_id)));
             };
+            let before = m.clone();
             let old = m.musician.rating.unwrap_or(crate::model::Rating {
                 average: 0.0,
                 count: 0,
@@ -973,7 +994,7 @@ fn exec(tx: &Tx<'_>, seq: u64, cmd: &Command) -> ExecResult {
                     average,
                     count,
                 },
-                vec![Changed::updated(musician_id.clone(), m)],
+                vec![Changed::replaced(musician_id.clone(), &before, m)],
             )))
         }
         Command::BulkUpsert { musicians, gigs } => {

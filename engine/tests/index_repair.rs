@@ -136,9 +136,11 @@ fn an_engine_reopened_at_once_after_a_drop_or_restore_opens() {
     }
 }
 
-/// An index written by an older build (another schema version in its commit payload; before
-/// version 6 the documents had no `place` terms, which near-queries now read) is rebuilt on
-/// open, not used: otherwise every search near a point and every match would come back empty.
+/// An index written by another build (another schema version in its commit payload: before
+/// version 6 the documents had no `place` terms, which near-queries now read, and before 7 the
+/// payload did not say which changes lived only in the facts overlay) is rebuilt on open, not
+/// used: otherwise every search near a point and every match would come back empty, or an older
+/// build would read stale facts.
 #[test]
 fn an_index_of_an_older_schema_version_is_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
@@ -151,13 +153,13 @@ fn an_index_of_an_older_schema_version_is_rebuilt() {
     }
     let meta = dir.join("index").join("meta.json");
     let text = std::fs::read_to_string(&meta).unwrap();
-    let current = "\\\"schema\\\":6";
+    let current = "\\\"schema\\\":7";
     assert!(text.contains(current), "payload of this build: {text}");
-    std::fs::write(&meta, text.replace(current, "\\\"schema\\\":5")).unwrap();
+    std::fs::write(&meta, text.replace(current, "\\\"schema\\\":6")).unwrap();
     let e = open_engine(&dir);
     assert!(!std::fs::read_to_string(&meta)
         .unwrap()
-        .contains("\\\"schema\\\":5"));
+        .contains("\\\"schema\\\":6"));
     let q = SearchQuery {
         instruments: vec![InstrumentFilter {
             name: "guitar".into(),

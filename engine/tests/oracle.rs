@@ -574,3 +574,222 @@ proptest! {
         }
     }
 }
+
+/// A change to one musician's volatile match facts only, or (`Terms`) to its terms too.
+#[derive(Clone, Debug)]
+enum FactsEdit {
+    Fee(i64),
+    Currency,
+    Radius(f64),
+    Active,
+    Rate(i64),
+    /// A new bio and genre: the terms change, the document is re-indexed in full.
+    Terms(usize),
+    Delete,
+}
+
+fn facts_edit() -> impl Strategy<Value = FactsEdit> {
+    prop_oneof![
+        4 => (0i64..300).prop_map(FactsEdit::Fee),
+        1 => Just(FactsEdit::Currency),
+        2 => (5.0f64..80.0).prop_map(FactsEdit::Radius),
+        2 => Just(FactsEdit::Active),
+        3 => (1i64..=5).prop_map(FactsEdit::Rate),
+        2 => (0..GENRES.len()).prop_map(FactsEdit::Terms),
+        1 => Just(FactsEdit::Delete),
+    ]
+}
+
+/// Applies `edits` (musician index, edit) to the stored musicians: the ids whose last edit
+/// changed facts only (those the overlay must then hold, once the index commits).
+fn apply_edits(engine: &Engine, ms: &[Musician], edits: &[(usize, FactsEdit)]) -> Vec<String> {
+    let mut overlaid = std::collections::BTreeSet::new();
+    for (i, edit) in edits {
+        let id = ms[i % ms.len()].id.clone();
+        let Some(stored) = engine.musician(&id).unwrap() else {
+            continue;
+        };
+        let before = stored.musician.clone();
+        let mut m = stored.musician;
+        let mut facts_only = true;
+        match edit {
+            FactsEdit::Rate(stars) => {
+                engine
+                    .execute(&Command::RateMusician {
+                        musician_id: id.clone(),
+                        stars: *stars,
+                    })
+                    .unwrap();
+                overlaid.insert(id);
+                continue;
+            }
+            FactsEdit::Delete => {
+                engine
+                    .execute(&Command::DeleteMusician { id: id.clone() })
+                    .unwrap();
+                overlaid.remove(&id);
+                continue;
+            }
+            FactsEdit::Fee(f) => m.fee.amount = f * 100 + 1,
+            FactsEdit::Currency => {
+                m.fee.currency = if m.fee.currency == "EUR" {
+                    "USD"
+                } else {
+                    "EUR"
+                }
+                .into()
+            }
+            FactsEdit::Radius(r) => m.travel_radius_km = *r + 0.5,
+            FactsEdit::Active => m.active = !m.active,
+            FactsEdit::Terms(g) => {
+                m.bio = Some(format!(
+                    "{} {}",
+                    m.bio.unwrap_or_default(),
+                    WORDS[g % WORDS.len()]
+                ));
+                m.genres = vec![GENRES[*g].to_string()];
+                facts_only = false;
+            }
+        }
+        let unchanged = m == before;
+        engine.upsert_musician(m).unwrap();
+        if unchanged {
+            // A rewrite of the stored profile changes nothing, the index included.
+            continue;
+        }
+        if facts_only {
+            overlaid.insert(id);
+        } else {
+            overlaid.remove(&id);
+        }
+    }
+    overlaid.into_iter().collect()
+}
+
+/// Every stored gig matched and a search sorted by `sort` equal the brute force over the
+/// store.
+fn assert_exact(engine: &Engine, gs: &[Gig], sort: SortBy, max_fee: Option<i64>, stage: &str) {
+    let all = engine.list_musicians(None, usize::MAX).unwrap();
+    let wv = [0.35, 0.30, 0.15, 0.10, 0.10];
+    for g in gs {
+        let stored = engine.gig(&g.id).unwrap().unwrap();
+        let res = engine
+            .match_gig(&MatchRequest {
+                target: MatchTarget::Stored(g.id.clone()),
+                k: Some(5),
+                weights: None,
+            })
+            .unwrap();
+        for (i, slot) in stored.gig.slots.iter().enumerate() {
+            let expect = oracle_slot(&all, &stored.gig, slot, wv);
+            let got = &res.slots[i];
+            assert_eq!(got.eligible, expect.len(), "{stage}: gig {} slot {i}", g.id);
+            let ids: Vec<&str> = got
+                .candidates
+                .iter()
+                .map(|c| c.musician_id.as_str())
+                .collect();
+            let want: Vec<&str> = expect.iter().take(5).map(|c| c.0.as_str()).collect();
+            assert_eq!(ids, want, "{stage}: gig {} slot {i}", g.id);
+            for (c, e) in got.candidates.iter().zip(&expect) {
+                assert!(
+                    (c.score - e.1).abs() < 1e-9,
+                    "{stage}: score of {}",
+                    c.musician_id
+                );
+            }
+        }
+    }
+    for include_inactive in [false, true] {
+        let q = SearchQuery {
+            max_fee: max_fee.map(|f| Money {
+                amount: f * 100,
+                currency: "EUR".into(),
+            }),
+            min_rating: (sort == SortBy::Rating).then_some(3.4),
+            include_inactive,
+            sort,
+            limit: Some(1000),
+            ..SearchQuery::default()
+        };
+        let mut expect = oracle_search(&all, &q);
+        expect.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let want: Vec<String> = expect.iter().map(|e| e.1.clone()).collect();
+        let got: Vec<String> = engine
+            .search(&q)
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| h.musician.id.clone())
+            .collect();
+        assert_eq!(got, want, "{stage}: search {q:?}");
+        assert_eq!(paged_ids(engine, &q, 3), want, "{stage}: paged search");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Edits that leave a musician's terms alone (fee, currency, travel radius, active, every
+    /// rating) go to the index's facts overlay instead of re-indexing the document. Searches
+    /// and matches must equal the brute force over the store at every stage: overlay
+    /// published, overlay plus changes the index has not committed (some re-indexing an
+    /// overlaid musician, some deleting one), after a merge into one segment renumbered the
+    /// documents, after a reopen (the overlay is not on disk: the open replays its changes),
+    /// and with an overlay small enough to be folded into the index at once.
+    #[test]
+    fn search_and_match_are_exact_with_facts_in_the_overlay(
+        (ms, gs, books) in world(),
+        first in prop::collection::vec((0usize..60, facts_edit()), 1..40),
+        second in prop::collection::vec((0usize..60, facts_edit()), 1..30),
+        sort in 0usize..3,
+        max_fee in prop::option::of(0i64..300),
+        fold_at in 0usize..6,
+    ) {
+        let sort = [SortBy::Relevance, SortBy::Rating, SortBy::Fee][sort];
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = stale_engine(dir.path());
+            // Two segments at least, so that documents move when they merge.
+            let half = ms.len().div_ceil(2);
+            engine.execute(&Command::BulkUpsert { musicians: ms[..half].to_vec(), gigs: Vec::new() }).unwrap();
+            engine.refresh().unwrap();
+            load(&engine, &ms, &gs, &books);
+            let overlaid = apply_edits(&engine, &ms, &first);
+            engine.refresh().unwrap();
+            prop_assert_eq!(engine.status().unwrap().index_overlay_musicians, overlaid.len() as u64);
+            assert_exact(&engine, &gs, sort, max_fee, "overlay published");
+            apply_edits(&engine, &ms, &second);
+            assert_exact(&engine, &gs, sort, max_fee, "overlay and uncommitted changes");
+            engine.refresh().unwrap();
+            assert_exact(&engine, &gs, sort, max_fee, "second overlay published");
+            engine.compact_index().unwrap();
+            assert_exact(&engine, &gs, sort, max_fee, "after a merge");
+        }
+        {
+            let engine = stale_engine(dir.path());
+            prop_assert_eq!(engine.status().unwrap().index_overlay_musicians, 0);
+            assert_exact(&engine, &gs, sort, max_fee, "reopened");
+        }
+        let engine = Engine::open(
+            dir.path(),
+            Config {
+                durability: Durability::Periodic { flush_every_ms: 1000 },
+                index_commit_interval: std::time::Duration::from_secs(3600),
+                index_overlay_max_musicians: fold_at,
+                ..Config::default()
+            },
+        )
+        .unwrap();
+        let overlaid = apply_edits(&engine, &ms, &first);
+        engine.refresh().unwrap();
+        let held = engine.status().unwrap().index_overlay_musicians;
+        if fold_at == 0 {
+            prop_assert_eq!(held, 0);
+        } else {
+            prop_assert!(held as usize <= fold_at, "overlay of {held} past {fold_at}");
+            prop_assert!(held as usize == overlaid.len() || held == 0);
+        }
+        assert_exact(&engine, &gs, sort, max_fee, "folded");
+    }
+}

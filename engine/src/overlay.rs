@@ -1,0 +1,277 @@
+//! The facts overlay: what the index's documents no longer say about the volatile match facts.
+//!
+//! A musician's document holds terms (instruments, genres, dates, cells, text) and the match
+//! facts readers score with ([`DocFacts`]). Most profile edits touch only the volatile facts:
+//! the fee, the currency, the travel radius, the active flag, and every rating (a rating
+//! changes the Bayesian rating and nothing else). Re-indexing the whole document for those
+//! (tokenizing it, then merging its ~50 terms again and again) was the largest single cost of a
+//! changed-profile write on every replica (docs/perf.md). So the indexer does not: when a
+//! change leaves a musician's terms as they were ([`crate::index::same_terms`]), it records the
+//! new facts here, keyed by musician id, and leaves the document alone.
+//!
+//! At each commit the indexer finds every overlaid musician's live document in the new
+//! searcher and publishes, with that searcher, a [`FactsOverlay`]: per segment, the overlaid
+//! documents in doc order with their current facts. Scans read a document's facts through
+//! [`SegmentOverlay::facts`], which answers from the overlay where it lists the document and
+//! from the segment's columns otherwise.
+//!
+//! The overlay lives in memory only. Each index commit records in its payload the lowest
+//! sequence whose change lives only in the overlay ([`OverlayState::since`]); the change log is
+//! pruned only below it, and an index opened with such a payload replays the change log from
+//! there, re-indexing those musicians in full. The indexer folds the overlay into the index
+//! (re-indexes every overlaid musician and empties it) when it holds more than its configured
+//! number of musicians or its oldest entry is older than its configured age, so the change log
+//! kept for it and the replay after a crash stay bounded.
+//!
+//! Promises:
+//! - For every live document of a published searcher, the facts a scan reads through the
+//!   overlay published with that searcher are those of the record the index's sequence holds
+//!   for the document's musician, as if the document had been re-indexed.
+//! - Each overlaid musician has exactly one live document in a searcher that covers its last
+//!   full re-index; a lookup that finds none is logged and the musician read from its columns.
+//! - An empty overlay costs a scan one `Option` test per segment.
+
+use crate::columns::{DocFacts, SegmentColumns};
+use crate::index::IndexError;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tantivy::index::SegmentId;
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocId, DocSet, Searcher, Term};
+
+/// One segment's overlaid documents, sorted by doc id.
+pub(crate) type SegmentEntries = Arc<[(DocId, DocFacts)]>;
+
+/// The overlay as of one published searcher: see the module documentation.
+#[derive(Default)]
+pub(crate) struct FactsOverlay {
+    segments: HashMap<SegmentId, SegmentEntries>,
+    musicians: usize,
+}
+
+impl FactsOverlay {
+    /// The overlaid documents of segment `id`, if any.
+    pub(crate) fn segment(&self, id: SegmentId) -> Option<SegmentEntries> {
+        self.segments.get(&id).cloned()
+    }
+
+    /// Musicians whose facts the overlay holds.
+    pub(crate) fn musicians(&self) -> usize {
+        self.musicians
+    }
+}
+
+/// Reads the facts of one segment's documents through its overlay. Documents asked in
+/// increasing order (as tantivy's collectors give them) cost O(1) each; any order is answered
+/// correctly.
+pub(crate) struct SegmentOverlay {
+    entries: Option<SegmentEntries>,
+    /// Index of the first entry whose doc is ≥ the last doc asked.
+    next: usize,
+}
+
+impl SegmentOverlay {
+    pub(crate) fn new(entries: Option<SegmentEntries>) -> SegmentOverlay {
+        SegmentOverlay { entries, next: 0 }
+    }
+
+    /// The match facts of `doc`: the overlay's when it lists the document, else its columns'.
+    #[inline]
+    pub(crate) fn facts(&mut self, cols: &SegmentColumns, doc: DocId) -> Option<DocFacts> {
+        match self.entry(doc) {
+            Some(f) => Some(f),
+            None => cols.facts(doc),
+        }
+    }
+
+    /// The overlay's facts for `doc`, if it lists the document.
+    #[inline]
+    fn entry(&mut self, doc: DocId) -> Option<DocFacts> {
+        let e = self.entries.as_ref()?;
+        if self.next > 0 && e[self.next - 1].0 >= doc {
+            self.next = e.partition_point(|x| x.0 < doc);
+        }
+        while self.next < e.len() && e[self.next].0 < doc {
+            self.next += 1;
+        }
+        e.get(self.next).filter(|x| x.0 == doc).map(|x| x.1)
+    }
+}
+
+/// When the indexer folds the overlay back into the index.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FoldPolicy {
+    /// Fold once more musicians than this are overlaid; 0 turns the overlay off (every change
+    /// re-indexes its musician).
+    pub max_musicians: usize,
+    /// Fold once the oldest overlaid change is older than this.
+    pub max_age: Duration,
+}
+
+/// The indexer's side of the overlay: the current facts of each overlaid musician and where its
+/// document was last found.
+#[derive(Default)]
+pub(crate) struct OverlayState {
+    facts: HashMap<String, DocFacts>,
+    found: HashMap<String, (SegmentId, DocId)>,
+    /// The sequence of the oldest change that lives only here, and when it arrived.
+    since: Option<(u64, Instant)>,
+}
+
+impl OverlayState {
+    /// Records `facts` as `id`'s, from the change of sequence `seq` (which left its terms as
+    /// they were).
+    pub(crate) fn set(&mut self, id: String, facts: DocFacts, seq: u64) {
+        self.since.get_or_insert_with(|| (seq, Instant::now()));
+        self.facts.insert(id, facts);
+    }
+
+    /// Forgets `id`: its document is being re-indexed in full (or deleted).
+    pub(crate) fn forget(&mut self, id: &str) {
+        if self.facts.remove(id).is_some() {
+            self.found.remove(id);
+            if self.facts.is_empty() {
+                self.since = None;
+            }
+        }
+    }
+
+    /// The sequence of the oldest change that lives only in the overlay.
+    pub(crate) fn since(&self) -> Option<u64> {
+        self.since.map(|(seq, _)| seq)
+    }
+
+    /// Whether `policy` asks for a fold now.
+    pub(crate) fn due(&self, policy: &FoldPolicy) -> bool {
+        self.facts.len() > policy.max_musicians
+            || self
+                .since
+                .is_some_and(|(_, at)| at.elapsed() >= policy.max_age)
+    }
+
+    /// Empties the overlay, returning the ids it held (for the indexer to re-index).
+    pub(crate) fn take(&mut self) -> Vec<String> {
+        self.found.clear();
+        self.since = None;
+        self.facts.drain().map(|(id, _)| id).collect()
+    }
+
+    /// The overlay for `searcher`: finds each overlaid musician's live document (reusing where
+    /// it was found before when that segment is still in the searcher) and groups the facts by
+    /// segment in doc order.
+    pub(crate) fn publish(
+        &mut self,
+        searcher: &Searcher,
+        id_field: Field,
+    ) -> Result<Arc<FactsOverlay>, IndexError> {
+        if self.facts.is_empty() {
+            return Ok(Arc::new(FactsOverlay::default()));
+        }
+        let live: std::collections::HashSet<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|s| s.segment_id())
+            .collect();
+        let mut by_segment: HashMap<SegmentId, Vec<(DocId, DocFacts)>> = HashMap::new();
+        let mut lost = 0usize;
+        for (id, facts) in &self.facts {
+            let at = match self.found.get(id) {
+                Some(at) if live.contains(&at.0) => Some(*at),
+                _ => {
+                    let at = live_doc(searcher, id_field, id)?;
+                    match at {
+                        Some(at) => {
+                            self.found.insert(id.clone(), at);
+                        }
+                        None => {
+                            self.found.remove(id);
+                        }
+                    }
+                    at
+                }
+            };
+            match at {
+                Some((segment, doc)) => by_segment.entry(segment).or_default().push((doc, *facts)),
+                None => lost += 1,
+            }
+        }
+        if lost > 0 {
+            tracing::error!(
+                musicians = lost,
+                "overlaid musicians without a live index document; their columns are read"
+            );
+        }
+        let segments = by_segment
+            .into_iter()
+            .map(|(segment, mut docs)| {
+                docs.sort_unstable_by_key(|e| e.0);
+                (segment, docs.into())
+            })
+            .collect();
+        Ok(Arc::new(FactsOverlay {
+            segments,
+            musicians: self.facts.len(),
+        }))
+    }
+}
+
+/// The live document of musician `id` in `searcher`: its segment and doc id.
+fn live_doc(
+    searcher: &Searcher,
+    id_field: Field,
+    id: &str,
+) -> Result<Option<(SegmentId, DocId)>, IndexError> {
+    let term = Term::from_field_text(id_field, id);
+    for seg in searcher.segment_readers() {
+        let inv = seg.inverted_index(id_field)?;
+        let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic)? else {
+            continue;
+        };
+        let alive = seg.alive_bitset();
+        while postings.doc() != tantivy::TERMINATED {
+            let doc = postings.doc();
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                return Ok(Some((seg.segment_id(), doc)));
+            }
+            postings.advance();
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(fee: u64) -> DocFacts {
+        DocFacts {
+            lat: 1.0,
+            lon: 2.0,
+            radius: 3.0,
+            bayes: 3.5,
+            fee,
+            currency: 7,
+            active: true,
+        }
+    }
+
+    #[test]
+    fn the_cursor_answers_in_any_order() {
+        let entries: SegmentEntries = vec![(2, facts(20)), (5, facts(50)), (9, facts(90))].into();
+        let listed = |doc: DocId| entries.iter().find(|e| e.0 == doc).map(|e| e.1);
+        let orders: [&[DocId]; 4] = [
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            &[10, 9, 5, 2, 0],
+            &[5, 2, 9, 9, 2, 6, 5],
+            &[2, 2, 2, 9, 1, 9],
+        ];
+        for order in orders {
+            let mut o = SegmentOverlay::new(Some(entries.clone()));
+            for &doc in order {
+                assert_eq!(o.entry(doc), listed(doc), "doc {doc} in order {order:?}");
+            }
+        }
+        assert_eq!(SegmentOverlay::new(None).entry(2), None);
+    }
+}
