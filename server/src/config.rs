@@ -341,6 +341,10 @@ pub struct IndexConfig {
     /// Keep the search index (`index.enabled`; cluster nodes only may turn it off: such a node
     /// stores, votes and serves reads by id, and answers searches and matches 421).
     pub enabled: bool,
+    /// `index.overlay_max_musicians`: see `mussikon_engine::Config::index_overlay_max_musicians`.
+    pub overlay_max_musicians: usize,
+    /// `index.overlay_max_age_s`: see `mussikon_engine::Config::index_overlay_max_age`.
+    pub overlay_max_age: Duration,
 }
 
 impl Default for IndexConfig {
@@ -353,6 +357,8 @@ impl Default for IndexConfig {
             ),
             writer_threads: sources::DEFAULT_INDEX_WRITER_THREADS,
             enabled: true,
+            overlay_max_musicians: sources::DEFAULT_INDEX_OVERLAY_MAX_MUSICIANS,
+            overlay_max_age: Duration::from_secs(sources::DEFAULT_INDEX_OVERLAY_MAX_AGE_S),
         }
     }
 }
@@ -364,6 +370,8 @@ impl IndexConfig {
             index_commit_interval: self.commit_interval,
             index_writer_threads: self.writer_threads,
             index_enabled: self.enabled,
+            index_overlay_max_musicians: self.overlay_max_musicians,
+            index_overlay_max_age: self.overlay_max_age,
             ..config
         }
     }

@@ -147,6 +147,8 @@ pub const KEYS: &[Key] = &[
     k("index.commit_interval_ms", Kind::Integer),
     k("index.writer_threads", Kind::Integer),
     k("index.enabled", Kind::Bool),
+    k("index.overlay_max_musicians", Kind::Integer),
+    k("index.overlay_max_age_s", Kind::Integer),
     k("tracing.otlp_endpoint", Kind::Text),
     k("tracing.service_name", Kind::Text),
     k("tracing.sample_ratio", Kind::Number),
@@ -398,7 +400,17 @@ pub struct IndexSettings {
     pub writer_threads: usize,
     /// Keep the search index; a cluster node may turn it off (it then serves no search).
     pub enabled: bool,
+    /// Most musicians whose changed fee, currency, travel radius, rating or active flag the
+    /// index keeps in memory instead of re-indexing them (the facts overlay); 0: none.
+    pub overlay_max_musicians: usize,
+    /// Longest time, s, a change stays in the facts overlay before it is folded into the index.
+    pub overlay_max_age_s: u64,
 }
+
+/// See [`IndexSettings::overlay_max_musicians`] (the engine library's default).
+pub const DEFAULT_INDEX_OVERLAY_MAX_MUSICIANS: usize = 50_000;
+/// See [`IndexSettings::overlay_max_age_s`] (the engine library's default).
+pub const DEFAULT_INDEX_OVERLAY_MAX_AGE_S: u64 = 60;
 
 /// A serving node's index defaults, not the engine library's (250 ms, 2 threads): a node's
 /// writes are a trickle of single records, for which one indexing thread and a commit a second
@@ -414,6 +426,8 @@ impl Default for IndexSettings {
             commit_interval_ms: DEFAULT_INDEX_COMMIT_INTERVAL_MS,
             writer_threads: DEFAULT_INDEX_WRITER_THREADS,
             enabled: true,
+            overlay_max_musicians: DEFAULT_INDEX_OVERLAY_MAX_MUSICIANS,
+            overlay_max_age_s: DEFAULT_INDEX_OVERLAY_MAX_AGE_S,
         }
     }
 }
@@ -1030,6 +1044,15 @@ impl Settings {
         if !(1..=16).contains(&self.index.writer_threads) {
             return Err(invalid("index.writer_threads", "must be 1 to 16"));
         }
+        if self.index.overlay_max_musicians > 10_000_000 {
+            return Err(invalid(
+                "index.overlay_max_musicians",
+                "must be 0 to 10000000",
+            ));
+        }
+        if !(1..=3600).contains(&self.index.overlay_max_age_s) {
+            return Err(invalid("index.overlay_max_age_s", "must be 1 to 3600"));
+        }
         if self.http.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
         }
@@ -1075,6 +1098,8 @@ impl Settings {
                 commit_interval: Duration::from_millis(self.index.commit_interval_ms),
                 writer_threads: self.index.writer_threads,
                 enabled: self.index.enabled,
+                overlay_max_musicians: self.index.overlay_max_musicians,
+                overlay_max_age: Duration::from_secs(self.index.overlay_max_age_s),
             },
             mode: self.mode,
             listen: self.listen,
@@ -1240,6 +1265,19 @@ mod tests {
             RateLimitSettings::default().reads.per_second
         );
         file_layer("[rate_limit.writes]\nburst = 3\n", Path::new("f.toml")).unwrap();
+    }
+
+    #[test]
+    fn the_overlay_defaults_are_the_engine_librarys() {
+        let engine = mussikon_engine::Config::default();
+        assert_eq!(
+            DEFAULT_INDEX_OVERLAY_MAX_MUSICIANS,
+            engine.index_overlay_max_musicians
+        );
+        assert_eq!(
+            Duration::from_secs(DEFAULT_INDEX_OVERLAY_MAX_AGE_S),
+            engine.index_overlay_max_age
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub const MATCHES_TOTAL: &str = "mussikon_matches_total";
 pub const MATCH_DURATION: &str = "mussikon_match_duration_seconds";
 /// Age of the oldest write not yet searchable.
 pub const INDEX_LAG: &str = "mussikon_index_lag_seconds";
+/// Musicians whose searchable facts live in the index's facts overlay.
+pub const INDEX_OVERLAY: &str = "mussikon_index_overlay_musicians";
 /// Store size on disk.
 pub const STORE_BYTES: &str = "mussikon_store_bytes";
 /// Musicians stored.
@@ -183,6 +185,11 @@ fn describe() {
         Unit::Seconds,
         "How long the oldest write not yet searchable has waited (0 when the index is current)."
     );
+    describe_gauge!(
+        INDEX_OVERLAY,
+        "Musicians whose changed fee, rating, radius or active flag the index keeps in memory \
+         instead of re-indexing them (folded into the index past index.overlay_max_musicians)."
+    );
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of the store on disk.");
     describe_gauge!(MUSICIANS, "Musicians stored.");
     describe_gauge!(GIGS, "Gigs stored.");
@@ -323,6 +330,7 @@ pub fn record_match<'a>(instruments: impl IntoIterator<Item = &'a str>, took: Du
 /// Sets the engine gauges from a status reading.
 pub fn record_status(s: &Status) {
     gauge!(INDEX_LAG).set(s.index_lag_ms as f64 / 1000.0);
+    gauge!(INDEX_OVERLAY).set(s.index_overlay_musicians as f64);
     gauge!(STORE_BYTES).set(s.store_bytes as f64);
     gauge!(MUSICIANS).set(s.musicians as f64);
     gauge!(GIGS).set(s.gigs as f64);

@@ -29,6 +29,11 @@ async fn metrics_have_help_lines_and_route_templates() {
     s.get("/some/raw/path/that/matches/nothing").await;
     s.put("/v1/gigs/g-1", &gig("g-1", "2026-12-05")).await;
     s.refresh().await;
+    // A new fee alone: the index keeps it in its facts overlay rather than re-indexing m-1.
+    let mut m = musician("m-1");
+    m["fee"]["amount"] = json!(17_500);
+    s.put("/v1/musicians/m-1", &m).await;
+    s.refresh().await;
     s.get("/v1/gigs/g-1/matches").await;
     let resp = s.get("/metrics").await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -44,6 +49,7 @@ async fn metrics_have_help_lines_and_route_templates() {
         "mussikon_matches_total",
         "mussikon_match_duration_seconds",
         "mussikon_index_lag_seconds",
+        "mussikon_index_overlay_musicians",
         "mussikon_store_bytes",
         "mussikon_musicians",
         "mussikon_gigs",
@@ -53,6 +59,10 @@ async fn metrics_have_help_lines_and_route_templates() {
             "no HELP for {name}:\n{text}"
         );
     }
+    assert!(
+        text.contains("\nmussikon_index_overlay_musicians 1\n"),
+        "m-1's new fee is not in the overlay:\n{text}"
+    );
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
     assert!(text.contains("http_request_duration_seconds_bucket{route=\"/v1/musicians/{id}\",method=\"GET\",le=\"0.0005\"}"), "{text}");
     assert!(text.contains("route=\"/v1/musicians/{id}\",method=\"PUT\",status=\"201\""));
