@@ -8,7 +8,8 @@
 //! | --- | --- | --- |
 //! | `put-rr` | `PUT /v1/musicians/{id}`, nodes in turn (followers forward) | `POST /v3/kv/put`, members in turn |
 //! | `put-leader` | the same, to the leader only | the same, to the leader only |
-//! | `put-change` | as `put-rr`, each profile with a new fee (an indexed field), so every write changes the search index | as `put-rr`, the same changed JSON |
+//! | `put-change` | as `put-rr`, each profile with a new fee: a change the search index takes in its facts overlay (ARCHITECTURE.md), without re-indexing the musician | as `put-rr`, the same changed JSON |
+//! | `put-reindex` | as `put-change`, and a new bio too: a change of the musician's terms, which every node re-indexes | as `put-rr`, the same changed JSON |
 //! | `get` | `GET /v1/musicians/{id}` (linearizable, the default), nodes in turn | `POST /v3/kv/range` (linearizable, the default) |
 //! | `get-stale` | `GET /v1/musicians/{id}?consistency=stale` | `POST /v3/kv/range` with `serializable: true` |
 //! | `book` | `POST /v1/gigs/{id}/bookings` of a random (gig, musician) pair: a check-and-write; refusals (409) counted apart | `POST /v3/kv/txn`: put `booking/{musician}/{date}` if it does not exist; `succeeded: false` counted as a refusal |
@@ -67,6 +68,7 @@ enum Workload {
     PutRr,
     PutLeader,
     PutChange,
+    PutReindex,
     Get,
     GetStale,
     Book,
@@ -78,6 +80,7 @@ impl Workload {
             Workload::PutRr => "put-rr",
             Workload::PutLeader => "put-leader",
             Workload::PutChange => "put-change",
+            Workload::PutReindex => "put-reindex",
             Workload::Get => "get",
             Workload::GetStale => "get-stale",
             Workload::Book => "book",
@@ -259,9 +262,20 @@ impl Target {
 
     /// The key (musician) `k` written in full with the fee `fee` (in cents): unlike
     /// [`Target::put`], which rewrites a profile unchanged, a write the search index must take.
-    fn put_changed(&self, node: usize, data: &Data, k: usize, fee: i64) -> Result<Req> {
+    fn put_changed(
+        &self,
+        node: usize,
+        data: &Data,
+        k: usize,
+        fee: i64,
+        bio: Option<u64>,
+    ) -> Result<Req> {
         let mut m = data.profiles[k].clone();
         m.fee.amount = fee;
+        if let Some(n) = bio {
+            // A new word in the bio: new text terms, so the document is re-indexed.
+            m.bio = Some(format!("{} Take {n}.", m.bio.unwrap_or_default()));
+        }
         Ok(self.put_body(node, &data.ids[k], Bytes::from(serde_json::to_vec(&m)?)))
     }
 
@@ -641,7 +655,12 @@ async fn run(
                     Workload::PutChange => {
                         // 10.00 to 300.00: every write a new fee, whatever the key's last one.
                         let fee = 1_000 + rng.below(29_000) as i64;
-                        target.put_changed(node, &data, k, fee)?
+                        target.put_changed(node, &data, k, fee, None)?
+                    }
+                    Workload::PutReindex => {
+                        let fee = 1_000 + rng.below(29_000) as i64;
+                        let take = rng.below(1_000_000) as u64;
+                        target.put_changed(node, &data, k, fee, Some(take))?
                     }
                     Workload::Get => target.get(node, &data, k, false),
                     Workload::GetStale => target.get(node, &data, k, true),
