@@ -19,8 +19,11 @@
 #              with 409 (not the instrument, already booked): the figure is the booking path's
 #              throughput, refusals included (they are counted, not errors)
 #   mix        90 % GET musician, 10 % PUT musician (a rewrite of the profile just read)
-#   put        PUT musician, every request a new fee (a changed profile: stored, fsynced and
-#              re-indexed); not in the default list: SCENARIOS=put
+#   put        PUT musician, every request a new fee (a changed profile: stored and fsynced;
+#              the index takes the fee in its facts overlay, ARCHITECTURE.md); not in the
+#              default list: SCENARIOS=put
+#   rate       POST /v1/musicians/{random id}/ratings (1 to 5 stars): a change of the rating
+#              alone, which the index keeps in its facts overlay; not in the default list
 # Each also prints the server's CPU ms per request (from /proc; SERVER_PID names the server when
 # it was already running). Then the open loop: single-slot matches at fixed rates (RATES,
 # default 2500 and 5000/s) with oha, latency counted from each request's due time.
@@ -121,6 +124,11 @@ request = function()
     return wrk.format("PUT", "/v1/musicians/" .. id, {["content-type"]="application/json"}, (body:gsub("ID", id)))
   end
   return wrk.format("GET", "/v1/musicians/" .. id)
+end''',
+  "rate": '''
+request = function()
+  return wrk.format("POST", "/v1/musicians/" .. mid() .. "/ratings", {["content-type"]="application/json"},
+    string.format('{"stars":%d}', math.random(1, 5)))
 end''',
   "put": '''
 body = [==[''' + json.dumps({"id": "ID", "name": "Bench Player", "instruments": [{"name": "guitar", "level": 4}],

@@ -24,7 +24,13 @@
 //!   commit waits for the queue to drain, at most [`BACKLOG_COMMIT_FACTOR`] intervals, so that
 //!   bulk loads make large segments instead of many small ones to merge. Readers stay exact
 //!   meanwhile: the engine evaluates changes the searcher lacks from the store.
-//! - Each commit's payload records the applied sequence it covers. On open, an index behind the
+//! - A change that leaves a musician's terms as they were ([`same_terms`]: only the fee,
+//!   currency, travel radius, active flag or rating differ) is not re-indexed: its new facts go
+//!   to the facts overlay ([`crate::overlay`]), published with each searcher
+//!   ([`IndexHandle::published`]), which scans read facts through.
+//! - Each commit's payload records the applied sequence it covers and, while the overlay holds
+//!   changes, the first of them (`overlay_since`): the index covers in full the lower of the two
+//!   (see [`read_payload`]), and the change log is pruned only up to it. On open, an index behind the
 //!   store is brought up to date from the store's change log; a missing, unreadable, damaged
 //!   (tantivy errors or panics on it) or older-schema index, or one older than the change log
 //!   reaches, is deleted and rebuilt from the store, with progress logged.
