@@ -630,8 +630,9 @@ impl Engine {
 
     /// Verifies the engine's invariants: bookings recorded on both sides, every gig's messages
     /// numbered without gaps and indexed, and every stored musician indexed exactly once with
-    /// the index agreeing with the store (call [`Engine::refresh`] first). Returns the
-    /// violations found; empty means consistent.
+    /// the index agreeing with the store, down to the match facts scans read through the facts
+    /// overlay (call [`Engine::refresh`] first, with no writes running). Returns the violations
+    /// found; empty means consistent.
     pub fn check_consistency(&self) -> Result<Vec<String>, EngineError> {
         let mut problems = self.inner.store.check_bookings()?;
         problems.extend(self.inner.store.check_messages()?);
@@ -659,7 +660,39 @@ impl Engine {
                 stored.len()
             ));
         }
+        problems.extend(self.check_index_facts(index)?);
         Ok(problems)
+    }
+
+    /// Every live document's match facts, as scans read them (through the facts overlay),
+    /// against its musician's stored record.
+    fn check_index_facts(&self, index: &IndexHandle) -> Result<Option<String>, EngineError> {
+        let published = index.published();
+        let (mut wrong, mut first) = (0usize, None);
+        for seg in published.searcher.segment_readers() {
+            let cols = self.inner.columns.get(seg).map_err(IndexError::from)?;
+            let mut overlay =
+                crate::overlay::SegmentOverlay::new(published.overlay.segment(seg.segment_id()));
+            let alive = seg.alive_bitset();
+            for doc in 0..seg.max_doc() {
+                if alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                let id = crate::index::stored_id(&cols, doc)?;
+                let facts = overlay.facts(&cols, doc);
+                let agrees = match self.inner.store.musician(&id)? {
+                    Some(rec) => facts == Some(crate::index::doc_facts(&rec)),
+                    None => true, // counted above, with the ids
+                };
+                if !agrees {
+                    wrong += 1;
+                    first.get_or_insert(id);
+                }
+            }
+        }
+        Ok(first.map(|id| {
+            format!("{wrong} index documents disagree with the store on their match facts (first: {id})")
+        }))
     }
 
     fn fetch(&self, ids: Vec<String>) -> Result<Vec<MusicianRecord>, EngineError> {

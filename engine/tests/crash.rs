@@ -1,7 +1,8 @@
 //! Crash safety: a child process applies commands with synchronous durability and is killed with
 //! SIGKILL at a random moment; after reopening, every command it reported durable is present,
-//! bookings are never doubled, and the index agrees with the store (the index is replayed from
-//! the store's change log or rebuilt).
+//! bookings are never doubled, and the index agrees with the store, match facts included (the
+//! index is replayed from the store's change log, from where the facts overlay began, or
+//! rebuilt).
 //!
 //! The child is this same test binary, re-run with `MUSSIKON_CRASH_CHILD` set: the
 //! `crash_child_writer` test then acts as the writer instead of returning at once.
@@ -30,6 +31,9 @@ fn crash_child_writer() {
         &dir,
         Config {
             durability: Durability::Sync,
+            // Index commits every few writes, so that kills land between and during them, and
+            // the last commit before a kill often has facts in the overlay.
+            index_commit_interval: std::time::Duration::from_millis(5),
             ..Config::default()
         },
     )
@@ -45,6 +49,22 @@ fn crash_child_writer() {
         m.busy.clear();
         e.upsert_musician(m).unwrap();
         println!("musician {id}");
+        if i % 2 == 1 {
+            // A new fee and a rating for an earlier musician of this cycle: changes the index
+            // keeps in its facts overlay, which is not on disk; after the kill the reopened
+            // index must still agree with the store on them (check_consistency compares).
+            let earlier = format!("m-{cycle}-{}", i / 2);
+            let mut m = musician_json(&earlier);
+            m.busy.clear();
+            m.fee.amount = 10_000 + i as i64;
+            e.upsert_musician(m).unwrap();
+            e.execute(&Command::RateMusician {
+                musician_id: earlier.clone(),
+                stars: (i % 5 + 1) as i64,
+            })
+            .unwrap();
+            println!("fee {earlier} {}", 10_000 + i);
+        }
         if i % 3 == 0 {
             // Book an earlier cycle's musician on this cycle's gig (until the slot fills).
             let b = Booking {
@@ -84,6 +104,8 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let mut acked_musicians = Vec::new();
     let mut acked_bookings = Vec::new();
     let mut acked_bulks = Vec::new();
+    // Musician → the last fee acknowledged for it (a later, unacknowledged one may have landed).
+    let mut acked_fees = std::collections::BTreeMap::<String, i64>::new();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
     for cycle in 0..cycles {
         let mut child = Proc::new(std::env::current_exe().unwrap())
@@ -114,6 +136,9 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
                 acked_bookings.push((g.to_string(), m.to_string()));
             } else if let Some(prefix) = line.strip_prefix("bulk ") {
                 acked_bulks.push(prefix.to_string());
+            } else if let Some(rest) = line.strip_prefix("fee ") {
+                let (m, fee) = rest.split_once(' ').unwrap();
+                acked_fees.insert(m.to_string(), fee.parse::<i64>().unwrap());
             } else {
                 continue;
             }
@@ -130,6 +155,9 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
                 acked_bookings.push((g.to_string(), m.to_string()));
             } else if let Some(prefix) = line.strip_prefix("bulk ") {
                 acked_bulks.push(prefix.to_string());
+            } else if let Some(rest) = line.strip_prefix("fee ") {
+                let (m, fee) = rest.split_once(' ').unwrap();
+                acked_fees.insert(m.to_string(), fee.parse::<i64>().unwrap());
             }
         }
         let e = Engine::open(dir.path(), Config::default()).unwrap();
@@ -168,9 +196,17 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             per_bulk.values().all(|n| *n == 200),
             "a torn bulk: {per_bulk:?}"
         );
+        for (id, fee) in &acked_fees {
+            let stored = e.musician(id).unwrap().unwrap().musician.fee.amount;
+            assert!(
+                stored >= *fee,
+                "cycle {cycle}: {id}'s fee {fee} lost ({stored})"
+            );
+        }
         e.refresh().unwrap();
         let problems = e.check_consistency().unwrap();
         assert!(problems.is_empty(), "cycle {cycle}: {problems:?}");
     }
+    assert!(!acked_fees.is_empty());
     assert!(acked_musicians.len() >= cycles * 10);
 }

@@ -4,7 +4,8 @@
 //!
 //! Opening the directory replays the index from the store's change log (as `serve` would), the
 //! index is then committed, and the check runs: both sides of every booking agree, every
-//! gig's messages are numbered without gaps, and every stored musician is indexed exactly once.
+//! gig's messages are numbered without gaps, and every stored musician is indexed exactly once,
+//! with the match facts searches read (through the index's facts overlay) equal to its record's.
 //! Exit 0 and one summary line when consistent; exit 1 and one line per violation otherwise.
 
 use clap::Args;
@@ -14,7 +15,8 @@ use std::process::ExitCode;
 /// The long `--help` text of `mussikon check`.
 pub const CHECK_HELP: &str = "Check a data directory's invariants: bookings recorded on both the \
     gig and the musician, message threads numbered without gaps, and the search index holding \
-    every stored musician exactly once. Stop any `mussikon serve` using the directory first. \
+    every stored musician exactly once, with the fee, rating, radius and active flag it \
+    searches by equal to the stored ones. Stop any `mussikon serve` using the directory first. \
     Exits 1 and prints each violation when one is found.\n\nExample: mussikon check --data-dir ./data";
 
 /// `mussikon check`.
