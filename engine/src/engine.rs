@@ -75,7 +75,8 @@ pub struct Config {
     /// folded into the index. 0 re-indexes every change.
     pub index_overlay_max_musicians: usize,
     /// Longest time a change stays in the facts overlay before the overlay is folded into the
-    /// index (checked at each index commit). Bounds the change log an open replays after a
+    /// index (at the next index commit, or, on an engine with no writes, when the indexer wakes
+    /// for it, at least 1 s after its last try). Bounds the change log an open replays after a
     /// crash.
     pub index_overlay_max_age: Duration,
 }

@@ -779,6 +779,10 @@ const BACKLOG_COMMIT_FACTOR: u32 = 20;
 const MERGE_ALL_PATIENCE: Duration = Duration::from_secs(120);
 const MERGE_ALL_RETRY_EVERY: Duration = Duration::from_millis(250);
 
+/// Soonest an idle indexer wakes to fold its facts overlay (see [`crate::overlay`]), so that a
+/// fold that failed is retried at this pace rather than in a spin.
+const FOLD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
@@ -798,9 +802,12 @@ impl Indexer {
         // A message taken off the queue to see whether a backlog is waiting.
         let mut next: Option<IndexMsg> = None;
         loop {
-            let timeout = match pending_since {
-                Some(t) => self.interval.saturating_sub(t.elapsed()),
-                None => Duration::from_secs(3600),
+            let timeout = match (pending_since, self.overlay.age()) {
+                (Some(t), _) => self.interval.saturating_sub(t.elapsed()),
+                // Idle with facts in the overlay: wake when they are due to be folded.
+                // (At least FOLD_RETRY_AFTER: a fold that failed is not retried in a spin.)
+                (None, Some(age)) => self.fold.max_age.saturating_sub(age).max(FOLD_RETRY_AFTER),
+                (None, None) => Duration::from_secs(3600),
             };
             let msg = match next.take() {
                 Some(m) => Ok(m),
@@ -833,7 +840,9 @@ impl Indexer {
             }
             let due = pending_since.is_some_and(|t| t.elapsed() >= self.interval);
             let asked = reply.is_some() || compact.is_some() || stop;
-            let mut commit_now = due || asked;
+            // An idle node folds its overlay too, so the change log behind it is pruned.
+            let fold_due = pending_since.is_none() && self.overlay.due(&self.fold);
+            let mut commit_now = due || asked || fold_due;
             if due && !asked {
                 // More changes are already queued (a bulk import, say): committing now would
                 // cut a small segment that merges soon redo, and would not make the queued
@@ -850,8 +859,12 @@ impl Indexer {
             }
             if commit_now {
                 let result = self.commit_and_reload(last_seq);
-                if result.is_ok() {
-                    pending_since = None;
+                match &result {
+                    Ok(()) => pending_since = None,
+                    Err(e) if reply.is_none() && compact.is_none() => {
+                        tracing::warn!(error = %e, "index commit failed; retried at the next one");
+                    }
+                    Err(_) => {}
                 }
                 if let Some(r) = compact {
                     // A failed commit is reported as it is, not merged over.
@@ -927,13 +940,18 @@ impl Indexer {
     /// harmless: readers evaluate musicians changed after the index's sequence from the store
     /// and skip their documents, and the later change re-indexes them again.
     fn fold_overlay(&mut self) -> Result<(), IndexError> {
-        let ids = self.overlay.take();
+        // Every record is read before the overlay is emptied: a failed read leaves it whole.
+        let records = self
+            .overlay
+            .ids()
+            .map(|id| Ok((id.to_string(), self.store.musician(id)?)))
+            .collect::<Result<Vec<_>, IndexError>>()?;
         tracing::debug!(
-            musicians = ids.len(),
+            musicians = records.len(),
             "folding the facts overlay into the index"
         );
-        for id in ids {
-            let rec = self.store.musician(&id)?;
+        self.overlay.clear();
+        for (id, rec) in records {
             self.reindex(&id, false, rec.as_ref());
         }
         Ok(())

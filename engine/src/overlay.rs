@@ -20,8 +20,10 @@
 //! pruned only below it, and an index opened with such a payload replays the change log from
 //! there, re-indexing those musicians in full. The indexer folds the overlay into the index
 //! (re-indexes every overlaid musician and empties it) when it holds more than its configured
-//! number of musicians or its oldest entry is older than its configured age, so the change log
-//! kept for it and the replay after a crash stay bounded.
+//! number of musicians or its oldest entry is older than its configured age (an idle indexer
+//! wakes for that), so the change log kept for it and the replay after a crash stay bounded.
+//! The records are read from the store before the overlay is emptied, so a failed read leaves
+//! it whole.
 //!
 //! Promises:
 //! - For every live document of a published searcher, the facts a scan reads through the
@@ -170,11 +172,21 @@ impl OverlayState {
                 .is_some_and(|(_, at)| at.elapsed() >= policy.max_age)
     }
 
-    /// Empties the overlay, returning the ids it held (for the indexer to re-index).
-    pub(crate) fn take(&mut self) -> Vec<String> {
+    /// How long ago the oldest change that lives only here arrived.
+    pub(crate) fn age(&self) -> Option<Duration> {
+        self.since.map(|(_, at)| at.elapsed())
+    }
+
+    /// The ids of the overlaid musicians.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
+        self.facts.keys().map(String::as_str)
+    }
+
+    /// Empties the overlay (the indexer has re-indexed every musician it held).
+    pub(crate) fn clear(&mut self) {
+        self.facts.clear();
         self.found.clear();
         self.since = None;
-        self.facts.drain().map(|(id, _)| id).collect()
     }
 
     /// The overlay for `searcher`: finds each overlaid musician's live document (reusing where
