@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocSet, Term};
+use tantivy::Term;
 
 /// When an acknowledged write reaches the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -520,7 +520,11 @@ impl Engine {
         let (index_seq, oldest_pending, overlaid) = match self.index() {
             Some(index) => {
                 let v = index.visibility();
-                (v.seq, v.oldest_pending, v.overlaid)
+                (
+                    v.seq,
+                    v.oldest_pending,
+                    index.published().overlay.musicians(),
+                )
             }
             None => (applied_seq, None, 0),
         };
@@ -640,8 +644,10 @@ impl Engine {
         let Some(index) = self.index() else {
             return Ok(problems);
         };
-        let searcher = index.reader.searcher();
-        let ids = searcher
+        // The searcher and overlay scans use, for the ids and the facts alike.
+        let published = index.published();
+        let ids = published
+            .searcher
             .search(&AllQuery, &crate::index::IdCollector { scoring: false })
             .map_err(IndexError::from)?;
         let mut indexed: Vec<String> = ids.into_iter().map(|(id, _)| id).collect();
@@ -661,14 +667,16 @@ impl Engine {
                 stored.len()
             ));
         }
-        problems.extend(self.check_index_facts(index)?);
+        problems.extend(self.check_index_facts(&published)?);
         Ok(problems)
     }
 
     /// Every live document's match facts, as scans read them (through the facts overlay),
     /// against its musician's stored record.
-    fn check_index_facts(&self, index: &IndexHandle) -> Result<Option<String>, EngineError> {
-        let published = index.published();
+    fn check_index_facts(
+        &self,
+        published: &crate::index::Published,
+    ) -> Result<Option<String>, EngineError> {
         let (mut wrong, mut first) = (0usize, None);
         for seg in published.searcher.segment_readers() {
             let cols = self.inner.columns.get(seg).map_err(IndexError::from)?;
@@ -708,7 +716,7 @@ impl Engine {
         query: &dyn Query,
         scoring: bool,
     ) -> Result<Vec<(String, f32)>, EngineError> {
-        let searcher = self.searchable_index()?.reader.searcher();
+        let searcher = self.searchable_index()?.published().searcher;
         Ok(searcher
             .search(query, &crate::index::IdCollector { scoring })
             .map_err(IndexError::from)?)
@@ -991,19 +999,7 @@ impl Engine {
         let mut exclude = HashSet::new();
         let mut changed = Vec::with_capacity(changed_ids.len());
         for id in changed_ids {
-            let t = Term::from_field_text(f.id, &id);
-            for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-                let inv = seg.inverted_index(f.id).map_err(IndexError::from)?;
-                if let Some(mut p) = inv
-                    .read_postings(&t, IndexRecordOption::Basic)
-                    .map_err(IndexError::from)?
-                {
-                    while p.doc() != tantivy::TERMINATED {
-                        exclude.insert((ord as u32, p.doc()));
-                        p.advance();
-                    }
-                }
-            }
+            exclude.extend(crate::index::docs_of(&searcher, f.id, &id)?);
             changed.push(self.inner.store.musician(&id)?);
         }
         Ok(FreshView {

@@ -50,7 +50,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentOrdinal,
     SegmentReader, TantivyDocument, Term,
 };
 
@@ -161,7 +161,10 @@ struct DocSource<'a> {
 
 impl<'a> DocSource<'a> {
     fn of(rec: &'a MusicianRecord) -> DocSource<'a> {
-        let m = &rec.musician;
+        DocSource::of_parts(&rec.musician, &rec.booked)
+    }
+
+    fn of_parts(m: &'a crate::model::Musician, booked: &'a [crate::model::BookedDate]) -> Self {
         DocSource {
             id: &m.id,
             name: &m.name,
@@ -169,7 +172,7 @@ impl<'a> DocSource<'a> {
             instruments: &m.instruments,
             genres: &m.genres,
             busy: &m.busy,
-            booked: &rec.booked,
+            booked,
             location: m.location,
         }
     }
@@ -180,6 +183,14 @@ impl<'a> DocSource<'a> {
 /// currency, active). Conservative: a false answer only costs a re-index.
 pub(crate) fn same_terms(old: &MusicianRecord, new: &MusicianRecord) -> bool {
     DocSource::of(old) == DocSource::of(new)
+}
+
+/// [`same_terms`] for a profile replaced with the record's booked dates kept as they were.
+pub(crate) fn same_profile_terms(
+    old: &crate::model::Musician,
+    new: &crate::model::Musician,
+) -> bool {
+    DocSource::of_parts(old, &[]) == DocSource::of_parts(new, &[])
 }
 
 /// The match facts of `rec` exactly as its document's columns hold them.
@@ -387,9 +398,9 @@ enum IndexMsg {
     Stop,
 }
 
-/// Shared view of the index: a reader to search with and the sequence it covers.
+/// Shared view of the index: the searcher of its last commit ([`IndexHandle::published`]) and
+/// the sequence it covers.
 pub(crate) struct IndexHandle {
-    pub reader: IndexReader,
     tx: Mutex<Sender<IndexMsg>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     visible: Arc<(Mutex<VisibleState>, Condvar)>,
@@ -412,8 +423,6 @@ pub(crate) struct VisibleState {
     pub sent: u64,
     /// When the oldest not-yet-visible change was sent.
     pub oldest_pending: Option<Instant>,
-    /// Musicians whose searchable facts live in the facts overlay.
-    pub overlaid: usize,
 }
 
 /// tantivy's log merge policy with a smaller floor: by default every segment under 10,000
@@ -452,11 +461,42 @@ fn read_payload(index: &Index) -> Option<(u32, u64)> {
     let payload = index.load_metas().ok()?.payload?;
     let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
     let seq = v.get("seq")?.as_u64()?;
-    let covered = match v.get("overlay_since").and_then(|s| s.as_u64()) {
+    let since = v.get("overlay_since").and_then(|s| s.as_u64());
+    Some((
+        u32::try_from(v.get("schema")?.as_u64()?).ok()?,
+        covered_in_full(seq, since),
+    ))
+}
+
+/// The sequence an index at `seq` covers in full when the changes from `overlay_since` on live
+/// only in the facts overlay: what an open must replay after, and what the change log may be
+/// pruned up to.
+fn covered_in_full(seq: u64, overlay_since: Option<u64>) -> u64 {
+    match overlay_since {
         Some(since) => seq.min(since.saturating_sub(1)),
         None => seq,
-    };
-    Some((u32::try_from(v.get("schema")?.as_u64()?).ok()?, covered))
+    }
+}
+
+/// Every document (live or deleted) holding musician `id` in `searcher`: its segment's
+/// ordinal and its doc id.
+pub(crate) fn docs_of(
+    searcher: &Searcher,
+    id_field: Field,
+    id: &str,
+) -> Result<Vec<(SegmentOrdinal, DocId)>, IndexError> {
+    let term = Term::from_field_text(id_field, id);
+    let mut docs = Vec::new();
+    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        let inv = seg.inverted_index(id_field)?;
+        if let Some(mut p) = inv.read_postings(&term, IndexRecordOption::Basic)? {
+            while p.doc() != tantivy::TERMINATED {
+                docs.push((ord as SegmentOrdinal, p.doc()));
+                p.advance();
+            }
+        }
+    }
+    Ok(docs)
 }
 
 /// Commits what the writer holds as covering `seq`, recording `overlay_since` (see
@@ -657,7 +697,6 @@ impl IndexHandle {
                 seq: applied,
                 sent: applied,
                 oldest_pending: None,
-                overlaid: 0,
             }),
             Condvar::new(),
         ));
@@ -667,7 +706,7 @@ impl IndexHandle {
         }));
         let worker = Indexer {
             writer,
-            reader: Clone::clone(&reader),
+            reader,
             fields,
             store,
             visible: visible.clone(),
@@ -680,7 +719,6 @@ impl IndexHandle {
             .name("mussikon-indexer".into())
             .spawn(move || worker.run(rx))?;
         Ok(IndexHandle {
-            reader,
             tx: Mutex::new(tx),
             thread: Mutex::new(Some(thread)),
             visible,
@@ -961,9 +999,7 @@ impl Indexer {
     fn publish(&mut self) -> Result<(), IndexError> {
         let searcher = self.reader.searcher();
         let overlay = self.overlay.publish(&searcher, self.fields.id)?;
-        let overlaid = overlay.musicians();
         *lock(&self.published) = Published { searcher, overlay };
-        lock(&self.visible.0).overlaid = overlaid;
         Ok(())
     }
 
@@ -989,11 +1025,10 @@ impl Indexer {
         }
         self.visible.1.notify_all();
         // Changes that live only in the overlay stay in the change log: an open replays them.
-        let prunable = match self.overlay.since() {
-            Some(since) => seq.min(since.saturating_sub(1)),
-            None => seq,
-        };
-        if let Err(e) = self.store.prune_changes(prunable) {
+        if let Err(e) = self
+            .store
+            .prune_changes(covered_in_full(seq, self.overlay.since()))
+        {
             tracing::warn!(error = %e, "could not prune the index change log");
         }
         Ok(())

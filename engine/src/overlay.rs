@@ -39,8 +39,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tantivy::index::SegmentId;
-use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, DocSet, Searcher, Term};
+use tantivy::schema::Field;
+use tantivy::{DocId, Searcher};
 
 /// One segment's overlaid documents: doc ids ascending, and each one's facts at the same
 /// position. Kept apart so that a scan skipping ahead reads 4 bytes per entry it passes, not 64.
@@ -90,10 +90,7 @@ impl SegmentOverlay {
     /// The match facts of `doc`: the overlay's when it lists the document, else its columns'.
     #[inline]
     pub(crate) fn facts(&mut self, cols: &SegmentColumns, doc: DocId) -> Option<DocFacts> {
-        match self.entry(doc) {
-            Some(f) => Some(f),
-            None => cols.facts(doc),
-        }
+        self.entry(doc).or_else(|| cols.facts(doc))
     }
 
     /// The overlay's facts for `doc`, if it lists the document.
@@ -259,22 +256,11 @@ fn live_doc(
     id_field: Field,
     id: &str,
 ) -> Result<Option<(SegmentId, DocId)>, IndexError> {
-    let term = Term::from_field_text(id_field, id);
-    for seg in searcher.segment_readers() {
-        let inv = seg.inverted_index(id_field)?;
-        let Some(mut postings) = inv.read_postings(&term, IndexRecordOption::Basic)? else {
-            continue;
-        };
-        let alive = seg.alive_bitset();
-        while postings.doc() != tantivy::TERMINATED {
-            let doc = postings.doc();
-            if alive.is_none_or(|a| a.is_alive(doc)) {
-                return Ok(Some((seg.segment_id(), doc)));
-            }
-            postings.advance();
-        }
-    }
-    Ok(None)
+    Ok(crate::index::docs_of(searcher, id_field, id)?
+        .into_iter()
+        .map(|(ord, doc)| (searcher.segment_reader(ord), doc))
+        .find(|(seg, doc)| seg.alive_bitset().is_none_or(|a| a.is_alive(*doc)))
+        .map(|(seg, doc)| (seg.segment_id(), doc)))
 }
 
 #[cfg(test)]

@@ -316,19 +316,22 @@ impl Tx<'_> {
     /// nothing in the change log for readers to re-check.
     fn upsert_musician(&self, musician: &Musician, seq: u64) -> TxResult<(bool, Option<Changed>)> {
         let old = self.musician(&musician.id)?;
+        let created = old.is_none();
         let unchanged = old.as_ref().is_some_and(|o| o.musician == *musician);
+        // The booked dates are kept, so the document's terms change only if the profile's do.
+        let facts_only = old
+            .as_ref()
+            .is_some_and(|o| index::same_profile_terms(&o.musician, musician));
         let rec = MusicianRecord {
             musician: musician.clone(),
             version: seq,
-            booked: old.as_ref().map(|o| o.booked.clone()).unwrap_or_default(),
+            booked: old.map(|o| o.booked).unwrap_or_default(),
         };
         self.put_musician(&rec)?;
-        let created = old.is_none();
-        let change = match old {
-            _ if unchanged => None,
-            Some(old) => Some(Changed::replaced(musician.id.clone(), &old, rec)),
-            None => Some(Changed::upserted(musician.id.clone(), rec, true)),
-        };
+        let change = (!unchanged).then(|| Changed {
+            facts_only,
+            ..Changed::upserted(musician.id.clone(), rec, created)
+        });
         Ok((created, change))
     }
 
