@@ -12,16 +12,12 @@ use std::time::{Duration, Instant};
 #[test]
 fn an_idle_engine_folds_its_overlay_once_it_is_old_enough() {
     let dir = tempfile::tempdir().unwrap();
+    // Commits only when asked or when the overlay is due: nothing else wakes it.
     let e = Engine::open(
         dir.path(),
         Config {
-            durability: Durability::Periodic {
-                flush_every_ms: 1000,
-            },
-            // Commits only when asked or when the overlay is due: nothing else wakes it.
-            index_commit_interval: Duration::from_secs(3600),
             index_overlay_max_age: Duration::from_millis(200),
-            ..Config::default()
+            ..stale_config()
         },
     )
     .unwrap();
@@ -109,15 +105,7 @@ proptest::proptest! {
         steps in proptest::collection::vec(step(), 1..60),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let e = Engine::open(
-            dir.path(),
-            Config {
-                durability: Durability::Periodic { flush_every_ms: 1000 },
-                index_commit_interval: Duration::from_secs(3600),
-                ..Config::default()
-            },
-        )
-        .unwrap();
+        let e = stale_engine(dir.path());
         for s in &steps {
             match s {
                 Step::Put { id, genre, fee } => {

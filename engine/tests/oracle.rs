@@ -188,21 +188,6 @@ fn world() -> impl Strategy<Value = World> {
     )
 }
 
-/// An engine whose index commits only when asked (commit interval of an hour).
-fn stale_engine(dir: &std::path::Path) -> Engine {
-    Engine::open(
-        dir,
-        Config {
-            durability: Durability::Periodic {
-                flush_every_ms: 1000,
-            },
-            index_commit_interval: std::time::Duration::from_secs(3600),
-            ..Config::default()
-        },
-    )
-    .unwrap()
-}
-
 /// Writes after the index's last commit: replaces some musicians (same ids, new data), deletes
 /// some, books more.
 fn second_wave(
@@ -773,12 +758,7 @@ proptest! {
         }
         let engine = Engine::open(
             dir.path(),
-            Config {
-                durability: Durability::Periodic { flush_every_ms: 1000 },
-                index_commit_interval: std::time::Duration::from_secs(3600),
-                index_overlay_max_musicians: fold_at,
-                ..Config::default()
-            },
+            Config { index_overlay_max_musicians: fold_at, ..stale_config() },
         )
         .unwrap();
         let overlaid = apply_edits(&engine, &ms, &first);

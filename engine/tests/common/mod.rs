@@ -24,6 +24,23 @@ pub fn open_engine(dir: &std::path::Path) -> Engine {
     .expect("open engine")
 }
 
+/// A configuration whose index commits only when asked (commit interval of an hour), so a test
+/// decides when the index is stale.
+pub fn stale_config() -> Config {
+    Config {
+        durability: Durability::Periodic {
+            flush_every_ms: 1000,
+        },
+        index_commit_interval: std::time::Duration::from_secs(3600),
+        ..Config::default()
+    }
+}
+
+/// An engine on [`stale_config`].
+pub fn stale_engine(dir: &std::path::Path) -> Engine {
+    Engine::open(dir, stale_config()).expect("open engine")
+}
+
 prop_compose! {
     pub fn point()(c in 0..CENTERS.len(), dlat in -0.6f64..0.6, dlon in -0.6f64..0.6) -> GeoPoint {
         GeoPoint { lat: CENTERS[c].0 + dlat, lon: CENTERS[c].1 + dlon }
