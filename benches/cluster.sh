@@ -21,6 +21,9 @@
 #                                         # indexes (its CPU counts in CPU per request)
 #   KEEP_WORK=1 benches/cluster.sh --no-etcd      # keep the data directories and node logs
 #   MUSSIKON_BIN=/tmp/mussikon-old benches/cluster.sh --no-etcd   # a saved binary, not built here
+#   NODE_THREADS=1 benches/cluster.sh  # size every node of both systems as a machine of that many
+#                                      # cores: TOKIO_WORKER_THREADS for MussikOn, GOMAXPROCS for
+#                                      # etcd (unset: each takes the machine's cores, as by default)
 #
 # etcd 3.4 comes from Debian (package etcd-server), installed with apt-get when missing. On a
 # machine with systemd, the package also starts its own etcd service on 127.0.0.1:2379; this
@@ -52,6 +55,11 @@ CLIENTS="${CLIENTS:-32}"
 DURATION="${DURATION:-15}"
 KEYS="${KEYS:-5000}"
 GIGS="${GIGS:-500}"
+NODE_THREADS="${NODE_THREADS:-}"
+if [ -n "$NODE_THREADS" ] && ! [[ "$NODE_THREADS" =~ ^[1-9][0-9]{0,2}$ ]]; then
+  echo "NODE_THREADS must be a whole number from 1 to 999 (got '$NODE_THREADS')" >&2
+  exit 2
+fi
 
 if [ "$with_etcd" = 1 ] && ! command -v etcd >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
@@ -129,7 +137,7 @@ mussikon_args=()
 [ -z "${KEYED_FAILOVER:-}" ] || mussikon_args+=(--keyed-failover)
 started=$SECONDS
 
-echo "== MussikOn: 3 nodes =="
+echo "== MussikOn: 3 nodes${NODE_THREADS:+, TOKIO_WORKER_THREADS=$NODE_THREADS each} =="
 secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 addrs=()
 for _ in 1 2 3; do addrs+=("127.0.0.1:$(free_port)"); done
@@ -138,6 +146,7 @@ voter_flags=()
 [ -z "${SEARCH_REPLICA:-}" ] || voter_flags+=(--set index.enabled=false)
 for i in 1 2 3; do
   env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
+    ${NODE_THREADS:+TOKIO_WORKER_THREADS="$NODE_THREADS"} \
     "$mussikon" serve --listen "${addrs[$((i - 1))]}" --data-dir "$work/m$i" \
     --node-id "$i" --peers "$peers" --set rate_limit.enabled=false ${NODE_FLAGS:-} \
     ${voter_flags[@]+"${voter_flags[@]}"} >"$work/m$i.out" 2>"$work/m$i.err" &
@@ -150,6 +159,7 @@ if [ -n "${SEARCH_REPLICA:-}" ]; then
   # voters, and its CPU counts in the figures (--extra-pids).
   addr4="127.0.0.1:$(free_port)"
   env -u MUSSIKON_NODE_ID -u MUSSIKON_PEERS MUSSIKON_CLUSTER_SECRET="$secret" \
+    ${NODE_THREADS:+TOKIO_WORKER_THREADS="$NODE_THREADS"} \
     "$mussikon" serve --listen "$addr4" --data-dir "$work/m4" --node-id 4 --peers "$peers" \
     --set rate_limit.enabled=false ${NODE_FLAGS:-} >"$work/m4.out" 2>"$work/m4.err" &
   replica_pid=$!
@@ -169,13 +179,14 @@ stop_all
 
 if [ "$with_etcd" = 1 ]; then
   echo
-  echo "== etcd $(etcd --version | sed -n 's/^etcd Version: //p'): 3 members =="
+  echo "== etcd $(etcd --version | sed -n 's/^etcd Version: //p'): 3 members${NODE_THREADS:+, GOMAXPROCS=$NODE_THREADS each} =="
   client_ports=() peer_ports=()
   for _ in 1 2 3; do client_ports+=("$(free_port)"); peer_ports+=("$(free_port)"); done
   cluster="e1=http://127.0.0.1:${peer_ports[0]},e2=http://127.0.0.1:${peer_ports[1]},e3=http://127.0.0.1:${peer_ports[2]}"
   for i in 1 2 3; do
     c="${client_ports[$((i - 1))]}" p="${peer_ports[$((i - 1))]}"
-    etcd --name "e$i" --data-dir "$work/e$i" \
+    # env execs etcd: $! is etcd's pid.
+    env ${NODE_THREADS:+GOMAXPROCS="$NODE_THREADS"} etcd --name "e$i" --data-dir "$work/e$i" \
       --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$cluster" --initial-cluster-token "bench-$$" --initial-cluster-state new \
