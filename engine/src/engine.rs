@@ -792,7 +792,7 @@ impl Engine {
                 Some(terms) => any_term(f.place, terms),
                 None => any_term(
                     f.home,
-                    crate::geo::cover_cells(n.point(), n.radius_km, HOME_COVER_CELLS_SEARCH),
+                    crate::geo::home_cover(n.point(), n.radius_km, HOME_COVER_CELLS_SEARCH),
                 ),
             }));
         }
@@ -1085,7 +1085,7 @@ impl Engine {
                 )));
                 clauses.push(filter(any_term(
                     f.home,
-                    crate::geo::cover_cells(gig.location, gig.radius_km, HOME_COVER_CELLS_MATCH),
+                    crate::geo::home_cover(gig.location, gig.radius_km, HOME_COVER_CELLS_MATCH),
                 )));
             }
         }

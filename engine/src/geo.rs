@@ -10,7 +10,8 @@
 //! - [`cover_cells`]: for a circle, the cells of the coarsest-but-fine-enough level that cover
 //!   its latitude/longitude bounding box, at most `max_cells` of them;
 //! - [`cover_cells_at`]: the same, restricted to some levels (those [`PLACE_LEVELS`] the index
-//!   pairs with instruments), or nothing when none of them fits in `max_cells`.
+//!   pairs with instruments), or nothing when none of them fits in `max_cells`; [`home_cover`]
+//!   is it over the [`HOME_LEVELS`] the index records homes at.
 //!
 //! Promise: if `haversine_km(center, p) <= radius_km` then `cover_cells(center, radius_km, n)`
 //! (and `cover_cells_at`'s cells, when it answers) contains the cell of `p` at the cover's
@@ -97,6 +98,33 @@ pub fn point_cells(p: GeoPoint) -> Vec<String> {
 /// latitude, level 10 about 39 km. Chosen by measurement (docs/perf.md, "Place terms"): two
 /// levels matched and searched as cheaply as all seven from 8 to 14, at a quarter of the terms.
 pub const PLACE_LEVELS: &[u32] = &[8, 10];
+
+/// The levels at which the search index records a musician's home cell (the `home` terms of
+/// [`crate::index`]'s documents): every other level, 8 terms instead of 15. A `home` cover
+/// ([`home_cover`]) is then at most one level coarser than the finest that fits, so it may
+/// read up to four times the area; at 1M musicians searches near a point without an
+/// instrument cost the same or less (fewer cells to union), while indexing a musician costs
+/// about 12 % less CPU and the index is 12 % smaller (docs/perf.md, "Home terms at every other
+/// level").
+pub const HOME_LEVELS: &[u32] = &[0, 2, 4, 6, 8, 10, 12, 14];
+
+/// The `home` cells covering the circle of `radius_km` around `center`: [`cover_cells_at`]
+/// over [`HOME_LEVELS`], at most `max_cells` (≥ 1) cells of the finest of them that fits, or
+/// the whole-globe cell when none does. Contains the [`HOME_LEVELS`] cell of every point
+/// within the circle.
+///
+/// ```
+/// use mussikon_engine::{geo::{home_cover, point_cells}, GeoPoint};
+/// let madrid = GeoPoint { lat: 40.4168, lon: -3.7038 };
+/// let getafe = GeoPoint { lat: 40.3057, lon: -3.7329 }; // ~12 km away
+/// let cover = home_cover(madrid, 50.0, 16);
+/// assert!(cover.len() <= 16);
+/// assert!(point_cells(getafe).iter().any(|c| cover.contains(c)));
+/// ```
+pub fn home_cover(center: GeoPoint, radius_km: f64, max_cells: usize) -> Vec<String> {
+    cover_cells_at(center, radius_km, max_cells, HOME_LEVELS)
+        .map_or_else(|| vec![term(0, 0, 0)], |(_, cells)| cells)
+}
 
 /// Most cells of a circle's `place` cover ([`cover_cells_at`] over [`PLACE_LEVELS`]). Each cell
 /// costs the query a dictionary lookup and a posting list (about 10k instructions); 16 was the
@@ -299,6 +327,38 @@ mod tests {
             if r > 0.0 {
                 prop_assert!(farther_than_by_latitude(a, b, r));
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// A home cover holds, at its level (one of HOME_LEVELS), the cell of every point
+        /// within the circle, in at most `max_cells` cells (or the whole globe).
+        #[test]
+        fn home_cover_contains_every_point_within_radius_at_a_home_level(
+            c in point(), bearing in 0.0f64..360.0, frac in 0.0f64..=1.0,
+            radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
+            max_cells in 1usize..70,
+        ) {
+            let d = frac * radius / EARTH_RADIUS_KM;
+            let (la, lo, b) = (c.lat.to_radians(), c.lon.to_radians(), bearing.to_radians());
+            let lat2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).asin();
+            let lon2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * lat2.sin());
+            let mut lon2 = lon2.to_degrees();
+            if lon2 > 180.0 { lon2 -= 360.0 } else if lon2 < -180.0 { lon2 += 360.0 }
+            let p = GeoPoint { lat: lat2.to_degrees(), lon: lon2 };
+            prop_assume!(haversine_km(c, p) <= radius);
+            let cover = home_cover(c, radius, max_cells);
+            prop_assert!(cover.len() <= max_cells || cover == vec![term(0, 0, 0)]);
+            let level: u32 = cover[0]
+                .split('/')
+                .next()
+                .and_then(|l| l.parse().ok())
+                .expect("a cell term starts with its level");
+            prop_assert!(HOME_LEVELS.contains(&level), "level {level}");
+            let prefix = format!("{level}/");
+            prop_assert!(cover.iter().all(|x| x.starts_with(&prefix)));
+            prop_assert!(cover.contains(&point_cells(p)[level as usize]), "{c:?} r={radius} p={p:?} cover={cover:?}");
         }
     }
 

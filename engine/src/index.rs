@@ -3,7 +3,7 @@
 //! One document per musician. Terms carry what the matcher filters on: `inst` holds
 //! `"{instrument}@{l}"` for every level `l` up to the musician's (so "plays guitar at level ≥ 3"
 //! is one term, `guitar@3`), `genre`, `unavail` (busy and booked dates), `home` (the location's
-//! cell at every grid level, see [`crate::geo`]), `place` (`"{cell}|{instrument}"` for every
+//! cell at every other grid level, [`crate::geo::HOME_LEVELS`]), `place` (`"{cell}|{instrument}"` for every
 //! instrument played at level ≥ 1 and the home cell at each of [`crate::geo::PLACE_LEVELS`], so
 //! that a query near a point reads only the musicians who play the instrument there, not
 //! everyone who lives there) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
@@ -55,7 +55,7 @@ use tantivy::{
 };
 
 /// Bumped whenever the document layout changes; an index with another version is rebuilt.
-const SCHEMA_VERSION: u32 = 7;
+const SCHEMA_VERSION: u32 = 8;
 
 /// Errors from the index.
 #[derive(Debug, thiserror::Error)]
@@ -238,8 +238,10 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
             }
         }
     }
-    for c in cells {
-        d.add_text(f.home, c);
+    for level in crate::geo::HOME_LEVELS {
+        if let Some(cell) = cells.get(*level as usize) {
+            d.add_text(f.home, cell);
+        }
     }
     // The location's columns are fixed by the source (it gives the `home` terms too); the
     // rest are the volatile facts.

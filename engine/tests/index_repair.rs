@@ -137,10 +137,11 @@ fn an_engine_reopened_at_once_after_a_drop_or_restore_opens() {
 }
 
 /// An index written by another build (another schema version in its commit payload: before
-/// version 6 the documents had no `place` terms, which near-queries now read, and before 7 the
-/// payload did not say which changes lived only in the facts overlay) is rebuilt on open, not
-/// used: otherwise every search near a point and every match would come back empty, or an older
-/// build would read stale facts.
+/// version 6 the documents had no `place` terms, which near-queries now read, before 7 the
+/// payload did not say which changes lived only in the facts overlay, and 8 records `home` at
+/// every other level only) is rebuilt on open, not used: otherwise every search near a point
+/// and every match would come back empty, an older build would read stale facts, or miss homes
+/// at the levels 8 no longer records.
 #[test]
 fn an_index_of_an_older_schema_version_is_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,13 +154,13 @@ fn an_index_of_an_older_schema_version_is_rebuilt() {
     }
     let meta = dir.join("index").join("meta.json");
     let text = std::fs::read_to_string(&meta).unwrap();
-    let current = "\\\"schema\\\":7";
+    let current = "\\\"schema\\\":8";
     assert!(text.contains(current), "payload of this build: {text}");
-    std::fs::write(&meta, text.replace(current, "\\\"schema\\\":6")).unwrap();
+    std::fs::write(&meta, text.replace(current, "\\\"schema\\\":7")).unwrap();
     let e = open_engine(&dir);
     assert!(!std::fs::read_to_string(&meta)
         .unwrap()
-        .contains("\\\"schema\\\":6"));
+        .contains("\\\"schema\\\":7"));
     let q = SearchQuery {
         instruments: vec![InstrumentFilter {
             name: "guitar".into(),
