@@ -8,7 +8,8 @@
 //! 3. single-slot match latency (ad-hoc gig, first slot, one seat, k = 10);
 //! 4. three-slot match latency with the optimal assignment;
 //! 5. search latency (one instrument, 30 km around the gig, free on its date, top 20 by
-//!    distance);
+//!    distance; `--search-radius-km` and `--search-any-instrument` change the radius and drop
+//!    the instrument);
 //! 6. get-by-id latency;
 //! 7. shutdown, then `Engine::open` on the same directory until it serves (and one match);
 //! 8. memory (VmRSS / VmHWM of this process, and of a fresh process that only opens the directory
@@ -93,6 +94,13 @@ struct Args {
     /// (generates every musician again, so it needs about 1 GB per million). 0: off.
     #[arg(long, default_value_t = 0)]
     explain: usize,
+    /// Radius of the measured searches around each gig, km.
+    #[arg(long, default_value_t = 30.0)]
+    search_radius_km: f64,
+    /// Measure searches near a point without an instrument (the `home` cover, not the
+    /// instrument's `place` terms).
+    #[arg(long)]
+    search_any_instrument: bool,
     /// Small CI run: --musicians 20000 --gigs 500 --queries 200.
     #[arg(long)]
     smoke: bool,
@@ -380,19 +388,57 @@ fn match_request(gig: Gig) -> MatchRequest {
     }
 }
 
-fn search_query(g: &Gig) -> SearchQuery {
-    SearchQuery {
-        instruments: vec![InstrumentFilter {
+/// What the measured searches ask (`--search-radius-km`, `--search-any-instrument`).
+#[derive(Clone, Copy)]
+struct SearchShape {
+    radius_km: f64,
+    any_instrument: bool,
+}
+
+impl SearchShape {
+    const DEFAULT: SearchShape = SearchShape {
+        radius_km: 30.0,
+        any_instrument: false,
+    };
+
+    fn of(args: &Args) -> SearchShape {
+        SearchShape {
+            radius_km: args.search_radius_km,
+            any_instrument: args.search_any_instrument,
+        }
+    }
+
+    fn describe(self) -> String {
+        let what = if self.any_instrument {
+            "any instrument"
+        } else {
+            "instrument"
+        };
+        format!(
+            "{what} + {} km + free on date, top 20 by distance",
+            self.radius_km
+        )
+    }
+}
+
+fn search_query(g: &Gig, shape: SearchShape) -> SearchQuery {
+    let instruments = if shape.any_instrument {
+        Vec::new()
+    } else {
+        vec![InstrumentFilter {
             name: g
                 .slots
                 .first()
                 .map_or_else(|| POPULAR[0].to_string(), |s| s.instrument.clone()),
             min_level: 1,
-        }],
+        }]
+    };
+    SearchQuery {
+        instruments,
         near: Some(Near {
             lat: g.location.lat,
             lon: g.location.lon,
-            radius_km: 30.0,
+            radius_km: shape.radius_km,
         }),
         available_on: Some(g.date.clone()),
         limit: Some(20),
@@ -489,7 +535,7 @@ fn probe(dir: &Path, seed: u64, n: usize) -> Result<()> {
     for j in 0..n {
         let g = gen.gig(j);
         engine.match_gig(&match_request(three_slots(&g)))?;
-        engine.search(&search_query(&g))?;
+        engine.search(&search_query(&g, SearchShape::DEFAULT))?;
     }
     let (rss2, hwm2) = memory_kb()?;
     println!(
@@ -519,6 +565,13 @@ fn main() -> Result<()> {
     ensure!(args.musicians > 0, "--musicians must be at least 1");
     ensure!(args.gigs > 0, "--gigs must be at least 1");
     ensure!(args.queries > 0, "--queries must be at least 1");
+    ensure!(
+        args.search_radius_km.is_finite()
+            && args.search_radius_km > 0.0
+            && args.search_radius_km <= mussikon_engine::validate::MAX_RADIUS_KM,
+        "--search-radius-km must be a number in (0, {}]",
+        mussikon_engine::validate::MAX_RADIUS_KM
+    );
     run(&args)
 }
 
@@ -826,10 +879,11 @@ fn run(args: &Args) -> Result<()> {
     });
 
     // 5. Search.
-    section("5. search: instrument + 30 km + free on date, top 20 by distance");
+    let shape = SearchShape::of(args);
+    section(&format!("5. search: {}", shape.describe()));
     let mut full_pages = 0usize;
     let (lat, hits) = timed(q, |i| {
-        let page = engine.search(&search_query(gig(i)))?;
+        let page = engine.search(&search_query(gig(i), shape))?;
         if i < q && page.next_cursor.is_some() {
             full_pages += 1;
         }
