@@ -88,9 +88,18 @@ fn term(level: u32, row: i64, col: i64) -> String {
 /// assert_eq!(cells.len(), 15);
 /// ```
 pub fn point_cells(p: GeoPoint) -> Vec<String> {
-    (0..=MAX_LEVEL)
-        .map(|k| term(k, row_of(p.lat, k), col_of(p.lon, k)))
-        .collect()
+    (0..=MAX_LEVEL).map(|k| point_cell(p, k)).collect()
+}
+
+/// The cell of `p` at `level` (one of [`point_cells`]' terms, without building the others).
+///
+/// ```
+/// use mussikon_engine::{geo::{point_cell, point_cells}, GeoPoint};
+/// let p = GeoPoint { lat: 40.4168, lon: -3.7038 };
+/// assert_eq!(point_cell(p, 10), point_cells(p)[10]);
+/// ```
+pub fn point_cell(p: GeoPoint, level: u32) -> String {
+    term(level, row_of(p.lat, level), col_of(p.lon, level))
 }
 
 /// The levels at which the search index pairs a musician's instruments with their home cell
@@ -103,9 +112,9 @@ pub const PLACE_LEVELS: &[u32] = &[8, 10];
 /// [`crate::index`]'s documents): every other level, 8 terms instead of 15. A `home` cover
 /// ([`home_cover`]) is then at most one level coarser than the finest that fits, so it may
 /// read up to four times the area; at 1M musicians searches near a point without an
-/// instrument cost the same or less (fewer cells to union), while indexing a musician costs
-/// about 12 % less CPU and the index is 12 % smaller (docs/perf.md, "Home terms at every other
-/// level").
+/// instrument cost the same or less (fewer cells to union), while a 1M import costs a tenth
+/// less CPU (22 → 20 µs per musician) and the index is 12 % smaller (docs/perf.md, "Home terms
+/// at every other level").
 pub const HOME_LEVELS: &[u32] = &[0, 2, 4, 6, 8, 10, 12, 14];
 
 /// The `home` cells covering the circle of `radius_km` around `center`: [`cover_cells_at`]
@@ -281,6 +290,24 @@ mod tests {
         (-90.0f64..=90.0, -180.0f64..=180.0).prop_map(|(lat, lon)| GeoPoint { lat, lon })
     }
 
+    /// The point `km` from `c` along `bearing` (degrees from north): the spherical destination.
+    fn destination(c: GeoPoint, bearing: f64, km: f64) -> GeoPoint {
+        let d = km / EARTH_RADIUS_KM;
+        let (la, lo, b) = (c.lat.to_radians(), c.lon.to_radians(), bearing.to_radians());
+        let lat2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).asin();
+        let lon2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * lat2.sin());
+        let mut lon2 = lon2.to_degrees();
+        if lon2 > 180.0 {
+            lon2 -= 360.0
+        } else if lon2 < -180.0 {
+            lon2 += 360.0
+        }
+        GeoPoint {
+            lat: lat2.to_degrees(),
+            lon: lon2,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
         #[test]
@@ -289,14 +316,7 @@ mod tests {
             radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
             max_cells in 1usize..40,
         ) {
-            // A point at distance frac·radius along `bearing` from c (spherical destination).
-            let d = frac * radius / EARTH_RADIUS_KM;
-            let (la, lo, b) = (c.lat.to_radians(), c.lon.to_radians(), bearing.to_radians());
-            let lat2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).asin();
-            let lon2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * lat2.sin());
-            let mut lon2 = lon2.to_degrees();
-            if lon2 > 180.0 { lon2 -= 360.0 } else if lon2 < -180.0 { lon2 += 360.0 }
-            let p = GeoPoint { lat: lat2.to_degrees(), lon: lon2 };
+            let p = destination(c, bearing, frac * radius);
             prop_assume!(haversine_km(c, p) <= radius);
             let cover = cover_cells(c, radius, max_cells);
             prop_assert!(cover.len() <= max_cells.max(1) || cover.len() == 1 || cover[0].starts_with("0/"));
@@ -340,13 +360,7 @@ mod tests {
             radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
             max_cells in 1usize..70,
         ) {
-            let d = frac * radius / EARTH_RADIUS_KM;
-            let (la, lo, b) = (c.lat.to_radians(), c.lon.to_radians(), bearing.to_radians());
-            let lat2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).asin();
-            let lon2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * lat2.sin());
-            let mut lon2 = lon2.to_degrees();
-            if lon2 > 180.0 { lon2 -= 360.0 } else if lon2 < -180.0 { lon2 += 360.0 }
-            let p = GeoPoint { lat: lat2.to_degrees(), lon: lon2 };
+            let p = destination(c, bearing, frac * radius);
             prop_assume!(haversine_km(c, p) <= radius);
             let cover = home_cover(c, radius, max_cells);
             prop_assert!(cover.len() <= max_cells || cover == vec![term(0, 0, 0)]);

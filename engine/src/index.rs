@@ -36,7 +36,7 @@
 //!   reaches, is deleted and rebuilt from the store, with progress logged.
 
 use crate::columns::DocFacts;
-use crate::geo::point_cells;
+use crate::geo::point_cell;
 use crate::overlay::{FactsOverlay, FoldPolicy, OverlayState};
 use crate::store::{Changed, MusicianRecord, Store, StoreError};
 use std::path::Path;
@@ -230,18 +230,15 @@ fn document(f: &Fields, rec: &MusicianRecord) -> TantivyDocument {
     for b in s.booked {
         d.add_text(f.unavail, &b.date);
     }
-    let cells = point_cells(s.location);
+    // Only the cells the document records (not all of `point_cells`: a re-index builds each).
     for level in crate::geo::PLACE_LEVELS {
-        if let Some(cell) = cells.get(*level as usize) {
-            for i in s.instruments.iter().filter(|i| i.level >= 1) {
-                d.add_text(f.place, place_term(cell, &i.name));
-            }
+        let cell = point_cell(s.location, *level);
+        for i in s.instruments.iter().filter(|i| i.level >= 1) {
+            d.add_text(f.place, place_term(&cell, &i.name));
         }
     }
     for level in crate::geo::HOME_LEVELS {
-        if let Some(cell) = cells.get(*level as usize) {
-            d.add_text(f.home, cell);
-        }
+        d.add_text(f.home, point_cell(s.location, *level));
     }
     // The location's columns are fixed by the source (it gives the `home` terms too); the
     // rest are the volatile facts.
