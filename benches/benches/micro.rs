@@ -2,7 +2,8 @@
 //!
 //! - `matching::evaluate` of one musician against one slot (an eligible pair, so every check and
 //!   the whole score run, and a pair rejected on the instrument);
-//! - `geo::cover_cells` for a 50 km circle with at most 16 cells, and `geo::haversine_km`;
+//! - `geo::home_cover` (the cover the engine queries `home` terms with) for a 50 km circle with
+//!   at most 16 cells, and `geo::haversine_km`;
 //! - the storage codec: encode and decode of a `MusicianRecord`;
 //! - `validate_musician` of a generated (already normal) musician.
 //!
@@ -16,7 +17,7 @@
 use criterion::{black_box, BatchSize, Criterion};
 use mussikon_engine::codec::{decode, encode, RecordKind};
 use mussikon_engine::generate::{GenConfig, Generator};
-use mussikon_engine::geo::{cover_cells, haversine_km};
+use mussikon_engine::geo::{haversine_km, home_cover};
 use mussikon_engine::matching::evaluate;
 use mussikon_engine::{
     validate_musician, Budget, GeoPoint, Gig, Musician, MusicianRecord, Slot, Weights,
@@ -111,8 +112,8 @@ fn bench_geo(c: &mut Criterion) {
         lat: 41.3874,
         lon: 2.1686,
     };
-    c.bench_function("geo::cover_cells (50 km, 16 cells)", |b| {
-        b.iter(|| cover_cells(black_box(madrid), black_box(50.0), black_box(16)))
+    c.bench_function("geo::home_cover (50 km, 16 cells)", |b| {
+        b.iter(|| home_cover(black_box(madrid), black_box(50.0), black_box(16)))
     });
     c.bench_function("geo::haversine_km", |b| {
         b.iter(|| haversine_km(black_box(madrid), black_box(barcelona)))

@@ -95,7 +95,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     explain: usize,
     /// Radius of the measured searches around each gig, km.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = SearchShape::DEFAULT.radius_km)]
     search_radius_km: f64,
     /// Measure searches near a point without an instrument (the `home` cover, not the
     /// instrument's `place` terms).
@@ -1170,7 +1170,7 @@ impl std::ops::Add for Stages {
 /// replica must follow it.
 fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Path) -> Result<()> {
     use mussikon_engine::geo::{
-        cover_cells, cover_cells_at, haversine_km, point_cells, PLACE_COVER_CELLS, PLACE_LEVELS,
+        cover_cells_at, haversine_km, home_cover, point_cells, PLACE_COVER_CELLS, PLACE_LEVELS,
     };
     use mussikon_engine::matching::evaluate;
     section("explain: single-slot pre-filter stages (replica of the index terms)");
@@ -1200,7 +1200,7 @@ fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Pa
         let home_cover: std::collections::HashSet<String> =
             cover_cells_at(gig.location, gig.radius_km, PLACE_COVER_CELLS, PLACE_LEVELS)
                 .map(|(_, cells)| cells)
-                .unwrap_or_else(|| cover_cells(gig.location, gig.radius_km, 32))
+                .unwrap_or_else(|| home_cover(gig.location, gig.radius_km, 32))
                 .into_iter()
                 .collect();
         let st = musicians
