@@ -25,7 +25,10 @@
 //!   state is the restored data ([`crate::bootstrap`]); other engine data without Raft state
 //!   is refused.
 //! - One membership change at a time ([`AdminError::Busy`] otherwise); a leadership handover
-//!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one.
+//!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one. A change asked while
+//!   the leader has not committed the last one (a new leader inherits it uncommitted) is retried
+//!   until [`LEADER_WAIT`], then answered [`AdminError::Uncommitted`]; no openraft refusal of a
+//!   change is an internal error ([`membership_error`]).
 //! - A handover loses no acknowledged write and fails none: the leader stops taking writes
 //!   (they wait), lets the ones in flight commit, waits until the target has every entry, and
 //!   asks it to stand for election (openraft 0.9 has no leader transfer; this is Raft's
@@ -42,7 +45,9 @@ use crate::types::{decode, encode, NodeId, Raft, Reply, Request, SnapshotFile, T
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use mussikon_engine::{Command, Engine, Executed};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal, RaftError,
+};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -336,6 +341,45 @@ pub enum AdminError {
     /// not answer there as itself).
     #[error("{0}")]
     BadAddr(String),
+    /// The leader has a membership change that it has not yet committed (openraft's
+    /// `InProgress`): the change of a moment ago, or one a new leader inherited from its
+    /// predecessor and commits with its first entry of its term. Retried until
+    /// [`LEADER_WAIT`]; nothing was changed. Retry.
+    #[error("{0}")]
+    Uncommitted(String),
+    /// The leader was asked and no answer came back (it failed or the connection broke after
+    /// the request was sent): the change may or may not have been made; `cluster status`
+    /// shows which.
+    #[error("{0}")]
+    Unknown(String),
+}
+
+/// The admin error for a membership call openraft refused: a change that cannot be made
+/// (the last voter removed, a voter promoted before it is a learner) is the caller's
+/// [`AdminError::Invalid`], an uncommitted earlier change is [`AdminError::Uncommitted`] (a
+/// retry will do), a lost leadership is [`AdminError::NoLeader`]; only openraft's own failures
+/// are [`AdminError::Failed`].
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> AdminError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AdminError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => AdminError::Uncommitted(format!(
+                "the last membership change (log index {}) is not committed yet (committed: \
+                 {}); retry when it is",
+                p.membership_log_id.map_or(0, |l| l.index),
+                p.committed.map_or(0, |l| l.index),
+            )),
+            ChangeMembershipError::EmptyMembership(_) => AdminError::Invalid(
+                "the cluster must keep at least one voter: add another before removing this one"
+                    .into(),
+            ),
+            ChangeMembershipError::LearnerNotFound(l) => AdminError::Invalid(format!(
+                "node {} must be a learner before it becomes a voter",
+                l.node_id
+            )),
+        },
+        other => AdminError::Failed(other.to_string()),
+    }
 }
 
 /// Why a peer RPC could not be served.
@@ -1010,7 +1054,7 @@ impl Node {
         self.retry_for(
             LEADER_WAIT,
             Duration::from_millis(100),
-            |e| matches!(e, AdminError::NoLeader),
+            |e| matches!(e, AdminError::NoLeader | AdminError::Uncommitted(_)),
             || self.change_members_once(op.clone()),
         )
         .await
@@ -1031,6 +1075,10 @@ impl Node {
                 match answer {
                     Ok(a) => a,
                     Err(TransportError::Unreachable(..)) => Err(AdminError::NoLeader),
+                    Err(e @ TransportError::Failed(..)) => Err(AdminError::Unknown(format!(
+                        "the leader (node {id}) did not answer: {e}; the change may have been \
+                         made: `cluster status` shows whether it was"
+                    ))),
                     Err(e) => Err(AdminError::Failed(e.to_string())),
                 }
             }
@@ -1042,10 +1090,6 @@ impl Node {
             return Err(AdminError::Busy);
         };
         let raft = &self.inner.raft;
-        let fail = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AdminError::NoLeader,
-            other => AdminError::Failed(other.to_string()),
-        };
         let membership = raft.metrics().borrow().membership_config.clone();
         match op {
             AdminOp::Add { id, addr, voter } => {
@@ -1059,38 +1103,29 @@ impl Node {
                         %addr,
                         "learner {learner} held this address: removing it, the new node replaces it"
                     );
-                    raft.change_membership(
-                        ChangeMembers::RemoveNodes(BTreeSet::from([learner])),
-                        false,
-                    )
-                    .await
-                    .map_err(fail)?;
+                    self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([learner])))
+                        .await?;
                 }
                 let is_voter = membership.membership().voter_ids().any(|v| v == id);
                 if !is_voter {
                     raft.add_learner(id, BasicNode { addr }, true)
                         .await
-                        .map_err(fail)?;
+                        .map_err(membership_error)?;
                 }
                 if voter && !is_voter {
-                    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                        .await
-                        .map_err(fail)?;
+                    self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                        .await?;
                 }
             }
             AdminOp::SetAddr { id, addr } => {
                 let Some(old) = self.readdress(id, &addr, &membership).await? else {
                     return Ok(self.status());
                 };
-                raft.change_membership(
-                    ChangeMembers::SetNodes(BTreeMap::from([(
-                        id,
-                        BasicNode { addr: addr.clone() },
-                    )])),
-                    false,
-                )
-                .await
-                .map_err(fail)?;
+                self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(
+                    id,
+                    BasicNode { addr: addr.clone() },
+                )])))
+                .await?;
                 tracing::info!(node_id = id, from = %old, to = %addr, "member address changed");
             }
             AdminOp::TransferLeader { to } => return self.hand_over(to).await,
@@ -1105,10 +1140,28 @@ impl Node {
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
-                raft.change_membership(change, false).await.map_err(fail)?;
+                self.change_membership(change).await?;
             }
         }
         Ok(self.status())
+    }
+
+    /// Proposes `change` (this node leads) and waits until it is committed, at most
+    /// [`WRITE_WAIT`], as a write waits: a leader cut from its quorum answers
+    /// [`AdminError::Unknown`] then (the change stays in its log and may yet commit, or be
+    /// dropped by the next leader), instead of holding the one-change-at-a-time lock forever.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<(), AdminError> {
+        let proposed = self.inner.raft.change_membership(change, false);
+        match tokio::time::timeout(WRITE_WAIT, proposed).await {
+            Ok(committed) => committed.map(|_| ()).map_err(membership_error),
+            Err(_) => Err(AdminError::Unknown(format!(
+                "the change was proposed but not committed within {WRITE_WAIT:?} (this leader \
+                 reaches no quorum); it may yet take effect: `cluster status` shows whether"
+            ))),
+        }
     }
 
     /// Changes member `id`'s peer address to `addr`, asked of any node (forwarded to the

@@ -556,6 +556,10 @@ fn admin_error(e: AdminError) -> ApiError {
         AdminError::Failed(m) => ApiError::Internal(m),
         e @ AdminError::NotMember(_) => ApiError::NotFound(e.to_string()),
         AdminError::BadAddr(rule) => ApiError::invalid("addr", rule),
+        AdminError::Uncommitted(reason) | AdminError::Unknown(reason) => ApiError::Unavailable {
+            reason,
+            retry_after_s: 1,
+        },
     }
 }
 

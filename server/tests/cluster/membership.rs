@@ -353,3 +353,32 @@ async fn a_voter_whose_log_went_backwards_does_not_crash_the_leader() {
     assert_eq!(s["term"], term, "the leader kept leading: {s}");
     assert_all_present(&c, &[leader, other], &acked).await;
 }
+
+/// The last voter cannot be removed: the cluster would have no one to commit. The refusal is
+/// a 422 naming the rule (openraft's `EmptyMembership`, once a 500), and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_last_voter_is_refused_and_changes_nothing() {
+    let c = Cluster::start(1, &[]).await;
+    c.wait_leader(&[1]).await;
+    let r = c
+        .http
+        .delete(c.url(1, "/v1/cluster/members/1"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "node_id", "{body}");
+    assert!(
+        body["errors"][0]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("at least one voter")),
+        "{body}"
+    );
+    let (ok, out) = c.cli(1, &["remove", "--id", "1"]).await;
+    assert!(!ok && out.contains("at least one voter"), "{out}");
+    assert_eq!(c.roles(1).await.len(), 1);
+    let acked = write_musicians(&c, &[1], "after", 3).await;
+    assert_all_present(&c, &[1], &acked).await;
+}

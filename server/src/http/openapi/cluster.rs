@@ -35,7 +35,7 @@ pub mod paths {
             (status = 400, description = "The body is not valid JSON or has unknown fields."),
             (status = 404, description = "This server is not a cluster node."),
             (status = 422, description = "`node_id` or `addr` is invalid."),
-            (status = 503, description = "Another change is running, or no leader is known."),
+            (status = 503, description = "Another change is running or not yet committed, or no leader is known (retried for 5 s first), or the leader's answer was lost: then the change may have been made, and the status shows whether."),
         ))]
     pub fn add_member() {}
 
@@ -48,8 +48,8 @@ pub mod paths {
         responses(
             (status = 200, description = "The change is committed; the status after it.", body = ClusterStatus),
             (status = 404, description = "This server is not a cluster node."),
-            (status = 422, description = "The id is not a member."),
-            (status = 503, description = "Another change is running, or no leader is known."),
+            (status = 422, description = "The id is not a member, or it is the last voter."),
+            (status = 503, description = "Another change is running or not yet committed, or no leader is known (retried for 5 s first), or the leader's answer was lost: then the change may have been made, and the status shows whether."),
         ))]
     pub fn remove_member() {}
 
@@ -69,7 +69,7 @@ pub mod paths {
             (status = 400, description = "The body is not valid JSON (its position is given)."),
             (status = 404, description = "This server is not a cluster node, or the id is not a member."),
             (status = 422, description = "`addr` is not HOST:PORT, is another member's address, or the member does not answer peer RPCs there; or `node_id` was removed from the cluster."),
-            (status = 503, description = "Another change is running, or no leader is known."),
+            (status = 503, description = "Another change is running or not yet committed, or no leader is known (retried for 5 s first), or the leader's answer was lost: then the change may have been made, and the status shows whether."),
         ))]
     pub fn set_member_addr() {}
 
