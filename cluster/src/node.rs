@@ -28,7 +28,7 @@
 //!   ([`Node::transfer_leadership`], [`Node::step_down`]) counts as one. A change asked while
 //!   the leader has not committed the last one (a new leader inherits it uncommitted) is retried
 //!   until [`LEADER_WAIT`], then answered [`AdminError::Uncommitted`]; no openraft refusal of a
-//!   change is an internal error ([`membership_error`]).
+//!   change is an internal error (`membership_error`).
 //! - A handover loses no acknowledged write and fails none: the leader stops taking writes
 //!   (they wait), lets the ones in flight commit, waits until the target has every entry, and
 //!   asks it to stand for election (openraft 0.9 has no leader transfer; this is Raft's
