@@ -22,13 +22,21 @@ the end the nodes are stopped with SIGTERM (followers first, so no node applies 
 others lack), `mussikon check` must pass on each directory and their `mussikon export`s must be
 byte-identical.
 
+With `--membership` (cluster only), each cycle first replaces a voter while the writers go on,
+before its kill: it removes one (the leader in about half the cycles) with `DELETE
+/v1/cluster/members/ID` through another node, stops it with SIGTERM, starts a node under the next
+unused id and adds it as a voter with `POST /v1/cluster/members` through a random node. Every
+admin answer must be 200, or 503 (retried until the change is seen done: a 503 may say the change
+"may yet take effect", and a removal seen done after one answers 422 "not a member"); anything
+else, a 500 above all, fails the cycle. A removed node's id is never used again.
+
 Writes whose answer was lost (connection cut after the request was sent, a timeout, or 503:
 the cluster's "outcome unknown") are "in doubt": either outcome is allowed, also one taking
 effect after a later acknowledged write of the same client (a forwarded write may still be in
 flight to the leader), but the state they leave must satisfy every invariant. After each cycle
 the settled state is read back so the next cycle starts from sure knowledge.
 
-Usage: server/tests/kill_loop.py [--cycles N] [--cluster 3] [--bin PATH] [--seed S]
+Usage: server/tests/kill_loop.py [--cycles N] [--cluster 3 [--membership]] [--bin PATH] [--seed S]
 (the binary also from $MUSSIKON_BIN; default ${CARGO_TARGET_DIR:-target}/debug/mussikon)
 Exit 0 when every cycle passes; prints one line per cycle and a summary. Kill moments come from
 the wall clock, so a seed reproduces the choices (victims, operations), not the interleaving.
@@ -487,6 +495,13 @@ class Cluster:
         addrs = {i + 1: f"127.0.0.1:{p}" for i, p in enumerate(sorted(ports))}
         peers = ",".join(f"{i}={a}" for i, a in addrs.items())
         self.nodes = {i: Node(binary, root, i, a, peers, extra) for i, a in addrs.items()}
+        self.binary, self.root, self.extra, self.peers = binary, root, list(extra), peers
+        self.next_id = n + 1  # ids are never reused: a removed node's id stays retired
+
+    def members(self, i):
+        """Node i's view of the membership: {id: role}, or None when it does not answer."""
+        s = self.status(i)
+        return None if s is None else {m["id"]: m["role"] for m in s.get("members", [])}
 
     def bases(self):
         return [f"http://{n.addr}" for n in self.nodes.values()]
@@ -529,12 +544,95 @@ class Cluster:
         raise SystemExit(f"the cluster did not converge in {DEADLINE}s: {last}")
 
 
+def admin_change(cl, rng, vias, method, path, body, done):
+    """Asks a membership change of random running nodes of `vias` until `done()` (the change is seen in
+    the membership) or it is answered 200; 503 and lost answers are retried. Returns (problems,
+    a summary of the answers)."""
+    answers = []
+    started = time.time()
+    while time.time() - started < DEADLINE:
+        via = rng.choice([i for i in vias if cl.nodes[i].alive()])
+        try:
+            status, body_ = call(cl.nodes[via].base, method, path, body, timeout=DEADLINE)
+        except Refused:
+            continue
+        except Lost as e:
+            answers.append("lost")
+            if done():
+                return [], answers
+            continue
+        detail = body_.get("detail") if isinstance(body_, dict) else None
+        answers.append(f"{status} ({detail[:60]})" if status == 503 and detail else str(status))
+        if status == 200:
+            return [], answers
+        if status == 503:
+            if done():
+                return [], answers
+            time.sleep(0.2)
+            continue
+        if status == 422 and answers[:-1] and done():
+            return [], answers  # a retried removal that had taken effect: "not a member"
+        return [f"{method} {path} via node {via}: {status} {json.dumps(body_)}"], answers
+    return [f"{method} {path}: not done in {DEADLINE}s ({', '.join(answers)})"], answers
+
+
+def replace_voter(rng, cl):
+    """Starts a node under the next unused id, removes one voter (the leader in about half the
+    calls), adds the new node as a voter at once, then stops the removed one; the changes are
+    asked through the voters that stay. Returns (problems, what was done)."""
+    leader = cl.leader()
+    if leader is not None and rng.random() < 0.5:
+        victim, why = leader, "leader"
+    else:
+        victim, why = rng.choice(sorted(cl.nodes)), "random"
+    others = list(cl.nodes)  # the voters that stay (the new node is not one yet)
+    others.remove(victim)
+
+    def gone():
+        views = [cl.members(i) for i in others]
+        return any(v is not None and victim not in v for v in views)
+
+    # The replacement starts first (it waits to be contacted), so that its join follows the
+    # removal at once: after a leader removed itself, the next change meets a new leader that
+    # has not yet committed the membership it inherited.
+    new = cl.next_id
+    cl.next_id += 1
+    addr = f"127.0.0.1:{free_port()}"
+    cl.peers += f",{new}={addr}"
+    node = Node(cl.binary, cl.root, new, addr, cl.peers, cl.extra)
+    node.start()
+    cl.nodes[new] = node
+    problems, removed = admin_change(cl, rng, others, "DELETE", f"/v1/cluster/members/{victim}",
+                                     None, gone)
+    if problems:
+        return problems, f"remove {victim}: {'/'.join(removed)}"
+
+    def joined():
+        views = [cl.members(i) for i in others]
+        return any(v is not None and v.get(new) == "voter" for v in views)
+
+    more, added = admin_change(cl, rng, others, "POST", "/v1/cluster/members",
+                               {"node_id": new, "addr": addr, "voter": True}, joined)
+    code = cl.nodes[victim].stop()
+    if code != 0:
+        more.append(f"removed node {victim} exited {code} on SIGTERM")
+    del cl.nodes[victim]
+    return problems + more, (f"replaced voter {victim} ({why}) by {new}: remove "
+                             f"{'/'.join(removed)}, join {'/'.join(added)}")
+
+
 def cluster_cycle(args, rng, cl, ledger, cycle, gigs, musicians):
     """One cycle; returns its problems."""
     t0 = time.time()
     stop, threads = start_writers(cl.bases(), False, ledger, rng, cycle, args.writers, gigs, musicians)
+    problems, replaced = [], ""
     try:
         time.sleep(rng.uniform(0.2, 2.0))
+        if args.membership:
+            problems, replaced = replace_voter(rng, cl)
+            replaced += "; "
+            if problems:
+                print(f"  cycle {cycle}: {problems[0]}", flush=True)
         if rng.random() < 0.5:
             victim, why = cl.leader(), "leader"
             if victim is None:
@@ -547,9 +645,9 @@ def cluster_cycle(args, rng, cl, ledger, cycle, gigs, musicians):
         # leader when the leader was killed (elections time out after 0.25-0.4 s, leases last 0.4 s).
         time.sleep(rng.uniform(0.3, 4.0))
         ok, out = check_dir(args, node, ledger)
-        problems = [] if ok else [f"mussikon check on node {victim}'s directory after the kill: {out}"]
         if not ok:
-            print(f"  cycle {cycle}: {problems[0]}", flush=True)
+            problems.append(f"mussikon check on node {victim}'s directory after the kill: {out}")
+            print(f"  cycle {cycle}: {problems[-1]}", flush=True)
         interim = cl.leader()
         restart(args, node, ledger)
         time.sleep(rng.uniform(0.2, 1.5))
@@ -571,7 +669,7 @@ def cluster_cycle(args, rng, cl, ledger, cycle, gigs, musicians):
                 if views[k] != first[1][k]:
                     problems.append(f"node {i} and node {first[0]} differ on {k}: "
                                     f"{json.dumps(views[k])} vs {json.dumps(first[1][k])}")
-    print(f"cycle {cycle}: killed node {victim} ({why}); leader while it was down {interim}, "
+    print(f"cycle {cycle}: {replaced}killed node {victim} ({why}); leader while it was down {interim}, "
           f"now {leader}, applied {applied}; "
           f"{ledger.acked} acknowledged so far, {ledger.doubt} in doubt, {ledger.refused} refused; "
           f"{out}; {time.time() - t0:.1f}s; {'OK' if not problems else 'FAILED'}", flush=True)
@@ -648,6 +746,9 @@ def main():
         os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "mussikon"))
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--writers", type=int, default=4)
+    ap.add_argument("--membership", action="store_true",
+                    help="with --cluster: replace a voter (remove it, add a node under a new id) "
+                         "in every cycle, under the writers' load")
     ap.add_argument("--snapshot-logs", type=int, default=300,
                     help="cluster.snapshot_logs for the cluster (small, so snapshots and log purges happen)")
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
@@ -658,8 +759,12 @@ def main():
     args = ap.parse_args()
     if args.cluster not in (0, 1) and args.cluster < 3:
         ap.error("--cluster takes 3 or more nodes (a kill must leave a majority)")
+    if args.membership and args.cluster < 3:
+        ap.error("--membership needs --cluster 3 or more")
     rng = random.Random(args.seed)
     mode = f"{args.cluster}-node cluster" if args.cluster > 1 else "single node"
+    if args.membership:
+        mode += " with a voter replaced every cycle"
     print(f"kill_loop: {mode}, {args.cycles} cycles, seed {args.seed}, binary {args.bin}", flush=True)
     work = tempfile.mkdtemp(prefix="mussikon-kill-")
     gigs = [f"g-{i}" for i in range(len(DATES))]
