@@ -382,6 +382,27 @@ fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -
     }
 }
 
+/// Waits for a membership change openraft was given to commit, at most [`WRITE_WAIT`], as a
+/// write waits: a leader cut from its quorum answers [`AdminError::Unknown`] then (the change
+/// stays in its log and may yet commit, or be dropped by the next leader), instead of holding
+/// the one-change-at-a-time lock forever.
+async fn bounded_commit(
+    proposed: impl std::future::Future<
+        Output = Result<
+            openraft::raft::ClientWriteResponse<TypeConfig>,
+            RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+        >,
+    >,
+) -> Result<openraft::raft::ClientWriteResponse<TypeConfig>, AdminError> {
+    match tokio::time::timeout(WRITE_WAIT, proposed).await {
+        Ok(committed) => committed.map_err(membership_error),
+        Err(_) => Err(AdminError::Unknown(format!(
+            "the change was proposed but not committed within {WRITE_WAIT:?} (this leader \
+             reaches no quorum); it may yet take effect: `cluster status` shows whether"
+        ))),
+    }
+}
+
 /// Why a peer RPC could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -1108,9 +1129,10 @@ impl Node {
                 }
                 let is_voter = membership.membership().voter_ids().any(|v| v == id);
                 if !is_voter {
-                    raft.add_learner(id, BasicNode { addr }, true)
-                        .await
-                        .map_err(membership_error)?;
+                    let entry = bounded_commit(raft.add_learner(id, BasicNode { addr }, false))
+                        .await?
+                        .log_id;
+                    self.wait_caught_up(id, entry.index).await?;
                 }
                 if voter && !is_voter {
                     self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
@@ -1146,22 +1168,40 @@ impl Node {
         Ok(self.status())
     }
 
-    /// Proposes `change` (this node leads) and waits until it is committed, at most
-    /// [`WRITE_WAIT`], as a write waits: a leader cut from its quorum answers
-    /// [`AdminError::Unknown`] then (the change stays in its log and may yet commit, or be
-    /// dropped by the next leader), instead of holding the one-change-at-a-time lock forever.
+    /// Proposes `change` (this node leads) and waits until it is committed ([`bounded_commit`]).
     async fn change_membership(
         &self,
         change: ChangeMembers<NodeId, BasicNode>,
     ) -> Result<(), AdminError> {
-        let proposed = self.inner.raft.change_membership(change, false);
-        match tokio::time::timeout(WRITE_WAIT, proposed).await {
-            Ok(committed) => committed.map(|_| ()).map_err(membership_error),
-            Err(_) => Err(AdminError::Unknown(format!(
-                "the change was proposed but not committed within {WRITE_WAIT:?} (this leader \
-                 reaches no quorum); it may yet take effect: `cluster status` shows whether"
-            ))),
+        bounded_commit(self.inner.raft.change_membership(change, false))
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits until learner `id` has every entry up to `index` (the entry that added it), as
+    /// openraft's blocking `add_learner` does, for as long as it takes (a snapshot of a large
+    /// collection takes minutes) while this node leads. When leadership moves meanwhile the
+    /// answer is [`AdminError::NoLeader`]: the join is retried on the new leader while
+    /// [`Node::change_members`]' retries run (else the caller asks again), where adding a
+    /// learner again changes nothing and the wait starts over.
+    async fn wait_caught_up(&self, id: NodeId, index: u64) -> Result<(), AdminError> {
+        let me = self.inner.id;
+        let m = self
+            .inner
+            .raft
+            .wait(None)
+            .metrics(
+                |m| {
+                    m.current_leader != Some(me) || matched_index(m, id).is_some_and(|i| i >= index)
+                },
+                "the new learner caught up",
+            )
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        if m.current_leader != Some(me) {
+            return Err(AdminError::NoLeader);
         }
+        Ok(())
     }
 
     /// Changes member `id`'s peer address to `addr`, asked of any node (forwarded to the

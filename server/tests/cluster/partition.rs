@@ -157,9 +157,10 @@ async fn a_cut_follower_catches_up_when_healed_and_faults_are_refused_when_off()
 
 /// A membership change its leader cannot commit (the leader is cut from the other voters)
 /// answers 503 after the write wait, and stays uncommitted in that leader's log. A second
-/// change asked of it meanwhile answers 503 naming the uncommitted change, never 500 (a new leader meets the same state for a moment
-/// after its predecessor removed itself: CI met the 500 there once). Healed, the cluster
-/// drops the uncommitted change, and the change goes through.
+/// change asked of it meanwhile answers 503 naming the uncommitted change, never 500 (a new
+/// leader meets the same state for a moment after its predecessor removed itself: CI met the
+/// 500 there once). Healed, the cluster drops the uncommitted change, and a change goes
+/// through.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_while_another_is_uncommitted_answers_503_and_goes_through_once_healed() {
     let mut c = Cluster::start(3, FAULTS).await;
@@ -171,11 +172,18 @@ async fn a_change_while_another_is_uncommitted_answers_503_and_goes_through_once
     }
     let new = c.wait_leader(&majority).await;
     assert_ne!(new, old);
-    let remove = c.url(old, &format!("/v1/cluster/members/{}", majority[0]));
 
-    // The first change is proposed on the cut leader and cannot commit: after the write wait
-    // (10 s) its answer says so, and that it may yet take effect.
-    let first = c.http.delete(&remove).send().await.unwrap();
+    // The first change, a join, is proposed on the cut leader and cannot commit: after the
+    // write wait (10 s) its answer says so, and that it may yet take effect.
+    c.spawn_new(4).await;
+    let join = json!({"node_id": 4, "addr": c.nodes[&4].peer_addr, "voter": true});
+    let first = c
+        .http
+        .post(c.url(old, "/v1/cluster/members"))
+        .json(&join)
+        .send()
+        .await
+        .unwrap();
     let status = first.status();
     let body: Value = first.json().await.unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -185,7 +193,8 @@ async fn a_change_while_another_is_uncommitted_answers_503_and_goes_through_once
             .is_some_and(|d| d.contains("not committed within") && d.contains("may yet")),
         "{body}"
     );
-    // The second finds it uncommitted.
+    // The second, a removal, finds it uncommitted.
+    let remove = c.url(old, &format!("/v1/cluster/members/{}", majority[0]));
     let second = c.http.delete(&remove).send().await.unwrap();
     let status = second.status();
     let body: Value = second.json().await.unwrap();
@@ -199,11 +208,12 @@ async fn a_change_while_another_is_uncommitted_answers_503_and_goes_through_once
     );
 
     heal_all(&c).await;
+    c.sigkill(4);
     let leader = c.wait_converged().await;
     assert_eq!(
-        c.roles(leader).await.len(),
-        3,
-        "the uncommitted change was dropped"
+        c.roles(leader).await.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "the uncommitted join was dropped"
     );
     let (ok, out) = c
         .cli(old, &["remove", "--id", &majority[0].to_string()])
