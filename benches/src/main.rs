@@ -1197,7 +1197,8 @@ fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Pa
         let Some(slot) = gig.slots.first() else {
             continue;
         };
-        let home_cover: std::collections::HashSet<String> =
+        // The engine's cover for the slot: `place` cells when they fit, else `home` cells.
+        let cover: std::collections::HashSet<String> =
             cover_cells_at(gig.location, gig.radius_km, PLACE_COVER_CELLS, PLACE_LEVELS)
                 .map(|(_, cells)| cells)
                 .unwrap_or_else(|| home_cover(gig.location, gig.radius_km, 32))
@@ -1217,10 +1218,7 @@ fn explain(gen: &Generator, n_musicians: usize, gigs: &[Gig], n: usize, dir: &Pa
                 s.attributes = 1;
                 s.in_gig_radius =
                     u64::from(haversine_km(m.location, gig.location) <= gig.radius_km);
-                if point_cells(m.location)
-                    .iter()
-                    .any(|c| home_cover.contains(c))
-                {
+                if point_cells(m.location).iter().any(|c| cover.contains(c)) {
                     s.home = 1;
                     s.columns = u64::from(
                         m.active

@@ -132,7 +132,7 @@ pub const HOME_LEVELS: &[u32] = &[0, 2, 4, 6, 8, 10, 12, 14];
 /// ```
 pub fn home_cover(center: GeoPoint, radius_km: f64, max_cells: usize) -> Vec<String> {
     cover_cells_at(center, radius_km, max_cells, HOME_LEVELS)
-        .map_or_else(|| vec![term(0, 0, 0)], |(_, cells)| cells)
+        .map_or_else(whole_globe, |(_, cells)| cells)
 }
 
 /// Most cells of a circle's `place` cover ([`cover_cells_at`] over [`PLACE_LEVELS`]). Each cell
@@ -163,6 +163,11 @@ pub fn cover_cells(center: GeoPoint, radius_km: f64, max_cells: usize) -> Vec<St
             return span.cells(level);
         }
     }
+    whole_globe()
+}
+
+/// The one level-0 cell, which holds every point: the cover of last resort.
+fn whole_globe() -> Vec<String> {
     vec![term(0, 0, 0)]
 }
 
@@ -310,18 +315,34 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// Both covers of a circle hold every point within it: `cover_cells` one of its cells at
+        /// some level, in at most `max_cells` cells (or one cell, or the whole globe); a home
+        /// cover, at its level (one of HOME_LEVELS), the point's cell at that level, in at most
+        /// `max_cells` cells (or the whole globe).
         #[test]
-        fn cover_contains_every_point_within_radius(
+        fn covers_contain_every_point_within_radius(
             c in point(), bearing in 0.0f64..360.0, frac in 0.0f64..=1.0,
             radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
-            max_cells in 1usize..40,
+            max_cells in 1usize..70,
         ) {
             let p = destination(c, bearing, frac * radius);
             prop_assume!(haversine_km(c, p) <= radius);
+            let cells = point_cells(p);
             let cover = cover_cells(c, radius, max_cells);
             prop_assert!(cover.len() <= max_cells.max(1) || cover.len() == 1 || cover[0].starts_with("0/"));
-            let cells = point_cells(p);
             prop_assert!(cells.iter().any(|x| cover.contains(x)), "{c:?} r={radius} p={p:?} cover={cover:?}");
+
+            let cover = home_cover(c, radius, max_cells);
+            prop_assert!(cover.len() <= max_cells || cover == whole_globe());
+            let level: u32 = cover[0]
+                .split('/')
+                .next()
+                .and_then(|l| l.parse().ok())
+                .expect("a cell term starts with its level");
+            prop_assert!(HOME_LEVELS.contains(&level), "level {level}");
+            let prefix = format!("{level}/");
+            prop_assert!(cover.iter().all(|x| x.starts_with(&prefix)));
+            prop_assert!(cover.contains(&cells[level as usize]), "{c:?} r={radius} p={p:?} cover={cover:?}");
         }
     }
 
@@ -347,32 +368,6 @@ mod tests {
             if r > 0.0 {
                 prop_assert!(farther_than_by_latitude(a, b, r));
             }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4000))]
-        /// A home cover holds, at its level (one of HOME_LEVELS), the cell of every point
-        /// within the circle, in at most `max_cells` cells (or the whole globe).
-        #[test]
-        fn home_cover_contains_every_point_within_radius_at_a_home_level(
-            c in point(), bearing in 0.0f64..360.0, frac in 0.0f64..=1.0,
-            radius in prop_oneof![0.01f64..50.0, 50.0f64..2000.0, 2000.0f64..20000.0],
-            max_cells in 1usize..70,
-        ) {
-            let p = destination(c, bearing, frac * radius);
-            prop_assume!(haversine_km(c, p) <= radius);
-            let cover = home_cover(c, radius, max_cells);
-            prop_assert!(cover.len() <= max_cells || cover == vec![term(0, 0, 0)]);
-            let level: u32 = cover[0]
-                .split('/')
-                .next()
-                .and_then(|l| l.parse().ok())
-                .expect("a cell term starts with its level");
-            prop_assert!(HOME_LEVELS.contains(&level), "level {level}");
-            let prefix = format!("{level}/");
-            prop_assert!(cover.iter().all(|x| x.starts_with(&prefix)));
-            prop_assert!(cover.contains(&point_cells(p)[level as usize]), "{c:?} r={radius} p={p:?} cover={cover:?}");
         }
     }
 

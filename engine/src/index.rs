@@ -3,10 +3,10 @@
 //! One document per musician. Terms carry what the matcher filters on: `inst` holds
 //! `"{instrument}@{l}"` for every level `l` up to the musician's (so "plays guitar at level ≥ 3"
 //! is one term, `guitar@3`), `genre`, `unavail` (busy and booked dates), `home` (the location's
-//! cell at every other grid level, [`crate::geo::HOME_LEVELS`]), `place` (`"{cell}|{instrument}"` for every
-//! instrument played at level ≥ 1 and the home cell at each of [`crate::geo::PLACE_LEVELS`], so
-//! that a query near a point reads only the musicians who play the instrument there, not
-//! everyone who lives there) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
+//! cell at every other grid level, [`crate::geo::HOME_LEVELS`]), `place`
+//! (`"{cell}|{instrument}"` for every instrument played at level ≥ 1 and the home cell at each
+//! of [`crate::geo::PLACE_LEVELS`], so that a query near a point reads only the musicians who
+//! play the instrument there, not everyone who lives there) and `text` (name and bio, for free-text search). Fast (columnar) fields carry what readers
 //! test or score per document: `lat`, `lon`, `radius` (travel radius), `bayes` (Bayesian
 //! rating), `fee`, `currency` (the code packed by [`currency_code`]) and `active` (0 or 1).
 //! `id` is an indexed and fast string, the way back to the store; ids of up to 16 bytes are
