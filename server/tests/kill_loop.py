@@ -23,12 +23,13 @@ others lack), `mussikon check` must pass on each directory and their `mussikon e
 byte-identical.
 
 With `--membership` (cluster only), each cycle first replaces a voter while the writers go on,
-before its kill: it removes one (the leader in about half the cycles) with `DELETE
-/v1/cluster/members/ID` through another node, stops it with SIGTERM, starts a node under the next
-unused id and adds it as a voter with `POST /v1/cluster/members` through a random node. Every
-admin answer must be 200, or 503 (retried until the change is seen done: a 503 may say the change
-"may yet take effect", and a removal seen done after one answers 422 "not a member"); anything
-else, a 500 above all, fails the cycle. A removed node's id is never used again.
+before its kill: it starts a node under the next unused id, removes a voter (the leader in about
+half the cycles) with `DELETE /v1/cluster/members/ID` and at once adds the new node as a voter
+with `POST /v1/cluster/members`, both through the voters that stay, then stops the removed node
+with SIGTERM. Every admin answer must be 200, or 503 (retried until the change is seen done: a
+503 may say the change "may yet take effect", and a removal seen done after one answers 422 "not
+a member"); anything else, a 500 above all, fails the cycle. A removed node's id is never used
+again.
 
 Writes whose answer was lost (connection cut after the request was sent, a timeout, or 503:
 the cluster's "outcome unknown") are "in doubt": either outcome is allowed, also one taking
@@ -556,7 +557,7 @@ def admin_change(cl, rng, vias, method, path, body, done):
             status, body_ = call(cl.nodes[via].base, method, path, body, timeout=DEADLINE)
         except Refused:
             continue
-        except Lost as e:
+        except Lost:
             answers.append("lost")
             if done():
                 return [], answers
@@ -605,6 +606,10 @@ def replace_voter(rng, cl):
     problems, removed = admin_change(cl, rng, others, "DELETE", f"/v1/cluster/members/{victim}",
                                      None, gone)
     if problems:
+        # The replacement never joined: stop it, so that the cycle's convergence checks only the
+        # members.
+        node.stop()
+        del cl.nodes[new]
         return problems, f"remove {victim}: {'/'.join(removed)}"
 
     def joined():

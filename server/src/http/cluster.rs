@@ -549,17 +549,15 @@ fn admin_error(e: AdminError) -> ApiError {
             retry_after_s: 1,
         },
         AdminError::Invalid(rule) => ApiError::invalid("node_id", rule),
-        AdminError::NotNow(reason) => ApiError::Unavailable {
+        AdminError::NotNow(reason)
+        | AdminError::Uncommitted(reason)
+        | AdminError::Unknown(reason) => ApiError::Unavailable {
             reason,
             retry_after_s: 1,
         },
         AdminError::Failed(m) => ApiError::Internal(m),
         e @ AdminError::NotMember(_) => ApiError::NotFound(e.to_string()),
         AdminError::BadAddr(rule) => ApiError::invalid("addr", rule),
-        AdminError::Uncommitted(reason) | AdminError::Unknown(reason) => ApiError::Unavailable {
-            reason,
-            retry_after_s: 1,
-        },
     }
 }
 

@@ -358,8 +358,7 @@ async fn a_voter_whose_log_went_backwards_does_not_crash_the_leader() {
 /// a 422 naming the rule (openraft's `EmptyMembership`, once a 500), and nothing changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_the_last_voter_is_refused_and_changes_nothing() {
-    let c = Cluster::start(1, &[]).await;
-    c.wait_leader(&[1]).await;
+    let c = Cluster::start(1, &[]).await; // returns once node 1 leads
     let r = c
         .http
         .delete(c.url(1, "/v1/cluster/members/1"))
