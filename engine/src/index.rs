@@ -1036,6 +1036,7 @@ impl Indexer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
 
@@ -1054,6 +1055,102 @@ mod tests {
         #[test]
         fn currency_codes_are_distinct(a in "[A-Z]{3}", b in "[A-Z]{3}") {
             prop_assert_eq!(currency_code(&a) == currency_code(&b), a == b);
+        }
+    }
+
+    /// Process CPU seconds (user + system) from `/proc/self/stat`, in Linux's fixed 100 ticks
+    /// per second.
+    fn process_cpu_s() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    }
+
+    /// A measurement, run by hand (docs/perf.md, "A text document split from the match
+    /// document"): `cargo test --release -p mussikon-engine --lib reindex_cost -- --ignored
+    /// --nocapture`. For each of three documents, re-indexes 150,000 generated musicians over
+    /// 5,000 keys into a fresh on-disk index with the product's writer settings (one thread,
+    /// 128 MB, `merge_policy()`), each a delete of the key's document and an add as the indexer
+    /// does, committing every 4,500 (the cluster bench's second), waits for the merges, and
+    /// prints the process CPU per document. It asserts only that each key keeps one document.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[ignore]
+    fn reindex_cost_per_document() {
+        let gen = crate::generate::Generator::new(crate::generate::GenConfig {
+            musicians: 5000,
+            ..Default::default()
+        })
+        .unwrap();
+        let recs: Vec<MusicianRecord> = gen
+            .musicians()
+            .map(|musician| MusicianRecord {
+                musician,
+                version: 1,
+                booked: vec![],
+            })
+            .collect();
+        let text_only = |f: &Fields, rec: &MusicianRecord| {
+            let s = DocSource::of(rec);
+            let mut d = TantivyDocument::default();
+            d.add_text(f.id, s.id);
+            d.add_text(f.text, s.name);
+            if let Some(bio) = s.bio {
+                d.add_text(f.text, bio);
+            }
+            for (field, word) in f.id_words.iter().zip(pack_id(s.id)) {
+                d.add_u64(*field, word);
+            }
+            d
+        };
+        let without_text = |f: &Fields, rec: &MusicianRecord| {
+            let mut rec = rec.clone();
+            rec.musician.name.clear();
+            rec.musician.bio = None;
+            document(f, &rec)
+        };
+        type Build<'a> = &'a dyn Fn(&Fields, &MusicianRecord) -> TantivyDocument;
+        let variants: [(&str, Build); 3] = [
+            ("the product's document", &document),
+            ("the same without name and bio", &without_text),
+            (
+                "a text-only document (id, name, bio, packed id)",
+                &text_only,
+            ),
+        ];
+        let n = 150_000;
+        for (name, build) in variants {
+            let dir = tempfile::tempdir().unwrap();
+            let (schema, fields) = schema();
+            let index = Index::create_in_dir(dir.path(), schema).unwrap();
+            let mut writer: IndexWriter = index.writer_with_num_threads(1, 128_000_000).unwrap();
+            writer.set_merge_policy(Box::new(merge_policy()));
+            for r in &recs {
+                writer.add_document(build(&fields, r)).unwrap();
+            }
+            writer.commit().unwrap();
+            let values: usize = recs.iter().map(|r| build(&fields, r).len()).sum();
+            let started = process_cpu_s();
+            for k in 0..n {
+                let r = &recs[(k * 7919) % recs.len()];
+                writer.delete_term(Term::from_field_text(fields.id, &r.musician.id));
+                writer.add_document(build(&fields, r)).unwrap();
+                if k % 4500 == 4499 {
+                    writer.commit().unwrap();
+                }
+            }
+            writer.commit().unwrap();
+            writer.wait_merging_threads().unwrap();
+            let cpu = process_cpu_s() - started;
+            let docs = index.reader().unwrap().searcher().num_docs();
+            assert_eq!(docs, recs.len() as u64, "{name}: one document per key");
+            println!(
+                "{name}: {:.1} field values, {:.1} CPU µs per re-indexed document",
+                values as f64 / recs.len() as f64,
+                cpu * 1e6 / n as f64
+            );
         }
     }
 }
